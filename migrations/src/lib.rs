@@ -1,0 +1,15 @@
+//! Schema migrations of the identity service, shared by SQLite and PostgreSQL.
+//! One file per schema step; a released step is never edited.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial::Migration)]
+    }
+}

@@ -1,0 +1,4 @@
+//! Cryptography: the bounded argon2 pool and one-time tokens.
+
+pub mod password;
+pub mod random;

@@ -1,0 +1,381 @@
+//! argon2id hashing of passwords and PINs on a bounded pool, off the async
+//! runtime.
+//!
+//! At most `workers` hashes run at once (each holds `memory_kib` of RAM), and
+//! at most `queue` more callers wait; past that a caller gets
+//! [`Error::Overloaded`] at once, so a flood of logins costs a bounded amount
+//! of memory. A hash, once started, keeps its worker slot until it ends even
+//! when its caller is cancelled: blocking work cannot be interrupted, and the
+//! slot is what bounds the memory.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{
+    config::{Argon2Config, HashingConfig},
+    domain::{Error, Secret},
+};
+
+/// The outcome of checking a secret against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The secret matches. `needs_rehash`: the hash was made with other
+    /// parameters than the configured ones and should be replaced.
+    Match {
+        needs_rehash: bool,
+    },
+    Mismatch,
+}
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    params: Params,
+    limits: Argon2Config,
+    workers: Arc<Semaphore>,
+    admission: Arc<Semaphore>,
+    worker_count: usize,
+    waiting: AtomicUsize,
+    /// A hash of a random secret with the configured parameters: verifying
+    /// against it when a login is unknown costs exactly what a real check costs.
+    dummy_hash: String,
+}
+
+impl PasswordHasher {
+    /// Builds the pool. Computes the dummy hash, so call it once at start.
+    pub fn new(argon2: &Argon2Config, hashing: &HashingConfig) -> Result<Self, Error> {
+        let params = Params::new(
+            argon2.memory_kib,
+            argon2.iterations,
+            argon2.parallelism,
+            None,
+        )
+        .map_err(|e| Error::internal(format!("argon2 parameters: {e}")))?;
+        let worker_count = hashing.worker_count();
+        let dummy_secret = super::random::token();
+        let dummy_hash = hash_blocking(&params, dummy_secret.expose())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                params,
+                limits: argon2.clone(),
+                workers: Arc::new(Semaphore::new(worker_count)),
+                admission: Arc::new(Semaphore::new(worker_count + hashing.queue)),
+                worker_count,
+                waiting: AtomicUsize::new(0),
+                dummy_hash,
+            }),
+        })
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.inner.worker_count
+    }
+
+    /// Callers waiting for a worker right now.
+    pub fn queue_depth(&self) -> usize {
+        self.inner.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Hashes running right now.
+    pub fn busy_workers(&self) -> usize {
+        self.inner.worker_count - self.inner.workers.available_permits()
+    }
+
+    /// Hashes a new password or PIN with the configured parameters.
+    pub async fn hash(&self, secret: Secret) -> Result<String, Error> {
+        let admission = self.admit()?;
+        let params = self.inner.params.clone();
+        self.run(admission, move || hash_blocking(&params, secret.expose()))
+            .await
+    }
+
+    /// Hashes many secrets, in parallel on every worker. A batch waits for
+    /// workers instead of being refused: it was admitted as one request.
+    pub async fn hash_many(&self, secrets: Vec<Secret>) -> Result<Vec<String>, Error> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (index, secret) in secrets.into_iter().enumerate() {
+            let this = self.clone();
+            let params = self.inner.params.clone();
+            tasks.spawn(async move {
+                let hash = this
+                    .run(None, move || hash_blocking(&params, secret.expose()))
+                    .await;
+                (index, hash)
+            });
+        }
+        let mut hashes = vec![String::new(); tasks.len()];
+        while let Some(joined) = tasks.join_next().await {
+            let (index, hash) = joined.map_err(Error::internal)?;
+            hashes[index] = hash?;
+        }
+        Ok(hashes)
+    }
+
+    /// Checks `secret` against `stored`, a PHC string. With no stored hash
+    /// (unknown login, no PIN), checks against the dummy hash and reports a
+    /// mismatch, taking the same time as a real check.
+    pub async fn verify(
+        &self,
+        secret: Secret,
+        stored: Option<String>,
+    ) -> Result<Verification, Error> {
+        let admission = self.admit()?;
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
+        let inner = Arc::clone(&self.inner);
+        let verification = self
+            .run(admission, move || {
+                verify_blocking(&inner, secret.expose(), &stored)
+            })
+            .await?;
+        Ok(if known {
+            verification
+        } else {
+            Verification::Mismatch
+        })
+    }
+
+    fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, Error> {
+        Arc::clone(&self.inner.admission)
+            .try_acquire_owned()
+            .map(Some)
+            .map_err(|_| Error::Overloaded)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        admission: Option<OwnedSemaphorePermit>,
+        work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.inner.waiting.fetch_add(1, Ordering::Relaxed);
+        let worker = Arc::clone(&self.inner.workers).acquire_owned().await;
+        self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
+        let worker = worker.map_err(Error::internal)?;
+        tokio::task::spawn_blocking(move || {
+            // Both permits live until the hash ends, whether or not anyone awaits it.
+            let _slots = (admission, worker);
+            work()
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+}
+
+fn argon2id(params: Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+fn hash_blocking(params: &Params, secret: &str) -> Result<String, Error> {
+    argon2id(params.clone())
+        .hash_password(secret.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::internal(format!("argon2 hash: {e}")))
+}
+
+fn verify_blocking(inner: &Inner, secret: &str, stored: &str) -> Result<Verification, Error> {
+    let parsed = PasswordHash::new(stored)
+        .map_err(|e| Error::internal(format!("stored hash unreadable: {e}")))?;
+    let stored_params = Params::try_from(&parsed)
+        .map_err(|e| Error::internal(format!("stored hash parameters: {e}")))?;
+    let limits = &inner.limits;
+    // Refuse before allocating: a tampered row must not make us allocate gigabytes.
+    if stored_params.m_cost() > limits.max_memory_kib
+        || stored_params.t_cost() > limits.max_iterations
+        || stored_params.p_cost() > limits.max_parallelism
+    {
+        return Err(Error::internal(
+            "stored hash parameters exceed the configured maxima",
+        ));
+    }
+    let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
+        .map_err(|e| Error::internal(format!("stored hash algorithm: {e}")))?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(Error::internal)?
+        .unwrap_or(Version::V0x13);
+    match Argon2::new(algorithm, version, stored_params.clone())
+        .verify_password(secret.as_bytes(), &parsed)
+    {
+        Ok(()) => {
+            let current = &inner.params;
+            let needs_rehash = algorithm != Algorithm::Argon2id
+                || version != Version::V0x13
+                || stored_params.m_cost() != current.m_cost()
+                || stored_params.t_cost() != current.t_cost()
+                || stored_params.p_cost() != current.p_cost();
+            Ok(Verification::Match { needs_rehash })
+        }
+        Err(argon2::password_hash::Error::PasswordInvalid) => Ok(Verification::Mismatch),
+        Err(e) => Err(Error::internal(format!("argon2 verify: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> Argon2Config {
+        Argon2Config {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+            ..Argon2Config::default()
+        }
+    }
+
+    fn pool(argon2: &Argon2Config, workers: usize, queue: usize) -> PasswordHasher {
+        PasswordHasher::new(argon2, &HashingConfig { workers, queue }).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hash_verifies_and_a_wrong_secret_does_not() {
+        let hasher = pool(&cheap(), 2, 4);
+        let hash = hasher.hash(Secret::new("correct horse")).await.unwrap();
+        assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(
+            hasher
+                .verify(Secret::new("correct horse"), Some(hash.clone()))
+                .await
+                .unwrap(),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            hasher
+                .verify(Secret::new("Correct horse"), Some(hash))
+                .await
+                .unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_users_are_checked_against_the_dummy_and_never_match() {
+        let hasher = pool(&cheap(), 1, 1);
+        assert_eq!(
+            hasher.verify(Secret::new(""), None).await.unwrap(),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn hashes_made_with_older_parameters_ask_for_a_rehash() {
+        let old = pool(&cheap(), 1, 1).hash(Secret::new("pw")).await.unwrap();
+        let newer = pool(
+            &Argon2Config {
+                memory_kib: 128,
+                ..cheap()
+            },
+            1,
+            1,
+        );
+        assert_eq!(
+            newer.verify(Secret::new("pw"), Some(old)).await.unwrap(),
+            Verification::Match { needs_rehash: true }
+        );
+    }
+
+    #[tokio::test]
+    async fn stored_parameters_above_the_maxima_are_refused_before_hashing() {
+        let hasher = pool(&cheap(), 1, 1);
+        let huge = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
+        let started = std::time::Instant::now();
+        let result = hasher
+            .verify(Secret::new("pw"), Some(huge.to_owned()))
+            .await;
+        assert!(
+            matches!(result, Err(Error::Internal(ref m)) if m.contains("maxima")),
+            "{result:?}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_refused_at_once() {
+        // One worker, no waiting room beyond it: a second concurrent caller is refused.
+        let slow = Argon2Config {
+            memory_kib: 8 * 1024,
+            iterations: 8,
+            ..cheap()
+        };
+        let hasher = pool(&slow, 1, 1);
+        let first = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash(Secret::new("a")).await })
+        };
+        let second = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash(Secret::new("b")).await })
+        };
+        tokio::task::yield_now().await;
+        let mut refused = 0;
+        for _ in 0..20 {
+            if matches!(hasher.hash(Secret::new("c")).await, Err(Error::Overloaded)) {
+                refused += 1;
+            }
+        }
+        assert!(first.await.unwrap().is_ok());
+        let _ = second.await.unwrap();
+        assert!(refused > 0, "with the slots taken, callers must be refused");
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_caller_keeps_its_slot_until_the_hash_ends() {
+        let slow = Argon2Config {
+            memory_kib: 8 * 1024,
+            iterations: 16,
+            ..cheap()
+        };
+        let hasher = pool(&slow, 1, 1);
+        let call = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash(Secret::new("a")).await })
+        };
+        // Let it reach the worker, then cancel the caller.
+        while hasher.busy_workers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        call.abort();
+        assert_eq!(
+            hasher.busy_workers(),
+            1,
+            "the running hash still holds the worker"
+        );
+        while hasher.busy_workers() == 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(hasher.hash(Secret::new("b")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_batch_hashes_everything_in_order() {
+        let hasher = pool(&cheap(), 2, 1);
+        let secrets: Vec<Secret> = (0..10).map(|i| Secret::new(format!("pw{i}"))).collect();
+        let hashes = hasher.hash_many(secrets).await.unwrap();
+        for (i, hash) in hashes.into_iter().enumerate() {
+            let verdict = hasher
+                .verify(Secret::new(format!("pw{i}")), Some(hash))
+                .await
+                .unwrap();
+            assert_eq!(
+                verdict,
+                Verification::Match {
+                    needs_rehash: false
+                }
+            );
+        }
+    }
+}

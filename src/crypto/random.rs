@@ -1,0 +1,67 @@
+//! Random secrets from the operating system's CSPRNG, and the hashes under
+//! which one-time secrets are stored.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use rand::{Rng, RngExt};
+use sha2::{Digest, Sha256};
+
+use crate::domain::Secret;
+
+/// A 256-bit random token, base64url without padding (43 characters):
+/// safe in URLs, emails and HTTP headers.
+pub fn token() -> Secret {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    Secret::new(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// The form under which a one-time token is stored: SHA-256, hex. A 256-bit
+/// random token needs no salt or slow hash; only possession of the token
+/// itself opens anything.
+pub fn token_hash(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `length` characters drawn uniformly from `alphabet`.
+pub fn string_from(alphabet: &[u8], length: usize) -> String {
+    let mut rng = rand::rng();
+    (0..length)
+        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
+        .collect()
+}
+
+pub fn bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    rand::rng().fill_bytes(&mut out);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_256_bit_and_distinct() {
+        let a = token();
+        let b = token();
+        assert_eq!(a.expose().len(), 43);
+        assert_ne!(a, b);
+        assert_eq!(URL_SAFE_NO_PAD.decode(a.expose()).unwrap().len(), 32);
+    }
+
+    #[test]
+    fn token_hash_is_hex_sha256() {
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn strings_use_only_the_alphabet() {
+        let s = string_from(b"ab", 64);
+        assert_eq!(s.len(), 64);
+        assert!(s.chars().all(|c| c == 'a' || c == 'b'));
+    }
+}

@@ -1,0 +1,13 @@
+//! Business rules in plain Rust: no I/O, no async, exhaustively unit-tested.
+
+pub mod error;
+pub mod link;
+pub mod login;
+pub mod password_policy;
+pub mod role;
+pub mod secret;
+
+pub use error::Error;
+pub use login::UserLogin;
+pub use role::{Role, StatusReason, UserStatus};
+pub use secret::Secret;

@@ -1,0 +1,79 @@
+//! tonic services: map proto messages to `app` calls and back, nothing else.
+
+pub mod status;
+
+use std::sync::Arc;
+
+use crate::{
+    app::App,
+    pb::{
+        auth_server::{Auth, AuthServer},
+        platform_server::{Platform, PlatformServer},
+        reset_server::{Reset, ResetServer},
+        users_server::{Users, UsersServer},
+    },
+};
+
+/// The `identity.v1.Auth` service.
+pub struct AuthService {
+    #[allow(dead_code)]
+    app: Arc<App>,
+}
+
+/// The `identity.v1.Users` service.
+pub struct UsersService {
+    #[allow(dead_code)]
+    app: Arc<App>,
+}
+
+/// The `identity.v1.Reset` service.
+pub struct ResetService {
+    #[allow(dead_code)]
+    app: Arc<App>,
+}
+
+/// The `identity.v1.Platform` service.
+pub struct PlatformService {
+    #[allow(dead_code)]
+    app: Arc<App>,
+}
+
+// RPCs not implemented yet answer UNIMPLEMENTED through the generated defaults.
+#[tonic::async_trait]
+impl Auth for AuthService {}
+#[tonic::async_trait]
+impl Users for UsersService {}
+#[tonic::async_trait]
+impl Reset for ResetService {}
+#[tonic::async_trait]
+impl Platform for PlatformService {}
+
+pub struct Services {
+    pub auth: AuthServer<AuthService>,
+    pub users: UsersServer<UsersService>,
+    pub reset: ResetServer<ResetService>,
+    pub platform: PlatformServer<PlatformService>,
+}
+
+/// Fully-qualified names of the identity services, for health reporting.
+pub const SERVICE_NAMES: [&str; 4] = [
+    "identity.v1.Auth",
+    "identity.v1.Users",
+    "identity.v1.Reset",
+    "identity.v1.Platform",
+];
+
+pub fn services(app: Arc<App>) -> Services {
+    Services {
+        auth: AuthServer::new(AuthService {
+            app: Arc::clone(&app),
+        }),
+        users: UsersServer::new(UsersService {
+            app: Arc::clone(&app),
+        }),
+        reset: ResetServer::new(ResetService {
+            app: Arc::clone(&app),
+        }),
+        platform: PlatformServer::new(PlatformService { app }),
+    }
+}

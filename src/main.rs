@@ -1,0 +1,224 @@
+//! The `identity` binary: CLI parsing and wiring only.
+#![forbid(unsafe_code)]
+
+use std::{
+    io::Read,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use identity::{
+    app::{
+        App,
+        bootstrap::{BootstrapRequest, Bootstrapped, bootstrap},
+    },
+    config::Config,
+    domain::Secret,
+    server::{Server, shutdown_signal},
+    store::Store,
+};
+
+#[derive(Parser)]
+#[command(name = "identity", version, about = "gRPC identity service")]
+struct Cli {
+    /// TOML configuration file; environment variables `IDENTITY_*` override it.
+    #[arg(long, short, global = true, env = "IDENTITY_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service (applies migrations first unless told not to).
+    Serve {
+        /// Do not apply migrations; refuse to start if the schema is behind.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply, revert or list database migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Create a subscription with its first Manager.
+    Bootstrap(BootstrapArgs),
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum MigrateAction {
+    /// Apply every pending migration (the default).
+    Up,
+    /// Revert the last migration, or `--all`.
+    Down {
+        #[arg(long, conflicts_with = "all")]
+        steps: Option<u32>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+#[derive(Args)]
+struct BootstrapArgs {
+    /// The subscription's login prefix: 2-16 lower-case letters and digits.
+    #[arg(long)]
+    subscription: String,
+    /// Display name of the subscription (default: the prefix).
+    #[arg(long)]
+    name: Option<String>,
+    /// The Manager's login (default: generated from the prefix and platform code).
+    #[arg(long)]
+    login: Option<String>,
+    /// The Manager's email address.
+    #[arg(long)]
+    email: String,
+    /// Read the Manager's password from this file (first line).
+    #[arg(long, conflicts_with = "password_stdin")]
+    password_file: Option<PathBuf>,
+    /// Read the Manager's password from standard input (first line).
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("identity: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(error) = identity::telemetry::init(&config) {
+        eprintln!("identity: {error:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("identity: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("identity: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { no_migrate } => {
+            if no_migrate {
+                config.migrate_on_start = false;
+            }
+            let mut server = Server::build(config).await?;
+            if let Some(first) = server.take_first_run() {
+                print_bootstrapped(
+                    "First start: created a subscription and its Manager.",
+                    &first,
+                );
+            }
+            println!("identity: gRPC listening on {}", server.grpc_addr());
+            server.run(shutdown_signal()).await
+        }
+        Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
+        Command::Bootstrap(args) => {
+            let password = read_password(&args)?;
+            let store = connect_migrated(&config).await?;
+            let app = App::new(config, store)?;
+            let request = BootstrapRequest {
+                name: args.name.unwrap_or_else(|| args.subscription.clone()),
+                login_prefix: args.subscription,
+                manager_login: args.login,
+                manager_email: args.email,
+                manager_password: password,
+            };
+            let done = bootstrap(&app, request).await?;
+            print_bootstrapped("Created a subscription and its Manager.", &done);
+            Ok(())
+        }
+    }
+}
+
+async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
+    let store = connect(config).await?;
+    match action {
+        MigrateAction::Up => {
+            store.migrate_up().await?;
+            println!("identity: database schema is up to date");
+        }
+        MigrateAction::Down { steps, all } => {
+            store
+                .migrate_down(if all { None } else { Some(steps.unwrap_or(1)) })
+                .await?;
+            println!("identity: reverted migrations");
+        }
+        MigrateAction::Status => {
+            for (name, applied) in store.migration_status().await? {
+                println!("{} {name}", if applied { "applied" } else { "pending" });
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database at {}",
+                identity::server::redact_url(&config.database_url)
+            )
+        })
+}
+
+async fn connect_migrated(config: &Config) -> anyhow::Result<Store> {
+    let store = connect(config).await?;
+    store.migrate_up().await?;
+    Ok(store)
+}
+
+fn read_password(args: &BootstrapArgs) -> anyhow::Result<Option<Secret>> {
+    let raw = if let Some(path) = &args.password_file {
+        Some(read_file(path)?)
+    } else if args.password_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("cannot read the password from standard input")?;
+        Some(input)
+    } else {
+        None
+    };
+    Ok(raw.map(|text| Secret::new(text.lines().next().unwrap_or_default().to_owned())))
+}
+
+fn read_file(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))
+}
+
+/// Printed on stdout, never logged: the link is a credential.
+fn print_bootstrapped(headline: &str, done: &Bootstrapped) {
+    println!("identity: {headline}");
+    println!("identity:   subscription id: {}", done.subscription_id);
+    println!("identity:   Manager login:   {}", done.manager_login);
+    if let Some(link) = &done.activation_link {
+        println!(
+            "identity:   one-time activation link (shown once): {}",
+            link.expose()
+        );
+    }
+}

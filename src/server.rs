@@ -1,0 +1,231 @@
+//! The running service: database, migrations, first-start bootstrap, the gRPC
+//! server with health and reflection, and graceful shutdown.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+use crate::{
+    app::{
+        App,
+        bootstrap::{Bootstrapped, bootstrap_if_empty},
+    },
+    config::Config,
+    grpc,
+    store::Store,
+};
+
+/// How often readiness (database reachable and migrated) is re-checked.
+const READINESS_INTERVAL: Duration = Duration::from_secs(2);
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A server whose sockets are bound and whose database is ready, not yet serving.
+pub struct Server {
+    app: Arc<App>,
+    grpc_listener: TcpListener,
+    grpc_addr: SocketAddr,
+    first_run: Option<Bootstrapped>,
+}
+
+impl Server {
+    /// Connects to the database, applies migrations when configured to,
+    /// bootstraps an empty database, and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config.database_url, config.database_max_connections)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database at {}",
+                    redact_url(&config.database_url)
+                )
+            })?;
+        if config.migrate_on_start {
+            store
+                .migrate_up()
+                .await
+                .context("cannot apply database migrations")?;
+        } else if !store.is_migrated().await? {
+            anyhow::bail!("the database schema is not up to date: run `identity migrate` first");
+        }
+        let grpc_listener = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (grpc_addr)", config.grpc_addr))?;
+        let grpc_addr = grpc_listener.local_addr()?;
+        let app = Arc::new(App::new(config, store)?);
+        let first_run = bootstrap_if_empty(&app).await?;
+        Ok(Self {
+            app,
+            grpc_listener,
+            grpc_addr,
+            first_run,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    /// What the first start of an empty database created; shown once to the operator.
+    pub fn take_first_run(&mut self) -> Option<Bootstrapped> {
+        self.first_run.take()
+    }
+
+    pub fn app(&self) -> Arc<App> {
+        Arc::clone(&self.app)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, reports
+    /// NOT_SERVING, and lets in-flight calls finish (up to the grace period).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let services = grpc::services(Arc::clone(&self.app));
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let readiness = tokio::spawn(watch_readiness(
+            self.app.store.clone(),
+            health.clone(),
+            stop_rx.clone(),
+        ));
+
+        let grace = Duration::from_secs(self.app.config.shutdown_grace_secs);
+        let mut stopping = stop_rx.clone();
+        let signal = {
+            let health = health.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new calls, finishing in-flight ones");
+                let _ = stop_tx.send(true);
+                set_all(&health, ServingStatus::NotServing).await;
+            }
+        };
+
+        tracing::info!(addr = %self.grpc_addr, "gRPC listening");
+        let serve = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(services.auth)
+            .add_service(services.users)
+            .add_service(services.reset)
+            .add_service(services.platform)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.grpc_listener), signal);
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            result = &mut serve => result,
+            _ = async {
+                let _ = stopping.wait_for(|stop| *stop).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "in-flight calls outlived the grace period");
+                Ok(())
+            }
+        };
+        readiness.abort();
+        result.context("gRPC server failed")?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// SERVING only while the database answers and its schema is complete.
+async fn watch_readiness(store: Store, health: HealthReporter, mut stop: watch::Receiver<bool>) {
+    let mut last = None;
+    loop {
+        let ready = matches!(
+            tokio::time::timeout(READINESS_TIMEOUT, async {
+                store.ping().await.is_ok() && store.is_migrated().await.unwrap_or(false)
+            })
+            .await,
+            Ok(true)
+        );
+        if last != Some(ready) {
+            let status = if ready {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            if ready {
+                tracing::info!("ready: database reachable and migrated");
+            } else {
+                tracing::warn!("not ready: database unreachable or not migrated");
+            }
+            set_all(&health, status).await;
+            last = Some(ready);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(READINESS_INTERVAL) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+async fn set_all(health: &HealthReporter, status: ServingStatus) {
+    health.set_service_status("", status).await;
+    for name in grpc::SERVICE_NAMES {
+        health.set_service_status(name, status).await;
+    }
+}
+
+/// The URL without its password, for error messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_passwords_are_hidden() {
+        assert_eq!(
+            redact_url("postgres://identity:s3cret@db:5432/identity"),
+            "postgres://identity:***@db:5432/identity"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/identity.db"),
+            "sqlite://./data/identity.db"
+        );
+    }
+}

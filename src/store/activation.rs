@@ -1,0 +1,56 @@
+//! One-time links: stored only as the hash of their token, bound to one user
+//! and one purpose, superseded by a newer link of the same purpose.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr,
+};
+
+use super::{StoreResult, entities::activation_token, new_id};
+
+pub struct NewLink<'a> {
+    pub user_id: &'a str,
+    pub purpose: &'a str,
+    pub token_hash: &'a str,
+    pub expires_at_ms: i64,
+    pub sealed_secret: Option<Vec<u8>>,
+}
+
+/// Supersedes the user's live links of the same purpose, then stores the new one.
+pub async fn issue<C: ConnectionTrait>(
+    conn: &C,
+    link: NewLink<'_>,
+    now_ms: i64,
+) -> StoreResult<()> {
+    activation_token::Entity::update_many()
+        .col_expr(activation_token::Column::SupersededAt, Expr::value(now_ms))
+        .filter(activation_token::Column::UserId.eq(link.user_id))
+        .filter(activation_token::Column::Purpose.eq(link.purpose))
+        .filter(activation_token::Column::UsedAt.is_null())
+        .filter(activation_token::Column::SupersededAt.is_null())
+        .exec(conn)
+        .await?;
+    activation_token::ActiveModel {
+        id: Set(new_id()),
+        token_hash: Set(link.token_hash.to_owned()),
+        user_id: Set(link.user_id.to_owned()),
+        purpose: Set(link.purpose.to_owned()),
+        created_at: Set(now_ms),
+        expires_at: Set(link.expires_at_ms),
+        used_at: Set(None),
+        superseded_at: Set(None),
+        sealed_secret: Set(link.sealed_secret),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_by_hash<C: ConnectionTrait>(
+    conn: &C,
+    token_hash: &str,
+) -> StoreResult<Option<activation_token::Model>> {
+    Ok(activation_token::Entity::find()
+        .filter(activation_token::Column::TokenHash.eq(token_hash))
+        .one(conn)
+        .await?)
+}

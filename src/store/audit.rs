@@ -1,0 +1,45 @@
+//! The audit log: one row per security-relevant event, written in the same
+//! transaction as the change it records.
+
+use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+
+use super::{StoreResult, entities::audit_event, new_id};
+
+/// Who did what to whom, with what outcome, from where.
+#[derive(Debug, Default, Clone)]
+pub struct AuditRecord {
+    pub subscription_id: Option<String>,
+    pub actor_user_id: Option<String>,
+    pub actor_login: Option<String>,
+    pub action: &'static str,
+    pub target_user_id: Option<String>,
+    pub target_login: Option<String>,
+    pub success: bool,
+    pub reason: Option<&'static str>,
+    pub source_ip: Option<String>,
+    pub detail: Option<String>,
+}
+
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    event: AuditRecord,
+    now_ms: i64,
+) -> StoreResult<()> {
+    audit_event::ActiveModel {
+        id: Set(new_id()),
+        occurred_at: Set(now_ms),
+        subscription_id: Set(event.subscription_id),
+        actor_user_id: Set(event.actor_user_id),
+        actor_login: Set(event.actor_login),
+        action: Set(event.action.to_owned()),
+        target_user_id: Set(event.target_user_id),
+        target_login: Set(event.target_login),
+        outcome: Set(if event.success { "SUCCESS" } else { "FAILURE" }.to_owned()),
+        reason: Set(event.reason.map(str::to_owned)),
+        source_ip: Set(event.source_ip),
+        detail: Set(event.detail),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
