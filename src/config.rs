@@ -48,6 +48,7 @@ pub struct Config {
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
     pub activation: ActivationConfig,
+    pub tokens: TokenConfig,
     pub bootstrap: BootstrapConfig,
     pub platform: PlatformConfig,
 }
@@ -126,6 +127,47 @@ impl Default for ActivationConfig {
         Self {
             ttl_secs: 24 * 3600,
         }
+    }
+}
+
+/// Access and refresh tokens.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// `iss` of access tokens (default: the public URL).
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access token lifetime, in seconds (default 15 minutes).
+    pub access_ttl_secs: u64,
+    /// Refresh token lifetime when unused, in seconds (default 30 days).
+    pub refresh_ttl_secs: u64,
+    /// Ed25519 private key (PKCS#8 PEM) to sign with instead of keys kept in the database.
+    pub signing_key_file: Option<PathBuf>,
+    /// How often each replica re-reads the published keys, in seconds.
+    pub key_reload_secs: u64,
+    /// How long a replica may trust its cached view of a session's revocation, in milliseconds.
+    pub revocation_cache_ms: u64,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: "identity".to_owned(),
+            access_ttl_secs: 15 * 60,
+            refresh_ttl_secs: 30 * 24 * 3600,
+            signing_key_file: None,
+            key_reload_secs: 30,
+            revocation_cache_ms: 1000,
+        }
+    }
+}
+
+impl TokenConfig {
+    /// The issuer, defaulting to the public URL.
+    pub fn issuer_or<'a>(&'a self, public_url: &'a str) -> &'a str {
+        if self.issuer.is_empty() { public_url } else { &self.issuer }
     }
 }
 
@@ -228,6 +270,7 @@ impl Default for Config {
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
             activation: ActivationConfig::default(),
+            tokens: TokenConfig::default(),
             bootstrap: BootstrapConfig::default(),
             platform: PlatformConfig::default(),
         }
@@ -320,6 +363,19 @@ impl Config {
         }
         if self.activation.ttl_secs < 60 {
             return Err(bad("activation.ttl_secs", "must be at least 60"));
+        }
+        let t = &self.tokens;
+        if !(10..=86_400).contains(&t.access_ttl_secs) {
+            return Err(bad("tokens.access_ttl_secs", "must be 10 to 86400"));
+        }
+        if t.refresh_ttl_secs < t.access_ttl_secs {
+            return Err(bad("tokens.refresh_ttl_secs", "must be at least `tokens.access_ttl_secs`"));
+        }
+        if t.audience.is_empty() {
+            return Err(bad("tokens.audience", "must not be empty"));
+        }
+        if t.key_reload_secs == 0 {
+            return Err(bad("tokens.key_reload_secs", "must be at least 1"));
         }
         self.validate_platforms()?;
         if self.bootstrap.enabled {
