@@ -1,0 +1,223 @@
+//! Shared test harness: one real server per test binary and backend, on an
+//! ephemeral loopback port, against a fresh SQLite file or a fresh PostgreSQL
+//! database (when `TEST_DATABASE_URL` names a PostgreSQL server).
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::OnceLock,
+    time::Duration,
+};
+
+use identity::{
+    config::{Argon2Config, Config},
+    server::Server,
+};
+use sea_orm::{ConnectionTrait, Database, Statement};
+use tonic::transport::Channel;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub grpc_addr: SocketAddr,
+    pub database_url: String,
+    pub dir: PathBuf,
+}
+
+impl TestServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
+            .expect("valid url")
+            .connect()
+            .await
+            .expect("connect to the test server")
+    }
+}
+
+/// Runs a story against SQLite and, when configured, PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($story:ident),* $(,)?) => {$(
+        mod $story {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$story($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::postgres_configured() {
+                    super::$story($crate::common::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// The PostgreSQL admin URL from `TEST_DATABASE_URL`. Unset: PostgreSQL
+/// stories are skipped, except under CI, where that is a failure.
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must export TEST_DATABASE_URL so that every story also runs on PostgreSQL"
+            );
+            None
+        }
+    }
+}
+
+pub fn postgres_configured() -> bool {
+    let configured = postgres_admin_url().is_some();
+    if !configured {
+        eprintln!("TEST_DATABASE_URL is not set: skipping the PostgreSQL variant");
+    }
+    configured
+}
+
+/// A scratch directory that lives as long as the test process.
+pub fn scratch_dir(label: &str) -> PathBuf {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("identity-{label}-"))
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    dir
+}
+
+/// A database nobody else uses: a new SQLite file, or a new PostgreSQL database.
+pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join("identity.db").display()),
+        Backend::Postgres => {
+            let admin = postgres_admin_url().expect("TEST_DATABASE_URL");
+            let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
+            let db = Database::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
+            db.execute_raw(Statement::from_string(db.get_database_backend(), format!("CREATE DATABASE \"{name}\"")))
+                .await
+                .expect("create a test database");
+            db.close().await.ok();
+            let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
+            url.set_path(&name);
+            url.to_string()
+        }
+    }
+}
+
+/// Fast argon2 parameters: tests only, never the defaults.
+pub fn cheap_argon2() -> Argon2Config {
+    Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1, ..Argon2Config::default() }
+}
+
+pub fn test_config(database_url: &str, dir: &Path) -> Config {
+    let mut config = Config {
+        grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        database_url: database_url.to_owned(),
+        outbox_dir: dir.join("outbox"),
+        argon2: cheap_argon2(),
+        shutdown_grace_secs: 2,
+        ..Config::default()
+    };
+    config.bootstrap.enabled = false;
+    config.log_filter = "warn".to_owned();
+    config
+}
+
+static SQLITE: OnceLock<TestServer> = OnceLock::new();
+static POSTGRES: OnceLock<TestServer> = OnceLock::new();
+
+/// The shared server of this test binary for `backend`.
+pub fn server(backend: Backend) -> &'static TestServer {
+    let cell = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| start(backend, |config| config))
+}
+
+/// Starts a server of its own on a dedicated thread and runtime, so that it
+/// outlives any one test's runtime.
+pub fn start(backend: Backend, adjust: impl FnOnce(Config) -> Config + Send + 'static) -> TestServer {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let dir = scratch_dir("server");
+            let database_url = fresh_database(backend, &dir).await;
+            let config = adjust(test_config(&database_url, &dir));
+            let server = Server::build(config).await.expect("server starts");
+            ready_tx
+                .send(TestServer { grpc_addr: server.grpc_addr(), database_url, dir })
+                .expect("report readiness");
+            server.run(std::future::pending()).await.expect("server runs");
+        });
+    });
+    ready_rx.recv_timeout(Duration::from_secs(60)).expect("server started in time")
+}
+
+/// Runs the real `identity` binary with a clean `IDENTITY_*` environment plus `env`.
+pub fn identity_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    let mut command = cli_command(args, env);
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("run the identity binary");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("identity binary finishes")
+}
+
+pub fn cli_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_identity"));
+    command.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("IDENTITY_") {
+            command.env_remove(key);
+        }
+    }
+    command.env("IDENTITY_ARGON2__MEMORY_KIB", "64").env("IDENTITY_ARGON2__ITERATIONS", "1");
+    command.env("IDENTITY_LOG_FILTER", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// A unique suffix for fixture names, so stories never collide on a shared server.
+pub fn unique(prefix: &str) -> String {
+    let tail: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
+    format!("{prefix}{tail}")
+}
