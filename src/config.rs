@@ -167,7 +167,11 @@ impl Default for TokenConfig {
 impl TokenConfig {
     /// The issuer, defaulting to the public URL.
     pub fn issuer_or<'a>(&'a self, public_url: &'a str) -> &'a str {
-        if self.issuer.is_empty() { public_url } else { &self.issuer }
+        if self.issuer.is_empty() {
+            public_url
+        } else {
+            &self.issuer
+        }
     }
 }
 
@@ -369,7 +373,10 @@ impl Config {
             return Err(bad("tokens.access_ttl_secs", "must be 10 to 86400"));
         }
         if t.refresh_ttl_secs < t.access_ttl_secs {
-            return Err(bad("tokens.refresh_ttl_secs", "must be at least `tokens.access_ttl_secs`"));
+            return Err(bad(
+                "tokens.refresh_ttl_secs",
+                "must be at least `tokens.access_ttl_secs`",
+            ));
         }
         if t.audience.is_empty() {
             return Err(bad("tokens.audience", "must not be empty"));

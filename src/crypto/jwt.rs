@@ -433,8 +433,8 @@ mod tests {
 
     #[test]
     fn a_token_from_an_unknown_key_is_refused() {
+        let stranger = ring(&generate_key());
         let ring = ring(&generate_key());
-        let stranger = self::ring(&generate_key());
         let token = stranger.sign(&claims()).unwrap();
 
         assert_eq!(verify(&ring, &token), Err(TokenRejection::UnknownKey));
@@ -505,7 +505,12 @@ mod tests {
         let new = generate_key();
         let old_token = ring(&old).sign(&claims()).unwrap();
         let rows = vec![
-            row(&old, NOW_MS - 2 * HOUR_MS, Some(NOW_MS - HOUR_MS), Some(NOW_MS + HOUR_MS)),
+            row(
+                &old,
+                NOW_MS - 2 * HOUR_MS,
+                Some(NOW_MS - HOUR_MS),
+                Some(NOW_MS + HOUR_MS),
+            ),
             row(&new, NOW_MS - HOUR_MS, None, None),
         ];
         let ring = KeyRing::from_rows(rows, NOW_MS).unwrap();
@@ -525,7 +530,12 @@ mod tests {
         let new = generate_key();
         let old_token = ring(&old).sign(&claims()).unwrap();
         let rows = vec![
-            row(&old, NOW_MS - 2 * HOUR_MS, Some(NOW_MS - HOUR_MS), Some(NOW_MS - 1)),
+            row(
+                &old,
+                NOW_MS - 2 * HOUR_MS,
+                Some(NOW_MS - HOUR_MS),
+                Some(NOW_MS - 1),
+            ),
             row(&new, NOW_MS - HOUR_MS, None, None),
         ];
         let ring = KeyRing::from_rows(rows, NOW_MS).unwrap();
@@ -555,7 +565,12 @@ mod tests {
         let old = generate_key();
         let new = generate_key();
         let rows = vec![
-            row(&old, NOW_MS - 2 * HOUR_MS, Some(NOW_MS - HOUR_MS), Some(NOW_MS + HOUR_MS)),
+            row(
+                &old,
+                NOW_MS - 2 * HOUR_MS,
+                Some(NOW_MS - HOUR_MS),
+                Some(NOW_MS + HOUR_MS),
+            ),
             row(&new, NOW_MS - HOUR_MS, None, None),
         ];
         let jwks = KeyRing::from_rows(rows, NOW_MS).unwrap().jwks();

@@ -1,4 +1,5 @@
-//! Cryptography: the bounded argon2 pool and one-time tokens.
+//! Cryptography: the bounded argon2 pool, Ed25519 access tokens and one-time tokens.
 
+pub mod jwt;
 pub mod password;
 pub mod random;

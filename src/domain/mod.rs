@@ -4,8 +4,10 @@ pub mod error;
 pub mod link;
 pub mod login;
 pub mod password_policy;
+pub mod permissions;
 pub mod role;
 pub mod secret;
+pub mod status;
 
 pub use error::Error;
 pub use login::UserLogin;

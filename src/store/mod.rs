@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod audit;
 pub mod entities;
+pub mod keys;
 pub mod tenancy;
 pub mod users;
 

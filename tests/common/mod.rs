@@ -88,12 +88,11 @@ pub fn postgres_configured() -> bool {
 
 /// A scratch directory that lives as long as the test process.
 pub fn scratch_dir(label: &str) -> PathBuf {
-    let dir = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(&format!("identity-{label}-"))
         .tempdir()
         .expect("temp dir")
-        .keep();
-    dir
+        .keep()
 }
 
 /// A database nobody else uses: a new SQLite file, or a new PostgreSQL database.
@@ -103,10 +102,15 @@ pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
         Backend::Postgres => {
             let admin = postgres_admin_url().expect("TEST_DATABASE_URL");
             let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
-            let db = Database::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
-            db.execute_raw(Statement::from_string(db.get_database_backend(), format!("CREATE DATABASE \"{name}\"")))
+            let db = Database::connect(&admin)
                 .await
-                .expect("create a test database");
+                .expect("connect to TEST_DATABASE_URL");
+            db.execute_raw(Statement::from_string(
+                db.get_database_backend(),
+                format!("CREATE DATABASE \"{name}\""),
+            ))
+            .await
+            .expect("create a test database");
             db.close().await.ok();
             let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
             url.set_path(&name);
@@ -117,7 +121,12 @@ pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
 
 /// Fast argon2 parameters: tests only, never the defaults.
 pub fn cheap_argon2() -> Argon2Config {
-    Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1, ..Argon2Config::default() }
+    Argon2Config {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+        ..Argon2Config::default()
+    }
 }
 
 pub fn test_config(database_url: &str, dir: &Path) -> Config {
@@ -149,7 +158,10 @@ pub fn server(backend: Backend) -> &'static TestServer {
 
 /// Starts a server of its own on a dedicated thread and runtime, so that it
 /// outlives any one test's runtime.
-pub fn start(backend: Backend, adjust: impl FnOnce(Config) -> Config + Send + 'static) -> TestServer {
+pub fn start(
+    backend: Backend,
+    adjust: impl FnOnce(Config) -> Config + Send + 'static,
+) -> TestServer {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -163,23 +175,41 @@ pub fn start(backend: Backend, adjust: impl FnOnce(Config) -> Config + Send + 's
             let config = adjust(test_config(&database_url, &dir));
             let server = Server::build(config).await.expect("server starts");
             ready_tx
-                .send(TestServer { grpc_addr: server.grpc_addr(), database_url, dir })
+                .send(TestServer {
+                    grpc_addr: server.grpc_addr(),
+                    database_url,
+                    dir,
+                })
                 .expect("report readiness");
-            server.run(std::future::pending()).await.expect("server runs");
+            server
+                .run(std::future::pending())
+                .await
+                .expect("server runs");
         });
     });
-    ready_rx.recv_timeout(Duration::from_secs(60)).expect("server started in time")
+    ready_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("server started in time")
 }
 
 /// Runs the real `identity` binary with a clean `IDENTITY_*` environment plus `env`.
 pub fn identity_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut command = cli_command(args, env);
-    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    command.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("run the identity binary");
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write stdin");
     }
     child.wait_with_output().expect("identity binary finishes")
 }
@@ -192,7 +222,9 @@ pub fn cli_command(args: &[&str], env: &[(&str, &str)]) -> Command {
             command.env_remove(key);
         }
     }
-    command.env("IDENTITY_ARGON2__MEMORY_KIB", "64").env("IDENTITY_ARGON2__ITERATIONS", "1");
+    command
+        .env("IDENTITY_ARGON2__MEMORY_KIB", "64")
+        .env("IDENTITY_ARGON2__ITERATIONS", "1");
     command.env("IDENTITY_LOG_FILTER", "warn");
     for (key, value) in env {
         command.env(key, value);
@@ -218,6 +250,11 @@ pub fn free_port() -> u16 {
 
 /// A unique suffix for fixture names, so stories never collide on a shared server.
 pub fn unique(prefix: &str) -> String {
-    let tail: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
+    let tail: String = uuid::Uuid::new_v4()
+        .simple()
+        .to_string()
+        .chars()
+        .take(8)
+        .collect();
     format!("{prefix}{tail}")
 }

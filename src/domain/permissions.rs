@@ -1,0 +1,340 @@
+//! The permission table of DESIGN §1, as one pure function: every service and
+//! the legacy gateway ask [`may`] before acting on another user.
+
+use super::{Role, UserStatus};
+
+/// The user asking.
+#[derive(Clone, Copy, Debug)]
+pub struct Actor<'a> {
+    pub user_id: &'a str,
+    pub subscription_id: &'a str,
+    pub role: Role,
+    pub business_unit_id: Option<&'a str>,
+}
+
+/// The user acted upon.
+#[derive(Clone, Copy, Debug)]
+pub struct Target<'a> {
+    pub user_id: &'a str,
+    pub subscription_id: &'a str,
+    pub role: Role,
+    pub business_unit_id: Option<&'a str>,
+    pub status: UserStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    View,
+    Update,
+    ChangeLogin,
+    ResetPassword,
+    SetStatus,
+    Delete,
+    AssignToken,
+    ResetPin,
+}
+
+impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::View,
+        Action::Update,
+        Action::ChangeLogin,
+        Action::ResetPassword,
+        Action::SetStatus,
+        Action::Delete,
+        Action::AssignToken,
+        Action::ResetPin,
+    ];
+
+    /// Actions that need the target to hold a login.
+    fn needs_login(self) -> bool {
+        matches!(
+            self,
+            Action::ChangeLogin | Action::ResetPassword | Action::AssignToken | Action::ResetPin
+        )
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    Deny(Denial),
+}
+
+/// Why not, in the order the checks run: a caller never learns more about a
+/// user outside its scope than that it is out of scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Denial {
+    /// Another tenant's user: reported as not found, never as forbidden.
+    OtherSubscription,
+    /// Admin paths never act on the caller.
+    SelfTarget,
+    OutOfScope,
+    Deleted,
+    /// Contacts have no login to reset, rename or protect.
+    Contact,
+}
+
+pub fn may(actor: &Actor, action: Action, target: &Target) -> Decision {
+    if actor.subscription_id != target.subscription_id {
+        return Decision::Deny(Denial::OtherSubscription);
+    }
+    let is_self = actor.user_id == target.user_id;
+    if action == Action::View && is_self {
+        return Decision::Allow;
+    }
+    if is_self {
+        return Decision::Deny(Denial::SelfTarget);
+    }
+    if !administers(actor, target) {
+        return Decision::Deny(Denial::OutOfScope);
+    }
+    if action == Action::View {
+        return Decision::Allow;
+    }
+    if target.status == UserStatus::Deleted {
+        return Decision::Deny(Denial::Deleted);
+    }
+    if action.needs_login() && !target.role.can_log_in() {
+        return Decision::Deny(Denial::Contact);
+    }
+    Decision::Allow
+}
+
+/// Whether the actor's role covers the target (DESIGN §1 table).
+fn administers(actor: &Actor, target: &Target) -> bool {
+    match actor.role {
+        Role::Administrator | Role::Manager => target.role != Role::Administrator,
+        Role::UnitManager => {
+            !target.role.is_subscription_wide()
+                && actor.business_unit_id.is_some()
+                && actor.business_unit_id == target.business_unit_id
+        }
+        Role::Scanner | Role::Reader | Role::Auditor | Role::RemediationUser | Role::Contact => {
+            false
+        }
+    }
+}
+
+/// Whether a role may create users of `new_role` in `unit` (or subscription-wide).
+pub fn may_create(
+    actor_role: Role,
+    actor_unit: Option<&str>,
+    new_role: Role,
+    unit: Option<&str>,
+) -> bool {
+    match actor_role {
+        Role::Administrator => true,
+        Role::Manager => new_role != Role::Administrator,
+        Role::UnitManager => {
+            !new_role.is_subscription_wide() && actor_unit.is_some() && actor_unit == unit
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Role::*;
+
+    const UNIT_A: &str = "unit-a";
+    const UNIT_B: &str = "unit-b";
+
+    /// DESIGN §1, written out: may `actor` administer `target` when both sit in
+    /// the same unit (`same`) or in different units (`other`)? Subscription-wide
+    /// roles sit in no unit.
+    fn expected_scope(actor: Role, target: Role, same_unit: bool) -> bool {
+        match actor {
+            Administrator | Manager => target != Administrator,
+            UnitManager => !matches!(target, Administrator | Manager) && same_unit,
+            _ => false,
+        }
+    }
+
+    fn unit_of(role: Role, unit: &'static str) -> Option<&'static str> {
+        (!role.is_subscription_wide()).then_some(unit)
+    }
+
+    #[test]
+    fn every_role_target_unit_self_status_and_action() {
+        let mut checked = 0;
+        for actor_role in Role::ALL {
+            for target_role in Role::ALL {
+                for same_unit in [true, false] {
+                    for is_self in [true, false] {
+                        for status in UserStatus::ALL {
+                            for action in Action::ALL {
+                                let actor = Actor {
+                                    user_id: "actor",
+                                    subscription_id: "sub",
+                                    role: actor_role,
+                                    business_unit_id: unit_of(actor_role, UNIT_A),
+                                };
+                                let target = Target {
+                                    user_id: if is_self { "actor" } else { "target" },
+                                    subscription_id: "sub",
+                                    role: target_role,
+                                    business_unit_id: unit_of(
+                                        target_role,
+                                        if same_unit { UNIT_A } else { UNIT_B },
+                                    ),
+                                    status,
+                                };
+                                let in_scope = expected_scope(actor_role, target_role, same_unit);
+                                let expected = if is_self {
+                                    if action == Action::View {
+                                        Decision::Allow
+                                    } else {
+                                        Decision::Deny(Denial::SelfTarget)
+                                    }
+                                } else if !in_scope {
+                                    Decision::Deny(Denial::OutOfScope)
+                                } else if action == Action::View {
+                                    Decision::Allow
+                                } else if status == UserStatus::Deleted {
+                                    Decision::Deny(Denial::Deleted)
+                                } else if target_role == Contact
+                                    && matches!(
+                                        action,
+                                        Action::ChangeLogin
+                                            | Action::ResetPassword
+                                            | Action::AssignToken
+                                            | Action::ResetPin
+                                    )
+                                {
+                                    Decision::Deny(Denial::Contact)
+                                } else {
+                                    Decision::Allow
+                                };
+                                assert_eq!(
+                                    may(&actor, action, &target),
+                                    expected,
+                                    "{actor_role:?} {action:?} {target_role:?} same_unit={same_unit} self={is_self} {status:?}"
+                                );
+                                checked += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 8 * 8 * 2 * 2 * 4 * 8);
+    }
+
+    #[test]
+    fn the_table_in_words() {
+        let actor = |role| Actor {
+            user_id: "a",
+            subscription_id: "s",
+            role,
+            business_unit_id: unit_of(role, UNIT_A),
+        };
+        let target = |role, unit| Target {
+            user_id: "t",
+            subscription_id: "s",
+            role,
+            business_unit_id: unit_of(role, unit),
+            status: UserStatus::Active,
+        };
+        let reset = |a, t| may(&actor(a), Action::ResetPassword, &t);
+        // Administrators: every user and every Manager, not other Administrators.
+        assert_eq!(
+            reset(Administrator, target(Manager, UNIT_A)),
+            Decision::Allow
+        );
+        assert_eq!(
+            reset(Administrator, target(Administrator, UNIT_A)),
+            Decision::Deny(Denial::OutOfScope)
+        );
+        // Managers: every user except Administrators, whatever the unit.
+        assert_eq!(reset(Manager, target(Reader, UNIT_B)), Decision::Allow);
+        assert_eq!(
+            reset(Manager, target(Administrator, UNIT_A)),
+            Decision::Deny(Denial::OutOfScope)
+        );
+        // Unit Managers: their own unit only.
+        assert_eq!(reset(UnitManager, target(Scanner, UNIT_A)), Decision::Allow);
+        assert_eq!(
+            reset(UnitManager, target(Scanner, UNIT_B)),
+            Decision::Deny(Denial::OutOfScope)
+        );
+        assert_eq!(
+            reset(UnitManager, target(Manager, UNIT_A)),
+            Decision::Deny(Denial::OutOfScope)
+        );
+        // Everyone else: nobody.
+        for role in [Scanner, Reader, Auditor, RemediationUser, Contact] {
+            assert_eq!(
+                reset(role, target(Reader, UNIT_A)),
+                Decision::Deny(Denial::OutOfScope)
+            );
+        }
+        // Contacts cannot be reset, but can be administered otherwise.
+        assert_eq!(
+            reset(Manager, target(Contact, UNIT_A)),
+            Decision::Deny(Denial::Contact)
+        );
+        assert_eq!(
+            may(&actor(Manager), Action::Update, &target(Contact, UNIT_A)),
+            Decision::Allow
+        );
+    }
+
+    #[test]
+    fn another_subscription_is_invisible() {
+        let actor = Actor {
+            user_id: "a",
+            subscription_id: "s1",
+            role: Administrator,
+            business_unit_id: None,
+        };
+        let target = Target {
+            user_id: "t",
+            subscription_id: "s2",
+            role: Reader,
+            business_unit_id: Some(UNIT_A),
+            status: UserStatus::Active,
+        };
+        for action in Action::ALL {
+            assert_eq!(
+                may(&actor, action, &target),
+                Decision::Deny(Denial::OtherSubscription)
+            );
+        }
+    }
+
+    #[test]
+    fn a_unit_manager_without_a_unit_administers_nobody() {
+        let actor = Actor {
+            user_id: "a",
+            subscription_id: "s",
+            role: UnitManager,
+            business_unit_id: None,
+        };
+        let target = Target {
+            user_id: "t",
+            subscription_id: "s",
+            role: Reader,
+            business_unit_id: None,
+            status: UserStatus::Active,
+        };
+        assert_eq!(
+            may(&actor, Action::Update, &target),
+            Decision::Deny(Denial::OutOfScope)
+        );
+    }
+
+    #[test]
+    fn who_may_create_whom() {
+        assert!(may_create(Administrator, None, Administrator, None));
+        assert!(may_create(Manager, None, Manager, None));
+        assert!(!may_create(Manager, None, Administrator, None));
+        assert!(may_create(UnitManager, Some(UNIT_A), Reader, Some(UNIT_A)));
+        assert!(!may_create(UnitManager, Some(UNIT_A), Reader, Some(UNIT_B)));
+        assert!(!may_create(UnitManager, Some(UNIT_A), Manager, None));
+        for role in [Scanner, Reader, Auditor, RemediationUser, Contact] {
+            assert!(!may_create(role, Some(UNIT_A), Reader, Some(UNIT_A)));
+        }
+    }
+}
