@@ -4,7 +4,10 @@
 //!
 //! Nested keys use `__` in the environment: `IDENTITY_ARGON2__MEMORY_KIB=19456`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use figment::{
     Figment,
@@ -45,6 +48,9 @@ pub struct Config {
     pub log_filter: String,
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Peers whose `x-forwarded-for` is believed (the gateway, a trusted proxy).
+    pub trusted_proxies: Vec<IpAddr>,
+    pub throttle: ThrottleConfig,
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
     pub activation: ActivationConfig,
@@ -98,20 +104,13 @@ pub struct HashingConfig {
 
 impl Default for HashingConfig {
     fn default() -> Self {
-        Self {
-            workers: 0,
-            queue: 256,
-        }
+        Self { workers: 0, queue: 256 }
     }
 }
 
 impl HashingConfig {
     pub fn worker_count(&self) -> usize {
-        if self.workers > 0 {
-            self.workers
-        } else {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        }
+        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(1, usize::from) }
     }
 }
 
@@ -124,9 +123,28 @@ pub struct ActivationConfig {
 
 impl Default for ActivationConfig {
     fn default() -> Self {
-        Self {
-            ttl_secs: 24 * 3600,
-        }
+        Self { ttl_secs: 24 * 3600 }
+    }
+}
+
+/// Login throttling ahead of lockout (see docs/decisions.md). Counted per
+/// fixed window in the database, so every replica shares the counts. A
+/// login attempt holds a slot until it is known to have failed; successes
+/// give theirs back.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Failed or in-flight attempts allowed per login per window; below the
+    /// lockout threshold, so an attacker needs several windows to lock an account.
+    pub login_per_user: u32,
+    /// Failed or in-flight attempts allowed per source IP per window.
+    pub login_per_ip: u32,
+    pub window_secs: u64,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self { login_per_user: 4, login_per_ip: 50, window_secs: 60 }
     }
 }
 
@@ -167,11 +185,7 @@ impl Default for TokenConfig {
 impl TokenConfig {
     /// The issuer, defaulting to the public URL.
     pub fn issuer_or<'a>(&'a self, public_url: &'a str) -> &'a str {
-        if self.issuer.is_empty() {
-            public_url
-        } else {
-            &self.issuer
-        }
+        if self.issuer.is_empty() { public_url } else { &self.issuer }
     }
 }
 
@@ -240,17 +254,11 @@ impl Default for PlatformConfig {
 
 impl PlatformConfig {
     pub fn current_entry(&self) -> &PlatformEntry {
-        self.platforms
-            .iter()
-            .find(|p| p.id == self.current)
-            .unwrap_or(&self.platforms[0])
+        self.platforms.iter().find(|p| p.id == self.current).unwrap_or(&self.platforms[0])
     }
 
     pub fn login_rule(&self) -> LoginRule {
-        LoginRule {
-            separator: self.login_separator,
-            tail_length: self.login_tail_length,
-        }
+        LoginRule { separator: self.login_separator, tail_length: self.login_tail_length }
     }
 }
 
@@ -271,6 +279,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
             shutdown_grace_secs: 20,
+            trusted_proxies: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)],
+            throttle: ThrottleConfig::default(),
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
             activation: ActivationConfig::default(),
@@ -296,10 +306,7 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
+                return Err(ConfigError(format!("config file {} does not exist", path.display())));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -318,49 +325,30 @@ impl Config {
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
         {
-            return Err(bad(
-                "database_url",
-                "must start with sqlite:, postgres:// or postgresql://",
-            ));
+            return Err(bad("database_url", "must start with sqlite:, postgres:// or postgresql://"));
         }
         if self.database_max_connections == 0 {
             return Err(bad("database_max_connections", "must be at least 1"));
         }
         check_http_url("public_url", &self.public_url)?;
         if let Some(smtp) = &self.smtp_url {
-            let url =
-                url::Url::parse(smtp).map_err(|e| bad("smtp_url", format!("is not a URL: {e}")))?;
+            let url = url::Url::parse(smtp).map_err(|e| bad("smtp_url", format!("is not a URL: {e}")))?;
             if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
-                return Err(bad(
-                    "smtp_url",
-                    "must look like smtp://host:port or smtps://host:port",
-                ));
+                return Err(bad("smtp_url", "must look like smtp://host:port or smtps://host:port"));
             }
         }
         if self.http_tls_cert.is_some() != self.http_tls_key.is_some() {
-            return Err(bad(
-                "http_tls_cert",
-                "and `http_tls_key` must be set together",
-            ));
+            return Err(bad("http_tls_cert", "and `http_tls_key` must be set together"));
         }
         let a = &self.argon2;
         if a.parallelism == 0 || a.parallelism > a.max_parallelism {
-            return Err(bad(
-                "argon2.parallelism",
-                format!("must be 1 to {}", a.max_parallelism),
-            ));
+            return Err(bad("argon2.parallelism", format!("must be 1 to {}", a.max_parallelism)));
         }
         if a.memory_kib < 8 * a.parallelism || a.memory_kib > a.max_memory_kib {
-            return Err(bad(
-                "argon2.memory_kib",
-                format!("must be {} to {}", 8 * a.parallelism, a.max_memory_kib),
-            ));
+            return Err(bad("argon2.memory_kib", format!("must be {} to {}", 8 * a.parallelism, a.max_memory_kib)));
         }
         if a.iterations == 0 || a.iterations > a.max_iterations {
-            return Err(bad(
-                "argon2.iterations",
-                format!("must be 1 to {}", a.max_iterations),
-            ));
+            return Err(bad("argon2.iterations", format!("must be 1 to {}", a.max_iterations)));
         }
         if self.hashing.queue == 0 {
             return Err(bad("hashing.queue", "must be at least 1"));
@@ -368,15 +356,18 @@ impl Config {
         if self.activation.ttl_secs < 60 {
             return Err(bad("activation.ttl_secs", "must be at least 60"));
         }
+        if self.throttle.login_per_user == 0 || self.throttle.login_per_ip == 0 {
+            return Err(bad("throttle.login_per_user", "and `throttle.login_per_ip` must be at least 1"));
+        }
+        if !(1..=86_400).contains(&self.throttle.window_secs) {
+            return Err(bad("throttle.window_secs", "must be 1 to 86400"));
+        }
         let t = &self.tokens;
         if !(10..=86_400).contains(&t.access_ttl_secs) {
             return Err(bad("tokens.access_ttl_secs", "must be 10 to 86400"));
         }
         if t.refresh_ttl_secs < t.access_ttl_secs {
-            return Err(bad(
-                "tokens.refresh_ttl_secs",
-                "must be at least `tokens.access_ttl_secs`",
-            ));
+            return Err(bad("tokens.refresh_ttl_secs", "must be at least `tokens.access_ttl_secs`"));
         }
         if t.audience.is_empty() {
             return Err(bad("tokens.audience", "must not be empty"));
@@ -402,46 +393,28 @@ impl Config {
         if !p.platforms.iter().any(|entry| entry.id == p.current) {
             return Err(bad(
                 "platform.current",
-                format!(
-                    "names `{}`, which is not in `platform.platforms`",
-                    p.current
-                ),
+                format!("names `{}`, which is not in `platform.platforms`", p.current),
             ));
         }
         if !(p.login_separator == '_' || p.login_separator == '-' || p.login_separator == '.') {
-            return Err(bad(
-                "platform.login_separator",
-                "must be one of '_', '-', '.'",
-            ));
+            return Err(bad("platform.login_separator", "must be one of '_', '-', '.'"));
         }
         if !(4..=16).contains(&p.login_tail_length) {
             return Err(bad("platform.login_tail_length", "must be 4 to 16"));
         }
         for (i, entry) in p.platforms.iter().enumerate() {
             let code_ok = (1..=8).contains(&entry.code.len())
-                && entry
-                    .code
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+                && entry.code.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
             if !code_ok {
                 return Err(bad(
                     &format!("platform.platforms[{i}].code"),
                     "must be 1 to 8 lower-case letters and digits",
                 ));
             }
-            check_http_url(
-                &format!("platform.platforms[{i}].login_url"),
-                &entry.login_url,
-            )?;
+            check_http_url(&format!("platform.platforms[{i}].login_url"), &entry.login_url)?;
             check_http_url(&format!("platform.platforms[{i}].api_url"), &entry.api_url)?;
-            if p.platforms[..i]
-                .iter()
-                .any(|other| other.id == entry.id || other.code == entry.code)
-            {
-                return Err(bad(
-                    &format!("platform.platforms[{i}]"),
-                    "repeats the id or code of an earlier platform",
-                ));
+            if p.platforms[..i].iter().any(|other| other.id == entry.id || other.code == entry.code) {
+                return Err(bad(&format!("platform.platforms[{i}]"), "repeats the id or code of an earlier platform"));
             }
         }
         Ok(())
@@ -465,81 +438,37 @@ mod tests {
     fn defaults_are_valid_and_use_owasp_argon2() {
         let config = Config::default();
         config.validate().unwrap();
-        assert_eq!(
-            (
-                config.argon2.memory_kib,
-                config.argon2.iterations,
-                config.argon2.parallelism
-            ),
-            (19456, 2, 1)
-        );
+        assert_eq!((config.argon2.memory_kib, config.argon2.iterations, config.argon2.parallelism), (19456, 2, 1));
         assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(config.database_url, "sqlite://./data/identity.db");
     }
 
     #[test]
     fn errors_name_the_bad_key() {
-        let config = Config {
-            public_url: "ftp://example.com".to_owned(),
-            ..Config::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("`public_url`")
-        );
+        let config = Config { public_url: "ftp://example.com".to_owned(), ..Config::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("`public_url`"));
 
         let mut config = Config::default();
         config.argon2.memory_kib = 4;
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("`argon2.memory_kib`")
-        );
+        assert!(config.validate().unwrap_err().to_string().contains("`argon2.memory_kib`"));
 
         let mut config = Config::default();
         config.platform.current = "EU9".to_owned();
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("`platform.current`")
-        );
+        assert!(config.validate().unwrap_err().to_string().contains("`platform.current`"));
 
-        let config = Config {
-            http_tls_cert: Some("cert.pem".into()),
-            ..Config::default()
-        };
-        assert!(
-            config
-                .validate()
-                .unwrap_err()
-                .to_string()
-                .contains("`http_tls_cert`")
-        );
+        let config = Config { http_tls_cert: Some("cert.pem".into()), ..Config::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("`http_tls_cert`"));
     }
 
     #[test]
     fn a_file_then_the_environment_override_the_defaults() {
         figment::Jail::expect_with(|jail| {
-            jail.create_file(
-                "identity.toml",
-                "grpc_addr = \"127.0.0.1:6000\"\n[argon2]\nmemory_kib = 1024\n",
-            )?;
+            jail.create_file("identity.toml", "grpc_addr = \"127.0.0.1:6000\"\n[argon2]\nmemory_kib = 1024\n")?;
             jail.set_env("IDENTITY_GRPC_ADDR", "127.0.0.1:7000");
             jail.set_env("IDENTITY_ARGON2__ITERATIONS", "3");
-            let config = Config::load(Some(std::path::Path::new("identity.toml")))
-                .map_err(|e| e.to_string())?;
+            let config = Config::load(Some(std::path::Path::new("identity.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.grpc_addr.to_string(), "127.0.0.1:7000");
-            assert_eq!(
-                (config.argon2.memory_kib, config.argon2.iterations),
-                (1024, 3)
-            );
+            assert_eq!((config.argon2.memory_kib, config.argon2.iterations), (1024, 3));
             Ok(())
         });
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod grpc;
+pub mod mail;
 pub mod pb;
 pub mod server;
 pub mod store;

@@ -45,6 +45,19 @@ enum Command {
     },
     /// Create a subscription with its first Manager.
     Bootstrap(BootstrapArgs),
+    /// Manage the keys that sign access tokens.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand, Clone, Copy)]
+enum KeysAction {
+    /// Sign with a new key from now on; older keys stay published until their tokens expire.
+    Rotate,
+    /// List the published keys.
+    List,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -97,10 +110,7 @@ fn main() -> ExitCode {
         eprintln!("identity: {error:#}");
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("identity: cannot start the async runtime: {error}");
@@ -124,19 +134,36 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
             let mut server = Server::build(config).await?;
             if let Some(first) = server.take_first_run() {
-                print_bootstrapped(
-                    "First start: created a subscription and its Manager.",
-                    &first,
-                );
+                print_bootstrapped("First start: created a subscription and its Manager.", &first);
             }
             println!("identity: gRPC listening on {}", server.grpc_addr());
             server.run(shutdown_signal()).await
         }
         Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
+        Command::Keys { action } => {
+            let store = connect_migrated(&config).await?;
+            let now = identity::clock::to_ms(time::OffsetDateTime::now_utc());
+            match action {
+                KeysAction::Rotate => {
+                    let kid = identity::app::keys::rotate(&store, &config, now).await?;
+                    println!(
+                        "identity: new signing key {kid}; replicas pick it up within {} s",
+                        config.tokens.key_reload_secs
+                    );
+                }
+                KeysAction::List => {
+                    for key in identity::store::keys::published(store.connection(), now).await? {
+                        let state = if key.retired_at.is_none() { "signing" } else { "verify-only" };
+                        println!("{} {state} created_at_ms={}", key.kid, key.created_at);
+                    }
+                }
+            }
+            Ok(())
+        }
         Command::Bootstrap(args) => {
             let password = read_password(&args)?;
             let store = connect_migrated(&config).await?;
-            let app = App::new(config, store)?;
+            let app = App::start(config, store).await?;
             let request = BootstrapRequest {
                 name: args.name.unwrap_or_else(|| args.subscription.clone()),
                 login_prefix: args.subscription,
@@ -159,9 +186,7 @@ async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
             println!("identity: database schema is up to date");
         }
         MigrateAction::Down { steps, all } => {
-            store
-                .migrate_down(if all { None } else { Some(steps.unwrap_or(1)) })
-                .await?;
+            store.migrate_down(if all { None } else { Some(steps.unwrap_or(1)) }).await?;
             println!("identity: reverted migrations");
         }
         MigrateAction::Status => {
@@ -176,12 +201,7 @@ async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
 async fn connect(config: &Config) -> anyhow::Result<Store> {
     Store::connect(&config.database_url, config.database_max_connections)
         .await
-        .with_context(|| {
-            format!(
-                "cannot open the database at {}",
-                identity::server::redact_url(&config.database_url)
-            )
-        })
+        .with_context(|| format!("cannot open the database at {}", identity::server::redact_url(&config.database_url)))
 }
 
 async fn connect_migrated(config: &Config) -> anyhow::Result<Store> {
@@ -195,9 +215,7 @@ fn read_password(args: &BootstrapArgs) -> anyhow::Result<Option<Secret>> {
         Some(read_file(path)?)
     } else if args.password_stdin {
         let mut input = String::new();
-        std::io::stdin()
-            .read_to_string(&mut input)
-            .context("cannot read the password from standard input")?;
+        std::io::stdin().read_to_string(&mut input).context("cannot read the password from standard input")?;
         Some(input)
     } else {
         None
@@ -206,8 +224,7 @@ fn read_password(args: &BootstrapArgs) -> anyhow::Result<Option<Secret>> {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<String> {
-    std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the password file {}", path.display()))
+    std::fs::read_to_string(path).with_context(|| format!("cannot read the password file {}", path.display()))
 }
 
 /// Printed on stdout, never logged: the link is a credential.
@@ -216,9 +233,6 @@ fn print_bootstrapped(headline: &str, done: &Bootstrapped) {
     println!("identity:   subscription id: {}", done.subscription_id);
     println!("identity:   Manager login:   {}", done.manager_login);
     if let Some(link) = &done.activation_link {
-        println!(
-            "identity:   one-time activation link (shown once): {}",
-            link.expose()
-        );
+        println!("identity:   one-time activation link (shown once): {}", link.expose());
     }
 }

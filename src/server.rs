@@ -36,17 +36,9 @@ impl Server {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&config.database_url, config.database_max_connections)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot open the database at {}",
-                    redact_url(&config.database_url)
-                )
-            })?;
+            .with_context(|| format!("cannot open the database at {}", redact_url(&config.database_url)))?;
         if config.migrate_on_start {
-            store
-                .migrate_up()
-                .await
-                .context("cannot apply database migrations")?;
+            store.migrate_up().await.context("cannot apply database migrations")?;
         } else if !store.is_migrated().await? {
             anyhow::bail!("the database schema is not up to date: run `identity migrate` first");
         }
@@ -54,14 +46,9 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (grpc_addr)", config.grpc_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
-        let app = Arc::new(App::new(config, store)?);
+        let app = Arc::new(App::start(config, store).await?);
         let first_run = bootstrap_if_empty(&app).await?;
-        Ok(Self {
-            app,
-            grpc_listener,
-            grpc_addr,
-            first_run,
-        })
+        Ok(Self { app, grpc_listener, grpc_addr, first_run })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -79,10 +66,7 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting, reports
     /// NOT_SERVING, and lets in-flight calls finish (up to the grace period).
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
@@ -95,11 +79,8 @@ impl Server {
         let services = grpc::services(Arc::clone(&self.app));
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let readiness = tokio::spawn(watch_readiness(
-            self.app.store.clone(),
-            health.clone(),
-            stop_rx.clone(),
-        ));
+        let readiness = tokio::spawn(watch_readiness(self.app.store.clone(), health.clone(), stop_rx.clone()));
+        let chores = tokio::spawn(housekeeping(Arc::clone(&self.app), stop_rx.clone()));
 
         let grace = Duration::from_secs(self.app.config.shutdown_grace_secs);
         let mut stopping = stop_rx.clone();
@@ -115,6 +96,7 @@ impl Server {
 
         tracing::info!(addr = %self.grpc_addr, "gRPC listening");
         let serve = tonic::transport::Server::builder()
+            .layer(grpc::layer::AuthLayer::new(Arc::clone(&self.app)))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -135,6 +117,7 @@ impl Server {
             }
         };
         readiness.abort();
+        chores.abort();
         result.context("gRPC server failed")?;
         tracing::info!("stopped");
         Ok(())
@@ -153,11 +136,7 @@ async fn watch_readiness(store: Store, health: HealthReporter, mut stop: watch::
             Ok(true)
         );
         if last != Some(ready) {
-            let status = if ready {
-                ServingStatus::Serving
-            } else {
-                ServingStatus::NotServing
-            };
+            let status = if ready { ServingStatus::Serving } else { ServingStatus::NotServing };
             if ready {
                 tracing::info!("ready: database reachable and migrated");
             } else {
@@ -169,6 +148,26 @@ async fn watch_readiness(store: Store, health: HealthReporter, mut stop: watch::
         tokio::select! {
             _ = tokio::time::sleep(READINESS_INTERVAL) => {}
             _ = stop.wait_for(|stop| *stop) => return,
+        }
+    }
+}
+
+/// Periodic chores of every replica: re-read the published signing keys (a
+/// rotation elsewhere), and forget expired throttle windows.
+async fn housekeeping(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(app.config.tokens.key_reload_secs);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
+        }
+        let now = app.clock.now_ms();
+        if let Err(error) = app.keys.reload(&app.store, now).await {
+            tracing::warn!(%error, "could not reload signing keys");
+        }
+        let longest_window_ms = crate::app::sessions::secs_to_ms(app.config.throttle.window_secs);
+        if let Err(error) = crate::store::rate::purge(app.store.connection(), now - longest_window_ms).await {
+            tracing::warn!(%error, "could not purge throttle counters");
         }
     }
 }
@@ -223,9 +222,6 @@ mod tests {
             redact_url("postgres://identity:s3cret@db:5432/identity"),
             "postgres://identity:***@db:5432/identity"
         );
-        assert_eq!(
-            redact_url("sqlite://./data/identity.db"),
-            "sqlite://./data/identity.db"
-        );
+        assert_eq!(redact_url("sqlite://./data/identity.db"), "sqlite://./data/identity.db");
     }
 }

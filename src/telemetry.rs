@@ -10,17 +10,9 @@ pub fn init(config: &Config) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("invalid configuration: `log_filter` {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     match config.log_format {
-        LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
-            .try_init()?,
+        LogFormat::Text => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init()?,
         LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(true)
-                    .with_writer(std::io::stderr),
-            )
+            .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
             .try_init()?,
     }
     Ok(())

@@ -10,15 +10,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{
-    Backend, cli_command, free_port, fresh_database, identity_cli, scratch_dir, server, stderr,
-    stdout,
-};
+use common::{Backend, cli_command, free_port, fresh_database, identity_cli, scratch_dir, server, stderr, stdout};
 use identity::store::{Store, users};
 use tokio_stream::StreamExt;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use tonic_reflection::pb::v1::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
@@ -27,15 +22,10 @@ use tonic_reflection::pb::v1::{
 async fn wait_until_serving(url: String, service: &str) -> ServingStatus {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let channel = tonic::transport::Channel::from_shared(url.clone())
-            .expect("url")
-            .connect()
-            .await;
+        let channel = tonic::transport::Channel::from_shared(url.clone()).expect("url").connect().await;
         let status = match channel {
             Ok(channel) => HealthClient::new(channel)
-                .check(HealthCheckRequest {
-                    service: service.to_owned(),
-                })
+                .check(HealthCheckRequest { service: service.to_owned() })
                 .await
                 .map(|r| r.into_inner().status()),
             Err(_) => Ok(ServingStatus::Unknown),
@@ -49,26 +39,11 @@ async fn wait_until_serving(url: String, service: &str) -> ServingStatus {
 
 async fn health_reports_serving_for_every_service(backend: Backend) {
     let server = server(backend);
-    for service in [
-        "",
-        "identity.v1.Auth",
-        "identity.v1.Users",
-        "identity.v1.Reset",
-        "identity.v1.Platform",
-    ] {
-        assert_eq!(
-            wait_until_serving(server.url(), service).await,
-            ServingStatus::Serving,
-            "{service:?}"
-        );
+    for service in ["", "identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform"] {
+        assert_eq!(wait_until_serving(server.url(), service).await, ServingStatus::Serving, "{service:?}");
     }
     let mut health = HealthClient::new(server.channel().await);
-    let unknown = health
-        .check(HealthCheckRequest {
-            service: "identity.v1.Nope".to_owned(),
-        })
-        .await
-        .unwrap_err();
+    let unknown = health.check(HealthCheckRequest { service: "identity.v1.Nope".to_owned() }).await.unwrap_err();
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
 
@@ -86,23 +61,13 @@ async fn reflection_lists_the_four_services(backend: Backend) {
         .into_inner();
     let response = responses.next().await.expect("one response").expect("ok");
     let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
-        panic!(
-            "expected a service list, got {:?}",
-            response.message_response
-        );
+        panic!("expected a service list, got {:?}", response.message_response);
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in [
-        "identity.v1.Auth",
-        "identity.v1.Users",
-        "identity.v1.Reset",
-        "identity.v1.Platform",
-        "grpc.health.v1.Health",
-    ] {
-        assert!(
-            names.iter().any(|n| n == expected),
-            "{expected} missing from {names:?}"
-        );
+    for expected in
+        ["identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform", "grpc.health.v1.Health"]
+    {
+        assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
 }
 
@@ -113,11 +78,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
 
     let status = identity_cli(&["migrate", "status"], &env, None);
     assert!(status.status.success(), "{}", stderr(&status));
-    assert!(
-        stdout(&status).starts_with("pending m20261123_000001_initial"),
-        "{}",
-        stdout(&status)
-    );
+    assert!(stdout(&status).starts_with("pending m20261123_000001_initial"), "{}", stdout(&status));
 
     for (args, expected) in [
         (vec!["migrate"], "applied"),
@@ -127,22 +88,13 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
         let run = identity_cli(&args, &env, None);
         assert!(run.status.success(), "{args:?}: {}", stderr(&run));
         let status = identity_cli(&["migrate", "status"], &env, None);
-        assert!(
-            stdout(&status).starts_with(expected),
-            "after {args:?}: {}",
-            stdout(&status)
-        );
+        assert!(stdout(&status).starts_with(expected), "after {args:?}: {}", stdout(&status));
     }
 
     // The schema is usable after the round trip.
     let store = Store::connect(&database_url, 2).await.unwrap();
     assert!(store.is_migrated().await.unwrap());
-    assert!(
-        users::find_by_login(store.connection(), "nobody")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(users::find_by_login(store.connection(), "nobody").await.unwrap().is_none());
 }
 
 async fn bootstrap_creates_a_subscription_with_a_first_manager(backend: Backend) {
@@ -166,32 +118,14 @@ async fn bootstrap_creates_a_subscription_with_a_first_manager(backend: Backend)
     );
     assert!(with_password.status.success(), "{}", stderr(&with_password));
     assert!(stdout(&with_password).contains("Manager login:   john_d"));
-    assert!(
-        !stdout(&with_password).contains("activation link"),
-        "a Manager with a password needs no link"
-    );
+    assert!(!stdout(&with_password).contains("activation link"), "a Manager with a password needs no link");
 
     let store = Store::connect(&database_url, 2).await.unwrap();
-    let john = users::find_by_login(store.connection(), "john_d")
-        .await
-        .unwrap()
-        .expect("john_d exists");
-    assert_eq!(
-        (john.role.as_str(), john.status.as_str()),
-        ("MANAGER", "ACTIVE")
-    );
-    let hash = users::password_hash(store.connection(), &john.id)
-        .await
-        .unwrap()
-        .expect("a password hash");
+    let john = users::find_by_login(store.connection(), "john_d").await.unwrap().expect("john_d exists");
+    assert_eq!((john.role.as_str(), john.status.as_str()), ("MANAGER", "ACTIVE"));
+    let hash = users::password_hash(store.connection(), &john.id).await.unwrap().expect("a password hash");
     assert!(hash.starts_with("$argon2id$"), "only a hash is stored");
-    assert!(
-        users::find_by_login(store.connection(), "John_D")
-            .await
-            .unwrap()
-            .is_none(),
-        "logins are case-sensitive"
-    );
+    assert!(users::find_by_login(store.connection(), "John_D").await.unwrap().is_none(), "logins are case-sensitive");
 
     let password_file = dir.join("password.txt");
     std::fs::write(&password_file, "zebra kettle orbit lantern\n").unwrap();
@@ -209,107 +143,35 @@ async fn bootstrap_creates_a_subscription_with_a_first_manager(backend: Backend)
         None,
     );
     assert!(from_file.status.success(), "{}", stderr(&from_file));
-    assert!(
-        stdout(&from_file).contains("Manager login:   globex_l1"),
-        "generated login: {}",
-        stdout(&from_file)
-    );
+    assert!(stdout(&from_file).contains("Manager login:   globex_l1"), "generated login: {}", stdout(&from_file));
 
-    let without_password = identity_cli(
-        &[
-            "bootstrap",
-            "--subscription",
-            "initech",
-            "--email",
-            "p@example.com",
-        ],
-        &env,
-        None,
-    );
-    assert!(
-        without_password.status.success(),
-        "{}",
-        stderr(&without_password)
-    );
+    let without_password =
+        identity_cli(&["bootstrap", "--subscription", "initech", "--email", "p@example.com"], &env, None);
+    assert!(without_password.status.success(), "{}", stderr(&without_password));
     let out = stdout(&without_password);
-    let link = out
-        .lines()
-        .find_map(|l| l.split("(shown once): ").nth(1))
-        .expect("an activation link");
-    assert!(
-        link.starts_with("http://127.0.0.1:8080/activate/") && link.len() > 60,
-        "{link}"
-    );
-    let login = out
-        .lines()
-        .find_map(|l| l.split("Manager login:   ").nth(1))
-        .unwrap();
-    let pending = users::find_by_login(store.connection(), login)
-        .await
-        .unwrap()
-        .unwrap();
+    let link = out.lines().find_map(|l| l.split("(shown once): ").nth(1)).expect("an activation link");
+    assert!(link.starts_with("http://127.0.0.1:8080/activate/") && link.len() > 60, "{link}");
+    let login = out.lines().find_map(|l| l.split("Manager login:   ").nth(1)).unwrap();
+    let pending = users::find_by_login(store.connection(), login).await.unwrap().unwrap();
     assert_eq!(pending.status, "PENDING_ACTIVATION");
-    assert!(
-        users::password_hash(store.connection(), &pending.id)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(users::password_hash(store.connection(), &pending.id).await.unwrap().is_none());
 
-    let again = identity_cli(
-        &[
-            "bootstrap",
-            "--subscription",
-            "acme",
-            "--email",
-            "x@example.com",
-        ],
-        &env,
-        None,
-    );
+    let again = identity_cli(&["bootstrap", "--subscription", "acme", "--email", "x@example.com"], &env, None);
     assert!(!again.status.success());
-    assert!(
-        stderr(&again).contains("a subscription with prefix `acme` already exists"),
-        "{}",
-        stderr(&again)
-    );
+    assert!(stderr(&again).contains("a subscription with prefix `acme` already exists"), "{}", stderr(&again));
 
     let weak = identity_cli(
-        &[
-            "bootstrap",
-            "--subscription",
-            "weak",
-            "--email",
-            "w@example.com",
-            "--password-stdin",
-        ],
+        &["bootstrap", "--subscription", "weak", "--email", "w@example.com", "--password-stdin"],
         &env,
         Some("password\n"),
     );
     assert!(!weak.status.success());
-    assert!(
-        stderr(&weak).contains("new_password must be 12 to 128 characters long"),
-        "{}",
-        stderr(&weak)
-    );
+    assert!(stderr(&weak).contains("new_password must be 12 to 128 characters long"), "{}", stderr(&weak));
 
-    let bad_prefix = identity_cli(
-        &[
-            "bootstrap",
-            "--subscription",
-            "Bad-Prefix",
-            "--email",
-            "b@example.com",
-        ],
-        &env,
-        None,
-    );
+    let bad_prefix =
+        identity_cli(&["bootstrap", "--subscription", "Bad-Prefix", "--email", "b@example.com"], &env, None);
     assert!(!bad_prefix.status.success());
-    assert!(
-        stderr(&bad_prefix).contains("login_prefix must be 2 to 16 lower-case letters"),
-        "{}",
-        stderr(&bad_prefix)
-    );
+    assert!(stderr(&bad_prefix).contains("login_prefix must be 2 to 16 lower-case letters"), "{}", stderr(&bad_prefix));
 }
 
 /// Starts `identity serve` and collects stdout until it says it listens.
@@ -334,22 +196,13 @@ fn spawn_serve(env: &[(&str, &str)]) -> (std::process::Child, Vec<String>) {
 
 fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "identity did not stop after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "identity did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -367,34 +220,16 @@ async fn first_serve_prints_the_manager_link_once_and_stops_on_sigterm(backend: 
 
     let (mut child, lines) = spawn_serve(&env);
     let text = lines.join("\n");
-    assert!(
-        text.contains("First start: created a subscription and its Manager."),
-        "{text}"
-    );
+    assert!(text.contains("First start: created a subscription and its Manager."), "{text}");
     assert!(text.contains("Manager login:   first_l1"), "{text}");
-    assert!(
-        text.contains("one-time activation link (shown once): http://127.0.0.1:8080/activate/"),
-        "{text}"
-    );
-    assert_eq!(
-        wait_until_serving(format!("http://{grpc_addr}"), "").await,
-        ServingStatus::Serving
-    );
-    assert!(
-        terminate(&mut child).success(),
-        "a SIGTERM stop is a clean exit"
-    );
+    assert!(text.contains("one-time activation link (shown once): http://127.0.0.1:8080/activate/"), "{text}");
+    assert_eq!(wait_until_serving(format!("http://{grpc_addr}"), "").await, ServingStatus::Serving);
+    assert!(terminate(&mut child).success(), "a SIGTERM stop is a clean exit");
 
     let (mut child, lines) = spawn_serve(&env);
     let text = lines.join("\n");
-    assert!(
-        !text.contains("activation link"),
-        "the link is printed only on the very first start: {text}"
-    );
-    assert_eq!(
-        wait_until_serving(format!("http://{grpc_addr}"), "").await,
-        ServingStatus::Serving
-    );
+    assert!(!text.contains("activation link"), "the link is printed only on the very first start: {text}");
+    assert_eq!(wait_until_serving(format!("http://{grpc_addr}"), "").await, ServingStatus::Serving);
     assert!(terminate(&mut child).success());
 }
 
@@ -408,29 +243,14 @@ on_both_backends!(
 
 #[test]
 fn a_bad_setting_is_named_and_stops_the_start() {
-    let output = identity_cli(
-        &["migrate", "status"],
-        &[("IDENTITY_ARGON2__MEMORY_KIB", "lots")],
-        None,
-    );
+    let output = identity_cli(&["migrate", "status"], &[("IDENTITY_ARGON2__MEMORY_KIB", "lots")], None);
     assert_eq!(output.status.code(), Some(2));
     let error = stderr(&output).to_lowercase();
-    assert!(
-        error.contains("invalid configuration") && error.contains("memory_kib"),
-        "{error}"
-    );
+    assert!(error.contains("invalid configuration") && error.contains("memory_kib"), "{error}");
 
-    let output = identity_cli(
-        &["migrate", "status"],
-        &[("IDENTITY_PUBLIC_URL", "example.com")],
-        None,
-    );
+    let output = identity_cli(&["migrate", "status"], &[("IDENTITY_PUBLIC_URL", "example.com")], None);
     assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("`public_url` is not a URL"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("`public_url` is not a URL"), "{}", stderr(&output));
 }
 
 #[test]
@@ -439,16 +259,9 @@ fn serve_without_migrations_refuses_an_unmigrated_database() {
     let url = format!("sqlite://{}", dir.join("identity.db").display());
     let output = identity_cli(
         &["serve", "--no-migrate"],
-        &[
-            ("IDENTITY_DATABASE_URL", &url),
-            ("IDENTITY_GRPC_ADDR", "127.0.0.1:0"),
-        ],
+        &[("IDENTITY_DATABASE_URL", &url), ("IDENTITY_GRPC_ADDR", "127.0.0.1:0")],
         None,
     );
     assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("run `identity migrate` first"),
-        "{}",
-        stderr(&output)
-    );
+    assert!(stderr(&output).contains("run `identity migrate` first"), "{}", stderr(&output));
 }

@@ -13,11 +13,7 @@ impl MigrationName for Migration {
 }
 
 fn id(col: impl IntoIden) -> ColumnDef {
-    ColumnDef::new(col)
-        .string_len(36)
-        .not_null()
-        .primary_key()
-        .to_owned()
+    ColumnDef::new(col).string_len(36).not_null().primary_key().to_owned()
 }
 fn text(col: impl IntoIden, len: u32) -> ColumnDef {
     ColumnDef::new(col).string_len(len).not_null().to_owned()
@@ -31,17 +27,8 @@ fn millis(col: impl IntoIden) -> ColumnDef {
 fn millis_null(col: impl IntoIden) -> ColumnDef {
     ColumnDef::new(col).big_integer().null().to_owned()
 }
-fn fk(
-    table: impl IntoIden,
-    col: impl IntoIden,
-    to: impl IntoIden,
-    to_col: impl IntoIden,
-) -> ForeignKeyCreateStatement {
-    ForeignKey::create()
-        .from(table, col)
-        .to(to, to_col)
-        .on_delete(ForeignKeyAction::Cascade)
-        .to_owned()
+fn fk(table: impl IntoIden, col: impl IntoIden, to: impl IntoIden, to_col: impl IntoIden) -> ForeignKeyCreateStatement {
+    ForeignKey::create().from(table, col).to(to, to_col).on_delete(ForeignKeyAction::Cascade).to_owned()
 }
 fn index(name: &str, table: impl IntoIden, cols: &[&'static str]) -> IndexCreateStatement {
     let mut stmt = Index::create().name(name).table(table).to_owned();
@@ -62,16 +49,8 @@ impl MigrationTrait for Migration {
                     .col(text(Subscriptions::Name, 200))
                     .col(text(Subscriptions::LoginPrefix, 16).unique_key())
                     .col(text(Subscriptions::PlatformId, 16))
-                    .col(
-                        ColumnDef::new(Subscriptions::UsersDefineOwnPassword)
-                            .boolean()
-                            .not_null(),
-                    )
-                    .col(
-                        ColumnDef::new(Subscriptions::LockoutThreshold)
-                            .integer()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(Subscriptions::UsersDefineOwnPassword).boolean().not_null())
+                    .col(ColumnDef::new(Subscriptions::LockoutThreshold).integer().not_null())
                     .col(millis(Subscriptions::CreatedAt))
                     .col(millis(Subscriptions::UpdatedAt))
                     .to_owned(),
@@ -97,13 +76,9 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
-                index(
-                    "ux_business_units_subscription_name",
-                    BusinessUnits::Table,
-                    &["subscription_id", "name"],
-                )
-                .unique()
-                .to_owned(),
+                index("ux_business_units_subscription_name", BusinessUnits::Table, &["subscription_id", "name"])
+                    .unique()
+                    .to_owned(),
             )
             .await?;
 
@@ -122,51 +97,20 @@ impl MigrationTrait for Migration {
                     .col(text(Users::Role, 32))
                     .col(text(Users::Status, 32))
                     .col(text_null(Users::StatusReason, 32))
-                    .col(
-                        ColumnDef::new(Users::FailedLogins)
-                            .integer()
-                            .not_null()
-                            .default(0),
-                    )
+                    .col(ColumnDef::new(Users::FailedLogins).integer().not_null().default(0))
                     .col(millis(Users::CreatedAt))
                     .col(millis(Users::UpdatedAt))
                     .col(millis_null(Users::LastLoginAt))
-                    .foreign_key(&mut fk(
-                        Users::Table,
-                        Users::SubscriptionId,
-                        Subscriptions::Table,
-                        Subscriptions::Id,
-                    ))
-                    .foreign_key(&mut fk(
-                        Users::Table,
-                        Users::BusinessUnitId,
-                        BusinessUnits::Table,
-                        BusinessUnits::Id,
-                    ))
+                    .foreign_key(&mut fk(Users::Table, Users::SubscriptionId, Subscriptions::Table, Subscriptions::Id))
+                    .foreign_key(&mut fk(Users::Table, Users::BusinessUnitId, BusinessUnits::Table, BusinessUnits::Id))
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(index(
-                "ix_users_subscription_login",
-                Users::Table,
-                &["subscription_id", "user_login"],
-            ))
+            .create_index(index("ix_users_subscription_login", Users::Table, &["subscription_id", "user_login"]))
             .await?;
-        manager
-            .create_index(index(
-                "ix_users_subscription_email",
-                Users::Table,
-                &["subscription_id", "email"],
-            ))
-            .await?;
-        manager
-            .create_index(index(
-                "ix_users_business_unit",
-                Users::Table,
-                &["business_unit_id"],
-            ))
-            .await?;
+        manager.create_index(index("ix_users_subscription_email", Users::Table, &["subscription_id", "email"])).await?;
+        manager.create_index(index("ix_users_business_unit", Users::Table, &["business_unit_id"])).await?;
 
         manager
             .create_table(
@@ -196,50 +140,27 @@ impl MigrationTrait for Migration {
                     .col(millis(Sessions::ExpiresAt))
                     .col(millis_null(Sessions::RevokedAt))
                     .col(text_null(Sessions::RevokeReason, 32))
-                    .foreign_key(&mut fk(
-                        Sessions::Table,
-                        Sessions::UserId,
-                        Users::Table,
-                        Users::Id,
-                    ))
+                    .foreign_key(&mut fk(Sessions::Table, Sessions::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index("ix_sessions_user", Sessions::Table, &["user_id"]))
-            .await?;
+        manager.create_index(index("ix_sessions_user", Sessions::Table, &["user_id"])).await?;
 
         manager
             .create_table(
                 Table::create()
                     .table(RefreshTokens::Table)
                     // SHA-256 of the opaque token, hex; the token itself is never stored.
-                    .col(
-                        ColumnDef::new(RefreshTokens::TokenHash)
-                            .string_len(64)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(RefreshTokens::TokenHash).string_len(64).not_null().primary_key())
                     .col(text(RefreshTokens::SessionId, 36))
                     .col(millis(RefreshTokens::CreatedAt))
                     .col(millis(RefreshTokens::ExpiresAt))
                     .col(millis_null(RefreshTokens::RotatedAt))
-                    .foreign_key(&mut fk(
-                        RefreshTokens::Table,
-                        RefreshTokens::SessionId,
-                        Sessions::Table,
-                        Sessions::Id,
-                    ))
+                    .foreign_key(&mut fk(RefreshTokens::Table, RefreshTokens::SessionId, Sessions::Table, Sessions::Id))
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index(
-                "ix_refresh_tokens_session",
-                RefreshTokens::Table,
-                &["session_id"],
-            ))
-            .await?;
+        manager.create_index(index("ix_refresh_tokens_session", RefreshTokens::Table, &["session_id"])).await?;
 
         manager
             .create_table(
@@ -255,26 +176,13 @@ impl MigrationTrait for Migration {
                     .col(millis_null(ActivationTokens::SupersededAt))
                     // A secret sealed with a key derived from the link's token, so the
                     // database alone can never reveal it.
-                    .col(
-                        ColumnDef::new(ActivationTokens::SealedSecret)
-                            .binary()
-                            .null(),
-                    )
-                    .foreign_key(&mut fk(
-                        ActivationTokens::Table,
-                        ActivationTokens::UserId,
-                        Users::Table,
-                        Users::Id,
-                    ))
+                    .col(ColumnDef::new(ActivationTokens::SealedSecret).binary().null())
+                    .foreign_key(&mut fk(ActivationTokens::Table, ActivationTokens::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(index(
-                "ix_activation_tokens_user_purpose",
-                ActivationTokens::Table,
-                &["user_id", "purpose"],
-            ))
+            .create_index(index("ix_activation_tokens_user_purpose", ActivationTokens::Table, &["user_id", "purpose"]))
             .await?;
 
         manager
@@ -282,31 +190,14 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(SecondFactors::Table)
                     .col(id(SecondFactors::UserId))
-                    .col(
-                        ColumnDef::new(SecondFactors::TotpSecret)
-                            .binary()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(SecondFactors::TotpSecret).binary().not_null())
                     .col(text_null(SecondFactors::PinHash, 255))
-                    .col(
-                        ColumnDef::new(SecondFactors::NewPinRequired)
-                            .boolean()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(SecondFactors::NewPinRequired).boolean().not_null())
                     // The last accepted TOTP time step: a code is accepted once.
-                    .col(
-                        ColumnDef::new(SecondFactors::LastAcceptedStep)
-                            .big_integer()
-                            .null(),
-                    )
+                    .col(ColumnDef::new(SecondFactors::LastAcceptedStep).big_integer().null())
                     .col(millis(SecondFactors::AssignedAt))
                     .col(millis(SecondFactors::UpdatedAt))
-                    .foreign_key(&mut fk(
-                        SecondFactors::Table,
-                        SecondFactors::UserId,
-                        Users::Table,
-                        Users::Id,
-                    ))
+                    .foreign_key(&mut fk(SecondFactors::Table, SecondFactors::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;
@@ -315,23 +206,13 @@ impl MigrationTrait for Migration {
             .create_table(
                 Table::create()
                     .table(LoginChallenges::Table)
-                    .col(
-                        ColumnDef::new(LoginChallenges::IdHash)
-                            .string_len(64)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(LoginChallenges::IdHash).string_len(64).not_null().primary_key())
                     .col(text(LoginChallenges::UserId, 36))
                     .col(text(LoginChallenges::Kind, 16))
                     .col(millis(LoginChallenges::CreatedAt))
                     .col(millis(LoginChallenges::ExpiresAt))
                     .col(millis_null(LoginChallenges::ConsumedAt))
-                    .foreign_key(&mut fk(
-                        LoginChallenges::Table,
-                        LoginChallenges::UserId,
-                        Users::Table,
-                        Users::Id,
-                    ))
+                    .foreign_key(&mut fk(LoginChallenges::Table, LoginChallenges::UserId, Users::Table, Users::Id))
                     .to_owned(),
             )
             .await?;
@@ -356,27 +237,9 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index(
-                "ix_audit_subscription_id",
-                AuditEvents::Table,
-                &["subscription_id", "id"],
-            ))
-            .await?;
-        manager
-            .create_index(index(
-                "ix_audit_target",
-                AuditEvents::Table,
-                &["target_user_id"],
-            ))
-            .await?;
-        manager
-            .create_index(index(
-                "ix_audit_actor",
-                AuditEvents::Table,
-                &["actor_user_id"],
-            ))
-            .await?;
+        manager.create_index(index("ix_audit_subscription_id", AuditEvents::Table, &["subscription_id", "id"])).await?;
+        manager.create_index(index("ix_audit_target", AuditEvents::Table, &["target_user_id"])).await?;
+        manager.create_index(index("ix_audit_actor", AuditEvents::Table, &["actor_user_id"])).await?;
 
         manager
             .create_table(
@@ -393,12 +256,7 @@ impl MigrationTrait for Migration {
                     .col(ColumnDef::new(EmailOutbox::BodyHtml).text().not_null())
                     .col(millis(EmailOutbox::CreatedAt))
                     .col(millis(EmailOutbox::NextAttemptAt))
-                    .col(
-                        ColumnDef::new(EmailOutbox::Attempts)
-                            .integer()
-                            .not_null()
-                            .default(0),
-                    )
+                    .col(ColumnDef::new(EmailOutbox::Attempts).integer().not_null().default(0))
                     .col(millis_null(EmailOutbox::SentAt))
                     .col(millis_null(EmailOutbox::FailedAt))
                     .col(ColumnDef::new(EmailOutbox::LastError).text().null())
@@ -406,11 +264,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(index(
-                "ix_outbox_pending",
-                EmailOutbox::Table,
-                &["sent_at", "failed_at", "next_attempt_at"],
-            ))
+            .create_index(index("ix_outbox_pending", EmailOutbox::Table, &["sent_at", "failed_at", "next_attempt_at"]))
             .await?;
 
         manager
@@ -429,24 +283,13 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_index(index(
-                "ix_maintenance_ends",
-                MaintenanceWindows::Table,
-                &["ends_at"],
-            ))
-            .await?;
+        manager.create_index(index("ix_maintenance_ends", MaintenanceWindows::Table, &["ends_at"])).await?;
 
         manager
             .create_table(
                 Table::create()
                     .table(SigningKeys::Table)
-                    .col(
-                        ColumnDef::new(SigningKeys::Kid)
-                            .string_len(64)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(SigningKeys::Kid).string_len(64).not_null().primary_key())
                     .col(text(SigningKeys::Algorithm, 16))
                     // PKCS#8 DER; empty for keys loaded from configured PEM files.
                     .col(ColumnDef::new(SigningKeys::PrivateKey).binary().not_null())
@@ -464,12 +307,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RateCounters::Table)
                     // e.g. "login:ip:127.0.0.1", "reset:user:<id>".
-                    .col(
-                        ColumnDef::new(RateCounters::Key)
-                            .string_len(200)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(RateCounters::Key).string_len(200).not_null().primary_key())
                     .col(millis(RateCounters::WindowStart))
                     .col(ColumnDef::new(RateCounters::Count).integer().not_null())
                     .to_owned(),
@@ -481,12 +319,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(SpentNonces::Table)
                     // e.g. a captcha solution: accepted once.
-                    .col(
-                        ColumnDef::new(SpentNonces::Key)
-                            .string_len(200)
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(SpentNonces::Key).string_len(200).not_null().primary_key())
                     .col(millis(SpentNonces::ExpiresAt))
                     .to_owned(),
             )
@@ -513,9 +346,7 @@ impl MigrationTrait for Migration {
             Subscriptions::Table.into_iden(),
         ];
         for table in tables {
-            manager
-                .drop_table(Table::drop().table(table).to_owned())
-                .await?;
+            manager.drop_table(Table::drop().table(table).to_owned()).await?;
         }
         Ok(())
     }

@@ -73,17 +73,8 @@ pub async fn bootstrap(app: &App, request: BootstrapRequest) -> Result<Bootstrap
         now,
     )
     .await
-    .map_err(|e| {
-        duplicate_as(
-            e,
-            format!("a subscription with prefix `{prefix}` already exists"),
-        )
-    })?;
-    let status = if password_hash.is_some() {
-        UserStatus::Active
-    } else {
-        UserStatus::PendingActivation
-    };
+    .map_err(|e| duplicate_as(e, format!("a subscription with prefix `{prefix}` already exists")))?;
+    let status = if password_hash.is_some() { UserStatus::Active } else { UserStatus::PendingActivation };
     let manager = users::insert_user(
         &txn,
         NewUser {
@@ -107,10 +98,7 @@ pub async fn bootstrap(app: &App, request: BootstrapRequest) -> Result<Bootstrap
         }
         None => Some(links::issue(app, &txn, &manager.id, LinkPurpose::Welcome).await?),
     };
-    for (action, target) in [
-        ("subscription.create", None),
-        ("user.create", Some(&manager)),
-    ] {
+    for (action, target) in [("subscription.create", None), ("user.create", Some(&manager))] {
         audit::record(
             &txn,
             AuditRecord {
@@ -128,11 +116,7 @@ pub async fn bootstrap(app: &App, request: BootstrapRequest) -> Result<Bootstrap
     }
     txn.commit().await.map_err(StoreError::from)?;
     tracing::info!(subscription_id = %subscription.id, manager_login = %login, "bootstrapped a subscription");
-    Ok(Bootstrapped {
-        subscription_id: subscription.id,
-        manager_login: login,
-        activation_link,
-    })
+    Ok(Bootstrapped { subscription_id: subscription.id, manager_login: login, activation_link })
 }
 
 /// On the first start of an empty database, creates the configured first
@@ -165,10 +149,7 @@ pub async fn generate_login(app: &App, prefix: &str) -> Result<UserLogin, Error>
     for _ in 0..16 {
         let tail = random::string_from(TAIL_ALPHABET, rule.tail_length);
         let login = rule.compose(prefix, code, &tail)?;
-        if users::find_by_login(app.store.connection(), login.as_str())
-            .await?
-            .is_none()
-        {
+        if users::find_by_login(app.store.connection(), login.as_str()).await?.is_none() {
             return Ok(login);
         }
     }

@@ -19,8 +19,7 @@ pub async fn issue<C: ConnectionTrait>(
 ) -> Result<Secret, Error> {
     let token = random::token();
     let now = app.clock.now_ms();
-    let ttl_ms =
-        i64::try_from(app.config.activation.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+    let ttl_ms = i64::try_from(app.config.activation.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
     activation::issue(
         conn,
         NewLink {
@@ -38,11 +37,7 @@ pub async fn issue<C: ConnectionTrait>(
 
 /// `<public_url>/activate/<token>`.
 pub fn link_url(public_url: &str, token: &Secret) -> Secret {
-    Secret::new(format!(
-        "{}/activate/{}",
-        public_url.trim_end_matches('/'),
-        token.expose()
-    ))
+    Secret::new(format!("{}/activate/{}", public_url.trim_end_matches('/'), token.expose()))
 }
 
 #[cfg(test)]
@@ -52,13 +47,7 @@ mod tests {
     #[test]
     fn links_hang_off_the_public_url() {
         let token = Secret::new("abc");
-        assert_eq!(
-            link_url("https://id.example.com/", &token).expose(),
-            "https://id.example.com/activate/abc"
-        );
-        assert_eq!(
-            link_url("http://127.0.0.1:8080", &token).expose(),
-            "http://127.0.0.1:8080/activate/abc"
-        );
+        assert_eq!(link_url("https://id.example.com/", &token).expose(), "https://id.example.com/activate/abc");
+        assert_eq!(link_url("http://127.0.0.1:8080", &token).expose(), "http://127.0.0.1:8080/activate/abc");
     }
 }

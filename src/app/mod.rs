@@ -3,9 +3,18 @@
 //! `domain` for rules and `store` for data.
 
 pub mod bootstrap;
+pub mod caller;
+pub mod credentials;
+pub mod keys;
 pub mod links;
+pub mod login;
+pub mod sessions;
+pub mod throttle;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
+
+use keys::KeyManager;
+use sessions::RevocationCache;
 
 use crate::{
     clock::{SharedClock, SystemClock},
@@ -16,26 +25,33 @@ use crate::{
 };
 
 /// Everything a use case needs, shared by every request.
-#[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
     pub store: Store,
     pub hasher: PasswordHasher,
     pub clock: SharedClock,
+    pub keys: KeyManager,
+    pub revocations: RevocationCache,
 }
 
 impl App {
-    pub fn new(config: Config, store: Store) -> Result<Self, Error> {
-        Self::with_clock(config, store, Arc::new(SystemClock))
+    /// Readies the use cases: the hashing pool and the signing keys.
+    pub async fn start(config: Config, store: Store) -> Result<Self, Error> {
+        Self::start_with_clock(config, store, Arc::new(SystemClock)).await
     }
 
-    pub fn with_clock(config: Config, store: Store, clock: SharedClock) -> Result<Self, Error> {
+    pub async fn start_with_clock(config: Config, store: Store, clock: SharedClock) -> Result<Self, Error> {
         let hasher = PasswordHasher::new(&config.argon2, &config.hashing)?;
-        Ok(Self {
-            config: Arc::new(config),
-            store,
-            hasher,
-            clock,
-        })
+        let keys = KeyManager::start(&store, &config, clock.now_ms()).await?;
+        let revocations = RevocationCache::new(Duration::from_millis(config.tokens.revocation_cache_ms));
+        Ok(Self { config: Arc::new(config), store, hasher, clock, keys, revocations })
+    }
+
+    /// The right-hand side of Message-IDs: the public host name.
+    pub fn message_domain(&self) -> String {
+        url::Url::parse(&self.config.public_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "identity.invalid".to_owned())
     }
 }

@@ -66,10 +66,7 @@ pub struct NewKey {
 
 impl fmt::Debug for NewKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewKey")
-            .field("kid", &self.kid)
-            .field("private_pkcs8_der", &"***")
-            .finish_non_exhaustive()
+        f.debug_struct("NewKey").field("kid", &self.kid).field("private_pkcs8_der", &"***").finish_non_exhaustive()
     }
 }
 
@@ -109,21 +106,14 @@ fn new_key(key: &SigningKey) -> NewKey {
         kid: thumbprint(&public_raw),
         // Encoding a 32-byte seed and its public key into a fixed DER
         // structure has no failure case.
-        private_pkcs8_der: key
-            .to_pkcs8_der()
-            .expect("an Ed25519 key always encodes as PKCS#8")
-            .as_bytes()
-            .to_vec(),
+        private_pkcs8_der: key.to_pkcs8_der().expect("an Ed25519 key always encodes as PKCS#8").as_bytes().to_vec(),
         public_raw,
     }
 }
 
 /// RFC 7638: SHA-256 over the required members in lexical order, no whitespace.
 fn thumbprint(public_raw: &[u8; 32]) -> String {
-    let jwk = format!(
-        r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-        URL_SAFE_NO_PAD.encode(public_raw)
-    );
+    let jwk = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public_raw));
     URL_SAFE_NO_PAD.encode(Sha256::digest(jwk.as_bytes()))
 }
 
@@ -151,19 +141,11 @@ impl KeyRing {
 
     /// For a key configured from a file, whose row holds no private key: it
     /// signs whatever the rows say, and verifies even before its row is read.
-    pub fn from_rows_with_signer(
-        rows: Vec<signing_key::Model>,
-        now_ms: i64,
-        signer: &NewKey,
-    ) -> Result<Self, Error> {
+    pub fn from_rows_with_signer(rows: Vec<signing_key::Model>, now_ms: i64, signer: &NewKey) -> Result<Self, Error> {
         Self::build(rows, now_ms, Some(signer))
     }
 
-    fn build(
-        mut rows: Vec<signing_key::Model>,
-        now_ms: i64,
-        configured: Option<&NewKey>,
-    ) -> Result<Self, Error> {
+    fn build(mut rows: Vec<signing_key::Model>, now_ms: i64, configured: Option<&NewKey>) -> Result<Self, Error> {
         rows.retain(|row| row.expires_at.is_none_or(|at| at > now_ms));
         let mut verifiers: Vec<Verifier> = rows.iter().filter_map(verifier).collect();
         let (signer_kid, private_der, public_raw) = match configured {
@@ -187,9 +169,7 @@ impl KeyRing {
         // A private key stored beside the wrong public key would sign tokens
         // that no one can verify.
         if private.verifying_key().to_bytes() != public_raw {
-            return Err(Error::internal(format!(
-                "signing key {signer_kid}: private and public keys differ"
-            )));
+            return Err(Error::internal(format!("signing key {signer_kid}: private and public keys differ")));
         }
         if !verifiers.iter().any(|v| &v.kid == signer_kid) {
             verifiers.push(Verifier {
@@ -198,11 +178,7 @@ impl KeyRing {
                 key: DecodingKey::from_ed_der(&public_raw),
             });
         }
-        Ok(Self {
-            signer_kid: signer_kid.clone(),
-            signer: EncodingKey::from_ed_der(private_der),
-            verifiers,
-        })
+        Ok(Self { signer_kid: signer_kid.clone(), signer: EncodingKey::from_ed_der(private_der), verifiers })
     }
 
     pub fn signing_kid(&self) -> &str {
@@ -237,11 +213,7 @@ impl KeyRing {
         if header.alg != Algorithm::EdDSA {
             return Err(TokenRejection::Malformed);
         }
-        let verifier = header
-            .kid
-            .as_deref()
-            .and_then(|kid| self.verifier(kid))
-            .ok_or(TokenRejection::UnknownKey)?;
+        let verifier = header.kid.as_deref().and_then(|kid| self.verifier(kid)).ok_or(TokenRejection::UnknownKey)?;
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &verifier.key, &VALIDATION)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => TokenRejection::BadSignature,
@@ -340,12 +312,7 @@ mod tests {
         }
     }
 
-    fn row(
-        key: &NewKey,
-        created_at: i64,
-        retired_at: Option<i64>,
-        expires_at: Option<i64>,
-    ) -> signing_key::Model {
+    fn row(key: &NewKey, created_at: i64, retired_at: Option<i64>, expires_at: Option<i64>) -> signing_key::Model {
         signing_key::Model {
             kid: key.kid.clone(),
             algorithm: ALGORITHM.to_owned(),
@@ -388,10 +355,7 @@ mod tests {
         let ring = ring(&generate_key());
         let token = ring.sign(&claims()).unwrap();
         let parts: Vec<&str> = token.split('.').collect();
-        let forged = AccessClaims {
-            role: "ADMINISTRATOR".to_owned(),
-            ..claims()
-        };
+        let forged = AccessClaims { role: "ADMINISTRATOR".to_owned(), ..claims() };
         let payload = b64json(&serde_json::to_value(forged).unwrap());
         let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
 
@@ -405,15 +369,9 @@ mod tests {
         let exp = claims().exp;
 
         assert!(ring.verify(&token, ISS, AUD, exp + LEEWAY_SECS - 1).is_ok());
-        assert_eq!(
-            ring.verify(&token, ISS, AUD, exp + LEEWAY_SECS),
-            Err(TokenRejection::Expired)
-        );
+        assert_eq!(ring.verify(&token, ISS, AUD, exp + LEEWAY_SECS), Err(TokenRejection::Expired));
         assert!(ring.verify(&token, ISS, AUD, NOW - LEEWAY_SECS).is_ok());
-        assert_eq!(
-            ring.verify(&token, ISS, AUD, NOW - LEEWAY_SECS - 1),
-            Err(TokenRejection::NotYetValid)
-        );
+        assert_eq!(ring.verify(&token, ISS, AUD, NOW - LEEWAY_SECS - 1), Err(TokenRejection::NotYetValid));
     }
 
     #[test]
@@ -421,14 +379,8 @@ mod tests {
         let ring = ring(&generate_key());
         let token = ring.sign(&claims()).unwrap();
 
-        assert_eq!(
-            ring.verify(&token, "https://identity.example/", AUD, NOW),
-            Err(TokenRejection::WrongIssuer)
-        );
-        assert_eq!(
-            ring.verify(&token, ISS, "Identity", NOW),
-            Err(TokenRejection::WrongAudience)
-        );
+        assert_eq!(ring.verify(&token, "https://identity.example/", AUD, NOW), Err(TokenRejection::WrongIssuer));
+        assert_eq!(ring.verify(&token, ISS, "Identity", NOW), Err(TokenRejection::WrongAudience));
     }
 
     #[test]
@@ -470,13 +422,8 @@ mod tests {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(key.kid.clone());
         let ring = ring(&key);
-        for secret in [
-            key.public_raw.to_vec(),
-            ring.jwks()[0].x.as_bytes().to_vec(),
-        ] {
-            let token =
-                jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(&secret))
-                    .unwrap();
+        for secret in [key.public_raw.to_vec(), ring.jwks()[0].x.as_bytes().to_vec()] {
+            let token = jsonwebtoken::encode(&header, &claims(), &EncodingKey::from_secret(&secret)).unwrap();
             assert_eq!(verify(&ring, &token), Err(TokenRejection::Malformed));
         }
     }
@@ -486,10 +433,7 @@ mod tests {
         let ring = ring(&generate_key());
         let token = ring.sign(&claims()).unwrap();
 
-        assert_eq!(
-            verify(&ring, &token[..token.len() / 2]),
-            Err(TokenRejection::Malformed)
-        );
+        assert_eq!(verify(&ring, &token[..token.len() / 2]), Err(TokenRejection::Malformed));
         for end in 0..token.len() {
             assert!(verify(&ring, &token[..end]).is_err());
         }
@@ -505,12 +449,7 @@ mod tests {
         let new = generate_key();
         let old_token = ring(&old).sign(&claims()).unwrap();
         let rows = vec![
-            row(
-                &old,
-                NOW_MS - 2 * HOUR_MS,
-                Some(NOW_MS - HOUR_MS),
-                Some(NOW_MS + HOUR_MS),
-            ),
+            row(&old, NOW_MS - 2 * HOUR_MS, Some(NOW_MS - HOUR_MS), Some(NOW_MS + HOUR_MS)),
             row(&new, NOW_MS - HOUR_MS, None, None),
         ];
         let ring = KeyRing::from_rows(rows, NOW_MS).unwrap();
@@ -518,10 +457,7 @@ mod tests {
         assert_eq!(ring.signing_kid(), new.kid);
         assert!(verify(&ring, &old_token).is_ok());
         let new_token = ring.sign(&claims()).unwrap();
-        assert_eq!(
-            jsonwebtoken::decode_header(&new_token).unwrap().kid,
-            Some(new.kid.clone())
-        );
+        assert_eq!(jsonwebtoken::decode_header(&new_token).unwrap().kid, Some(new.kid.clone()));
     }
 
     #[test]
@@ -530,12 +466,7 @@ mod tests {
         let new = generate_key();
         let old_token = ring(&old).sign(&claims()).unwrap();
         let rows = vec![
-            row(
-                &old,
-                NOW_MS - 2 * HOUR_MS,
-                Some(NOW_MS - HOUR_MS),
-                Some(NOW_MS - 1),
-            ),
+            row(&old, NOW_MS - 2 * HOUR_MS, Some(NOW_MS - HOUR_MS), Some(NOW_MS - 1)),
             row(&new, NOW_MS - HOUR_MS, None, None),
         ];
         let ring = KeyRing::from_rows(rows, NOW_MS).unwrap();
@@ -565,12 +496,7 @@ mod tests {
         let old = generate_key();
         let new = generate_key();
         let rows = vec![
-            row(
-                &old,
-                NOW_MS - 2 * HOUR_MS,
-                Some(NOW_MS - HOUR_MS),
-                Some(NOW_MS + HOUR_MS),
-            ),
+            row(&old, NOW_MS - 2 * HOUR_MS, Some(NOW_MS - HOUR_MS), Some(NOW_MS + HOUR_MS)),
             row(&new, NOW_MS - HOUR_MS, None, None),
         ];
         let jwks = KeyRing::from_rows(rows, NOW_MS).unwrap().jwks();
@@ -578,14 +504,8 @@ mod tests {
         assert_eq!(jwks.len(), 2);
         for key in [&old, &new] {
             let jwk = jwks.iter().find(|j| j.kid == key.kid).unwrap();
-            assert_eq!(
-                URL_SAFE_NO_PAD.decode(&jwk.x).unwrap(),
-                key.public_raw.to_vec()
-            );
-            assert_eq!(
-                (&*jwk.kty, &*jwk.crv, &*jwk.alg, &*jwk.use_),
-                ("OKP", "Ed25519", "EdDSA", "sig")
-            );
+            assert_eq!(URL_SAFE_NO_PAD.decode(&jwk.x).unwrap(), key.public_raw.to_vec());
+            assert_eq!((&*jwk.kty, &*jwk.crv, &*jwk.alg, &*jwk.use_), ("OKP", "Ed25519", "EdDSA", "sig"));
         }
         let json = serde_json::to_value(&jwks[0]).unwrap();
         assert_eq!(json["use"], "sig");
@@ -601,11 +521,7 @@ MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g
 
     #[test]
     fn kid_is_the_rfc7638_thumbprint() {
-        let x: [u8; 32] = URL_SAFE_NO_PAD
-            .decode(RFC8037_X)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let x: [u8; 32] = URL_SAFE_NO_PAD.decode(RFC8037_X).unwrap().try_into().unwrap();
         assert_eq!(thumbprint(&x), RFC8037_KID);
     }
 
@@ -645,10 +561,7 @@ MCowBQYDK2VwAyEAIxD3kqGZ7osBXXNV47uJCNLbz6tHTnBXE+u16i9ww/Y=
 ";
         for pem in [p256, ed25519_public, "not a key", ""] {
             let error = key_from_pem(pem).unwrap_err();
-            assert!(
-                error.to_string().contains("not an Ed25519 private key"),
-                "{error}"
-            );
+            assert!(error.to_string().contains("not an Ed25519 private key"), "{error}");
         }
     }
 }

@@ -13,9 +13,7 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
@@ -54,13 +52,8 @@ struct Inner {
 impl PasswordHasher {
     /// Builds the pool. Computes the dummy hash, so call it once at start.
     pub fn new(argon2: &Argon2Config, hashing: &HashingConfig) -> Result<Self, Error> {
-        let params = Params::new(
-            argon2.memory_kib,
-            argon2.iterations,
-            argon2.parallelism,
-            None,
-        )
-        .map_err(|e| Error::internal(format!("argon2 parameters: {e}")))?;
+        let params = Params::new(argon2.memory_kib, argon2.iterations, argon2.parallelism, None)
+            .map_err(|e| Error::internal(format!("argon2 parameters: {e}")))?;
         let worker_count = hashing.worker_count();
         let dummy_secret = super::random::token();
         let dummy_hash = hash_blocking(&params, dummy_secret.expose())?;
@@ -95,8 +88,7 @@ impl PasswordHasher {
     pub async fn hash(&self, secret: Secret) -> Result<String, Error> {
         let admission = self.admit()?;
         let params = self.inner.params.clone();
-        self.run(admission, move || hash_blocking(&params, secret.expose()))
-            .await
+        self.run(admission, move || hash_blocking(&params, secret.expose())).await
     }
 
     /// Hashes many secrets, in parallel on every worker. A batch waits for
@@ -107,9 +99,7 @@ impl PasswordHasher {
             let this = self.clone();
             let params = self.inner.params.clone();
             tasks.spawn(async move {
-                let hash = this
-                    .run(None, move || hash_blocking(&params, secret.expose()))
-                    .await;
+                let hash = this.run(None, move || hash_blocking(&params, secret.expose())).await;
                 (index, hash)
             });
         }
@@ -124,32 +114,17 @@ impl PasswordHasher {
     /// Checks `secret` against `stored`, a PHC string. With no stored hash
     /// (unknown login, no PIN), checks against the dummy hash and reports a
     /// mismatch, taking the same time as a real check.
-    pub async fn verify(
-        &self,
-        secret: Secret,
-        stored: Option<String>,
-    ) -> Result<Verification, Error> {
+    pub async fn verify(&self, secret: Secret, stored: Option<String>) -> Result<Verification, Error> {
         let admission = self.admit()?;
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let inner = Arc::clone(&self.inner);
-        let verification = self
-            .run(admission, move || {
-                verify_blocking(&inner, secret.expose(), &stored)
-            })
-            .await?;
-        Ok(if known {
-            verification
-        } else {
-            Verification::Mismatch
-        })
+        let verification = self.run(admission, move || verify_blocking(&inner, secret.expose(), &stored)).await?;
+        Ok(if known { verification } else { Verification::Mismatch })
     }
 
     fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, Error> {
-        Arc::clone(&self.inner.admission)
-            .try_acquire_owned()
-            .map(Some)
-            .map_err(|_| Error::Overloaded)
+        Arc::clone(&self.inner.admission).try_acquire_owned().map(Some).map_err(|_| Error::Overloaded)
     }
 
     async fn run<T: Send + 'static>(
@@ -183,31 +158,21 @@ fn hash_blocking(params: &Params, secret: &str) -> Result<String, Error> {
 }
 
 fn verify_blocking(inner: &Inner, secret: &str, stored: &str) -> Result<Verification, Error> {
-    let parsed = PasswordHash::new(stored)
-        .map_err(|e| Error::internal(format!("stored hash unreadable: {e}")))?;
-    let stored_params = Params::try_from(&parsed)
-        .map_err(|e| Error::internal(format!("stored hash parameters: {e}")))?;
+    let parsed = PasswordHash::new(stored).map_err(|e| Error::internal(format!("stored hash unreadable: {e}")))?;
+    let stored_params =
+        Params::try_from(&parsed).map_err(|e| Error::internal(format!("stored hash parameters: {e}")))?;
     let limits = &inner.limits;
     // Refuse before allocating: a tampered row must not make us allocate gigabytes.
     if stored_params.m_cost() > limits.max_memory_kib
         || stored_params.t_cost() > limits.max_iterations
         || stored_params.p_cost() > limits.max_parallelism
     {
-        return Err(Error::internal(
-            "stored hash parameters exceed the configured maxima",
-        ));
+        return Err(Error::internal("stored hash parameters exceed the configured maxima"));
     }
     let algorithm = Algorithm::try_from(parsed.algorithm.as_str())
         .map_err(|e| Error::internal(format!("stored hash algorithm: {e}")))?;
-    let version = parsed
-        .version
-        .map(Version::try_from)
-        .transpose()
-        .map_err(Error::internal)?
-        .unwrap_or(Version::V0x13);
-    match Argon2::new(algorithm, version, stored_params.clone())
-        .verify_password(secret.as_bytes(), &parsed)
-    {
+    let version = parsed.version.map(Version::try_from).transpose().map_err(Error::internal)?.unwrap_or(Version::V0x13);
+    match Argon2::new(algorithm, version, stored_params.clone()).verify_password(secret.as_bytes(), &parsed) {
         Ok(()) => {
             let current = &inner.params;
             let needs_rehash = algorithm != Algorithm::Argon2id
@@ -227,12 +192,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> Argon2Config {
-        Argon2Config {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-            ..Argon2Config::default()
-        }
+        Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1, ..Argon2Config::default() }
     }
 
     fn pool(argon2: &Argon2Config, workers: usize, queue: usize) -> PasswordHasher {
@@ -245,43 +205,22 @@ mod tests {
         let hash = hasher.hash(Secret::new("correct horse")).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert_eq!(
-            hasher
-                .verify(Secret::new("correct horse"), Some(hash.clone()))
-                .await
-                .unwrap(),
-            Verification::Match {
-                needs_rehash: false
-            }
+            hasher.verify(Secret::new("correct horse"), Some(hash.clone())).await.unwrap(),
+            Verification::Match { needs_rehash: false }
         );
-        assert_eq!(
-            hasher
-                .verify(Secret::new("Correct horse"), Some(hash))
-                .await
-                .unwrap(),
-            Verification::Mismatch
-        );
+        assert_eq!(hasher.verify(Secret::new("Correct horse"), Some(hash)).await.unwrap(), Verification::Mismatch);
     }
 
     #[tokio::test]
     async fn unknown_users_are_checked_against_the_dummy_and_never_match() {
         let hasher = pool(&cheap(), 1, 1);
-        assert_eq!(
-            hasher.verify(Secret::new(""), None).await.unwrap(),
-            Verification::Mismatch
-        );
+        assert_eq!(hasher.verify(Secret::new(""), None).await.unwrap(), Verification::Mismatch);
     }
 
     #[tokio::test]
     async fn hashes_made_with_older_parameters_ask_for_a_rehash() {
         let old = pool(&cheap(), 1, 1).hash(Secret::new("pw")).await.unwrap();
-        let newer = pool(
-            &Argon2Config {
-                memory_kib: 128,
-                ..cheap()
-            },
-            1,
-            1,
-        );
+        let newer = pool(&Argon2Config { memory_kib: 128, ..cheap() }, 1, 1);
         assert_eq!(
             newer.verify(Secret::new("pw"), Some(old)).await.unwrap(),
             Verification::Match { needs_rehash: true }
@@ -293,24 +232,15 @@ mod tests {
         let hasher = pool(&cheap(), 1, 1);
         let huge = "$argon2id$v=19$m=4194304,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA";
         let started = std::time::Instant::now();
-        let result = hasher
-            .verify(Secret::new("pw"), Some(huge.to_owned()))
-            .await;
-        assert!(
-            matches!(result, Err(Error::Internal(ref m)) if m.contains("maxima")),
-            "{result:?}"
-        );
+        let result = hasher.verify(Secret::new("pw"), Some(huge.to_owned())).await;
+        assert!(matches!(result, Err(Error::Internal(ref m)) if m.contains("maxima")), "{result:?}");
         assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[tokio::test]
     async fn a_full_queue_is_refused_at_once() {
         // One worker, no waiting room beyond it: a second concurrent caller is refused.
-        let slow = Argon2Config {
-            memory_kib: 8 * 1024,
-            iterations: 8,
-            ..cheap()
-        };
+        let slow = Argon2Config { memory_kib: 8 * 1024, iterations: 8, ..cheap() };
         let hasher = pool(&slow, 1, 1);
         let first = {
             let hasher = hasher.clone();
@@ -334,11 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_caller_keeps_its_slot_until_the_hash_ends() {
-        let slow = Argon2Config {
-            memory_kib: 8 * 1024,
-            iterations: 16,
-            ..cheap()
-        };
+        let slow = Argon2Config { memory_kib: 8 * 1024, iterations: 16, ..cheap() };
         let hasher = pool(&slow, 1, 1);
         let call = {
             let hasher = hasher.clone();
@@ -349,11 +275,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         call.abort();
-        assert_eq!(
-            hasher.busy_workers(),
-            1,
-            "the running hash still holds the worker"
-        );
+        assert_eq!(hasher.busy_workers(), 1, "the running hash still holds the worker");
         while hasher.busy_workers() == 1 {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
@@ -366,16 +288,8 @@ mod tests {
         let secrets: Vec<Secret> = (0..10).map(|i| Secret::new(format!("pw{i}"))).collect();
         let hashes = hasher.hash_many(secrets).await.unwrap();
         for (i, hash) in hashes.into_iter().enumerate() {
-            let verdict = hasher
-                .verify(Secret::new(format!("pw{i}")), Some(hash))
-                .await
-                .unwrap();
-            assert_eq!(
-                verdict,
-                Verification::Match {
-                    needs_rehash: false
-                }
-            );
+            let verdict = hasher.verify(Secret::new(format!("pw{i}")), Some(hash)).await.unwrap();
+            assert_eq!(verdict, Verification::Match { needs_rehash: false });
         }
     }
 }

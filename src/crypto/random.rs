@@ -26,9 +26,7 @@ pub fn token_hash(token: &str) -> String {
 /// `length` characters drawn uniformly from `alphabet`.
 pub fn string_from(alphabet: &[u8], length: usize) -> String {
     let mut rng = rand::rng();
-    (0..length)
-        .map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())]))
-        .collect()
+    (0..length).map(|_| char::from(alphabet[rng.random_range(0..alphabet.len())])).collect()
 }
 
 pub fn bytes<const N: usize>() -> [u8; N] {
@@ -52,10 +50,7 @@ mod tests {
 
     #[test]
     fn token_hash_is_hex_sha256() {
-        assert_eq!(
-            token_hash("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(token_hash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -63,5 +58,52 @@ mod tests {
         let s = string_from(b"ab", 64);
         assert_eq!(s.len(), 64);
         assert!(s.chars().all(|c| c == 'a' || c == 'b'));
+    }
+}
+
+const LOWER: &[u8] = b"abcdefghijkmnopqrstuvwxyz";
+const UPPER: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ";
+const DIGITS: &[u8] = b"23456789";
+/// No `]` (so `]]>` can never close a CDATA section), no quotes, backslash or space.
+const SYMBOLS: &[u8] = b"!#$%&()*+,-./:;<=?@^_{|}~";
+
+pub const GENERATED_PASSWORD_LENGTH: usize = 20;
+
+/// A generated password: 20 characters from a CSPRNG with every character
+/// class, checked against `policy` (and so against the login).
+pub fn password(policy: &crate::domain::password_policy::PasswordPolicy, login: &str) -> Secret {
+    let all: Vec<u8> = [LOWER, UPPER, DIGITS, SYMBOLS].concat();
+    loop {
+        let mut chars: Vec<char> = string_from(&all, GENERATED_PASSWORD_LENGTH - 4).chars().collect();
+        for class in [LOWER, UPPER, DIGITS, SYMBOLS] {
+            let c = string_from(class, 1).chars().next().unwrap_or('x');
+            let at = rand::rng().random_range(0..=chars.len());
+            chars.insert(at, c);
+        }
+        let candidate = Secret::new(chars.into_iter().collect::<String>());
+        if policy.check(&candidate, login, &[]).is_ok() {
+            return candidate;
+        }
+    }
+}
+
+#[cfg(test)]
+mod password_tests {
+    use super::*;
+    use crate::domain::password_policy::PasswordPolicy;
+
+    #[test]
+    fn generated_passwords_are_long_varied_and_cdata_safe() {
+        let policy = PasswordPolicy::default();
+        for _ in 0..200 {
+            let generated = password(&policy, "fran_m");
+            let value = generated.expose();
+            assert_eq!(value.chars().count(), GENERATED_PASSWORD_LENGTH);
+            assert!(value.chars().any(|c| c.is_ascii_lowercase()));
+            assert!(value.chars().any(|c| c.is_ascii_uppercase()));
+            assert!(value.chars().any(|c| c.is_ascii_digit()));
+            assert!(!value.contains(']') && !value.contains(' '));
+            assert!(policy.check(&generated, "fran_m", &[]).is_ok());
+        }
     }
 }

@@ -9,10 +9,7 @@ use super::UserStatus;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{field} {message}")]
-    InvalidArgument {
-        field: &'static str,
-        message: String,
-    },
+    InvalidArgument { field: &'static str, message: String },
 
     /// Unknown login or wrong password: the one message for both.
     #[error("Invalid credentials")]
@@ -46,10 +43,7 @@ pub enum Error {
 
     /// Any other state problem; `reason` is the stable machine-readable code.
     #[error("{message}")]
-    FailedPrecondition {
-        reason: &'static str,
-        message: String,
-    },
+    FailedPrecondition { reason: &'static str, message: String },
 
     /// Too many attempts for now: try again after `retry_after`.
     #[error("Too many attempts: try again in {} seconds", retry_after.as_secs().max(1))]
@@ -83,10 +77,7 @@ pub enum AccountProblem {
 
 impl Error {
     pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            field,
-            message: message.into(),
-        }
+        Error::InvalidArgument { field, message: message.into() }
     }
 
     pub fn internal(detail: impl std::fmt::Display) -> Self {
@@ -100,9 +91,7 @@ impl Error {
             Error::InvalidCredentials => "INVALID_CREDENTIALS",
             Error::InvalidPasscode => "INVALID_PASSCODE",
             Error::PinRejected => "PIN_REJECTED",
-            Error::AccountUnavailable(AccountProblem::PendingActivation) => {
-                "ACCOUNT_PENDING_ACTIVATION"
-            }
+            Error::AccountUnavailable(AccountProblem::PendingActivation) => "ACCOUNT_PENDING_ACTIVATION",
             Error::AccountUnavailable(AccountProblem::Inactive) => "ACCOUNT_INACTIVE",
             Error::AccountUnavailable(AccountProblem::Locked) => "ACCOUNT_LOCKED",
             Error::Unauthenticated(_) => "UNAUTHENTICATED",
@@ -126,15 +115,8 @@ mod tests {
     #[test]
     fn messages_quote_the_support_pages() {
         assert_eq!(Error::InvalidCredentials.to_string(), "Invalid credentials");
-        assert_eq!(
-            Error::InvalidPasscode.to_string(),
-            "Invalid Tokencode or PIN"
-        );
-        assert!(
-            Error::PinRejected
-                .to_string()
-                .starts_with("Your new PIN has been rejected")
-        );
+        assert_eq!(Error::InvalidPasscode.to_string(), "Invalid Tokencode or PIN");
+        assert!(Error::PinRejected.to_string().starts_with("Your new PIN has been rejected"));
         assert_eq!(
             Error::AccountUnavailable(AccountProblem::Inactive).to_string(),
             "Your account is inactive — contact your Manager"
@@ -149,13 +131,7 @@ mod tests {
 
     #[test]
     fn an_illegal_transition_names_both_states() {
-        let error = Error::IllegalTransition {
-            from: UserStatus::Deleted,
-            to: UserStatus::Active,
-        };
-        assert_eq!(
-            error.to_string(),
-            "cannot change a user from DELETED to ACTIVE"
-        );
+        let error = Error::IllegalTransition { from: UserStatus::Deleted, to: UserStatus::Active };
+        assert_eq!(error.to_string(), "cannot change a user from DELETED to ACTIVE");
     }
 }

@@ -11,11 +11,7 @@ pub enum LinkPurpose {
 }
 
 impl LinkPurpose {
-    pub const ALL: [LinkPurpose; 3] = [
-        LinkPurpose::Welcome,
-        LinkPurpose::AdminReset,
-        LinkPurpose::ForgotPassword,
-    ];
+    pub const ALL: [LinkPurpose; 3] = [LinkPurpose::Welcome, LinkPurpose::AdminReset, LinkPurpose::ForgotPassword];
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -20,25 +20,13 @@ impl UserLogin {
     pub fn parse(value: &str) -> Result<Self, Error> {
         let length = value.chars().count();
         if !(LOGIN_MIN..=LOGIN_MAX).contains(&length) {
-            return Err(Error::invalid(
-                "user_login",
-                format!("must be {LOGIN_MIN} to {LOGIN_MAX} characters long"),
-            ));
+            return Err(Error::invalid("user_login", format!("must be {LOGIN_MIN} to {LOGIN_MAX} characters long")));
         }
-        if !value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(Error::invalid(
-                "user_login",
-                "may contain only letters, digits, '_', '-' and '.'",
-            ));
+        if !value.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            return Err(Error::invalid("user_login", "may contain only letters, digits, '_', '-' and '.'"));
         }
         if !value.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            return Err(Error::invalid(
-                "user_login",
-                "must start with a letter or a digit",
-            ));
+            return Err(Error::invalid("user_login", "must start with a letter or a digit"));
         }
         Ok(Self(value.to_owned()))
     }
@@ -59,16 +47,11 @@ impl fmt::Display for UserLogin {
 pub fn parse_login_prefix(value: &str) -> Result<String, Error> {
     let valid = (2..=16).contains(&value.len())
         && value.starts_with(|c: char| c.is_ascii_lowercase())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if valid {
         Ok(value.to_owned())
     } else {
-        Err(Error::invalid(
-            "login_prefix",
-            "must be 2 to 16 lower-case letters and digits, starting with a letter",
-        ))
+        Err(Error::invalid("login_prefix", "must be 2 to 16 lower-case letters and digits, starting with a letter"))
     }
 }
 
@@ -78,18 +61,13 @@ pub fn parse_login_prefix(value: &str) -> Result<String, Error> {
 pub fn parse_email(value: &str) -> Result<String, Error> {
     let trimmed = value.trim();
     let invalid = || Error::invalid("email", "must be an address such as name@example.com");
-    if trimmed.is_empty()
-        || trimmed.len() > EMAIL_MAX
-        || trimmed.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
+    if trimmed.is_empty() || trimmed.len() > EMAIL_MAX || trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());
     }
     let (local, domain) = trimmed.split_once('@').ok_or_else(invalid)?;
     let domain_ok = !domain.contains('@')
         && domain.contains('.')
-        && domain
-            .split('.')
-            .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
+        && domain.split('.').all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
     if local.is_empty() || !domain_ok {
         return Err(invalid());
     }
@@ -109,12 +87,7 @@ pub const TAIL_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 
 impl LoginRule {
     /// Builds `<prefix><separator><code><tail>`.
-    pub fn compose(
-        &self,
-        prefix: &str,
-        platform_code: &str,
-        tail: &str,
-    ) -> Result<UserLogin, Error> {
+    pub fn compose(&self, prefix: &str, platform_code: &str, tail: &str) -> Result<UserLogin, Error> {
         UserLogin::parse(&format!("{prefix}{}{platform_code}{tail}", self.separator))
     }
 
@@ -140,26 +113,14 @@ mod tests {
                 assert!(UserLogin::parse(good).is_ok(), "{good}");
             }
         }
-        for bad in [
-            "",
-            "ab",
-            "_abc",
-            ".abc",
-            "has space",
-            "ünï",
-            "semi;colon",
-            &"a".repeat(65),
-        ] {
+        for bad in ["", "ab", "_abc", ".abc", "has space", "ünï", "semi;colon", &"a".repeat(65)] {
             assert!(UserLogin::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn logins_keep_their_case() {
-        assert_ne!(
-            UserLogin::parse("John_D").unwrap(),
-            UserLogin::parse("john_d").unwrap()
-        );
+        assert_ne!(UserLogin::parse("John_D").unwrap(), UserLogin::parse("john_d").unwrap());
     }
 
     #[test]
@@ -173,10 +134,7 @@ mod tests {
 
     #[test]
     fn emails_need_a_local_part_and_a_dotted_domain() {
-        assert_eq!(
-            parse_email(" fran@example.com ").unwrap(),
-            "fran@example.com"
-        );
+        assert_eq!(parse_email(" fran@example.com ").unwrap(), "fran@example.com");
         for bad in [
             "",
             "fran",
@@ -195,10 +153,7 @@ mod tests {
 
     #[test]
     fn a_composed_login_gives_back_its_platform_code() {
-        let rule = LoginRule {
-            separator: '_',
-            tail_length: 6,
-        };
+        let rule = LoginRule { separator: '_', tail_length: 6 };
         let login = rule.compose("acme", "us2", "k7q4ab").unwrap();
         assert_eq!(login.as_str(), "acme_us2k7q4ab");
         assert_eq!(rule.platform_code(login.as_str()), Some("us2"));
@@ -206,21 +161,10 @@ mod tests {
 
     #[test]
     fn logins_not_built_by_the_rule_have_no_platform_code() {
-        let rule = LoginRule {
-            separator: '_',
-            tail_length: 6,
-        };
+        let rule = LoginRule { separator: '_', tail_length: 6 };
         assert_eq!(rule.platform_code("johnd"), None);
         assert_eq!(rule.platform_code("john_d"), None);
-        assert_eq!(
-            rule.platform_code("acme_k7q4ab"),
-            None,
-            "tail only, no code"
-        );
-        assert_eq!(
-            rule.platform_code("acme_us2K7Q4AB"),
-            None,
-            "tail outside the alphabet"
-        );
+        assert_eq!(rule.platform_code("acme_k7q4ab"), None, "tail only, no code");
+        assert_eq!(rule.platform_code("acme_us2K7Q4AB"), None, "tail outside the alphabet");
     }
 }

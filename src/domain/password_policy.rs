@@ -13,11 +13,7 @@ pub struct PasswordPolicy {
 
 impl Default for PasswordPolicy {
     fn default() -> Self {
-        Self {
-            min_length: 12,
-            max_length: 128,
-            min_strength: 3,
-        }
+        Self { min_length: 12, max_length: 128, min_strength: 3 }
     }
 }
 
@@ -30,10 +26,7 @@ impl PasswordPolicy {
         if length < self.min_length || length > self.max_length {
             return Err(Error::invalid(
                 "new_password",
-                format!(
-                    "must be {} to {} characters long",
-                    self.min_length, self.max_length
-                ),
+                format!("must be {} to {} characters long", self.min_length, self.max_length),
             ));
         }
         if !login.is_empty() && value.to_lowercase().contains(&login.to_lowercase()) {
@@ -72,18 +65,9 @@ mod tests {
     #[test]
     fn length_bounds_are_inclusive() {
         assert!(check("Tr0ub4dor&3xQ", "fran").is_ok());
-        assert!(
-            check("x7#Kq!9vL@2m", "fran").is_ok(),
-            "12 characters is enough"
-        );
-        assert!(
-            check("x7#Kq!9vL@2", "fran").is_err(),
-            "11 characters is not"
-        );
-        assert!(
-            check(&"x7#Kq!9vL@2m".repeat(11), "fran").is_err(),
-            "132 characters is too many"
-        );
+        assert!(check("x7#Kq!9vL@2m", "fran").is_ok(), "12 characters is enough");
+        assert!(check("x7#Kq!9vL@2", "fran").is_err(), "11 characters is not");
+        assert!(check(&"x7#Kq!9vL@2m".repeat(11), "fran").is_err(), "132 characters is too many");
     }
 
     #[test]

@@ -48,10 +48,7 @@ impl Action {
 
     /// Actions that need the target to hold a login.
     fn needs_login(self) -> bool {
-        matches!(
-            self,
-            Action::ChangeLogin | Action::ResetPassword | Action::AssignToken | Action::ResetPin
-        )
+        matches!(self, Action::ChangeLogin | Action::ResetPassword | Action::AssignToken | Action::ResetPin)
     }
 }
 
@@ -110,25 +107,16 @@ fn administers(actor: &Actor, target: &Target) -> bool {
                 && actor.business_unit_id.is_some()
                 && actor.business_unit_id == target.business_unit_id
         }
-        Role::Scanner | Role::Reader | Role::Auditor | Role::RemediationUser | Role::Contact => {
-            false
-        }
+        Role::Scanner | Role::Reader | Role::Auditor | Role::RemediationUser | Role::Contact => false,
     }
 }
 
 /// Whether a role may create users of `new_role` in `unit` (or subscription-wide).
-pub fn may_create(
-    actor_role: Role,
-    actor_unit: Option<&str>,
-    new_role: Role,
-    unit: Option<&str>,
-) -> bool {
+pub fn may_create(actor_role: Role, actor_unit: Option<&str>, new_role: Role, unit: Option<&str>) -> bool {
     match actor_role {
         Role::Administrator => true,
         Role::Manager => new_role != Role::Administrator,
-        Role::UnitManager => {
-            !new_role.is_subscription_wide() && actor_unit.is_some() && actor_unit == unit
-        }
+        Role::UnitManager => !new_role.is_subscription_wide() && actor_unit.is_some() && actor_unit == unit,
         _ => false,
     }
 }
@@ -175,10 +163,7 @@ mod tests {
                                     user_id: if is_self { "actor" } else { "target" },
                                     subscription_id: "sub",
                                     role: target_role,
-                                    business_unit_id: unit_of(
-                                        target_role,
-                                        if same_unit { UNIT_A } else { UNIT_B },
-                                    ),
+                                    business_unit_id: unit_of(target_role, if same_unit { UNIT_A } else { UNIT_B }),
                                     status,
                                 };
                                 let in_scope = expected_scope(actor_role, target_role, same_unit);
@@ -224,12 +209,7 @@ mod tests {
 
     #[test]
     fn the_table_in_words() {
-        let actor = |role| Actor {
-            user_id: "a",
-            subscription_id: "s",
-            role,
-            business_unit_id: unit_of(role, UNIT_A),
-        };
+        let actor = |role| Actor { user_id: "a", subscription_id: "s", role, business_unit_id: unit_of(role, UNIT_A) };
         let target = |role, unit| Target {
             user_id: "t",
             subscription_id: "s",
@@ -239,56 +219,27 @@ mod tests {
         };
         let reset = |a, t| may(&actor(a), Action::ResetPassword, &t);
         // Administrators: every user and every Manager, not other Administrators.
-        assert_eq!(
-            reset(Administrator, target(Manager, UNIT_A)),
-            Decision::Allow
-        );
-        assert_eq!(
-            reset(Administrator, target(Administrator, UNIT_A)),
-            Decision::Deny(Denial::OutOfScope)
-        );
+        assert_eq!(reset(Administrator, target(Manager, UNIT_A)), Decision::Allow);
+        assert_eq!(reset(Administrator, target(Administrator, UNIT_A)), Decision::Deny(Denial::OutOfScope));
         // Managers: every user except Administrators, whatever the unit.
         assert_eq!(reset(Manager, target(Reader, UNIT_B)), Decision::Allow);
-        assert_eq!(
-            reset(Manager, target(Administrator, UNIT_A)),
-            Decision::Deny(Denial::OutOfScope)
-        );
+        assert_eq!(reset(Manager, target(Administrator, UNIT_A)), Decision::Deny(Denial::OutOfScope));
         // Unit Managers: their own unit only.
         assert_eq!(reset(UnitManager, target(Scanner, UNIT_A)), Decision::Allow);
-        assert_eq!(
-            reset(UnitManager, target(Scanner, UNIT_B)),
-            Decision::Deny(Denial::OutOfScope)
-        );
-        assert_eq!(
-            reset(UnitManager, target(Manager, UNIT_A)),
-            Decision::Deny(Denial::OutOfScope)
-        );
+        assert_eq!(reset(UnitManager, target(Scanner, UNIT_B)), Decision::Deny(Denial::OutOfScope));
+        assert_eq!(reset(UnitManager, target(Manager, UNIT_A)), Decision::Deny(Denial::OutOfScope));
         // Everyone else: nobody.
         for role in [Scanner, Reader, Auditor, RemediationUser, Contact] {
-            assert_eq!(
-                reset(role, target(Reader, UNIT_A)),
-                Decision::Deny(Denial::OutOfScope)
-            );
+            assert_eq!(reset(role, target(Reader, UNIT_A)), Decision::Deny(Denial::OutOfScope));
         }
         // Contacts cannot be reset, but can be administered otherwise.
-        assert_eq!(
-            reset(Manager, target(Contact, UNIT_A)),
-            Decision::Deny(Denial::Contact)
-        );
-        assert_eq!(
-            may(&actor(Manager), Action::Update, &target(Contact, UNIT_A)),
-            Decision::Allow
-        );
+        assert_eq!(reset(Manager, target(Contact, UNIT_A)), Decision::Deny(Denial::Contact));
+        assert_eq!(may(&actor(Manager), Action::Update, &target(Contact, UNIT_A)), Decision::Allow);
     }
 
     #[test]
     fn another_subscription_is_invisible() {
-        let actor = Actor {
-            user_id: "a",
-            subscription_id: "s1",
-            role: Administrator,
-            business_unit_id: None,
-        };
+        let actor = Actor { user_id: "a", subscription_id: "s1", role: Administrator, business_unit_id: None };
         let target = Target {
             user_id: "t",
             subscription_id: "s2",
@@ -297,21 +248,13 @@ mod tests {
             status: UserStatus::Active,
         };
         for action in Action::ALL {
-            assert_eq!(
-                may(&actor, action, &target),
-                Decision::Deny(Denial::OtherSubscription)
-            );
+            assert_eq!(may(&actor, action, &target), Decision::Deny(Denial::OtherSubscription));
         }
     }
 
     #[test]
     fn a_unit_manager_without_a_unit_administers_nobody() {
-        let actor = Actor {
-            user_id: "a",
-            subscription_id: "s",
-            role: UnitManager,
-            business_unit_id: None,
-        };
+        let actor = Actor { user_id: "a", subscription_id: "s", role: UnitManager, business_unit_id: None };
         let target = Target {
             user_id: "t",
             subscription_id: "s",
@@ -319,10 +262,7 @@ mod tests {
             business_unit_id: None,
             status: UserStatus::Active,
         };
-        assert_eq!(
-            may(&actor, Action::Update, &target),
-            Decision::Deny(Denial::OutOfScope)
-        );
+        assert_eq!(may(&actor, Action::Update, &target), Decision::Deny(Denial::OutOfScope));
     }
 
     #[test]

@@ -82,12 +82,8 @@ pub enum UserStatus {
 }
 
 impl UserStatus {
-    pub const ALL: [UserStatus; 4] = [
-        UserStatus::PendingActivation,
-        UserStatus::Active,
-        UserStatus::Inactive,
-        UserStatus::Deleted,
-    ];
+    pub const ALL: [UserStatus; 4] =
+        [UserStatus::PendingActivation, UserStatus::Active, UserStatus::Inactive, UserStatus::Deleted];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -99,9 +95,7 @@ impl UserStatus {
     }
 
     pub fn parse(value: &str) -> Option<UserStatus> {
-        UserStatus::ALL
-            .into_iter()
-            .find(|status| status.as_str() == value)
+        UserStatus::ALL.into_iter().find(|status| status.as_str() == value)
     }
 }
 
@@ -123,11 +117,7 @@ pub enum StatusReason {
 }
 
 impl StatusReason {
-    pub const ALL: [StatusReason; 3] = [
-        StatusReason::Locked,
-        StatusReason::Administrative,
-        StatusReason::SelfService,
-    ];
+    pub const ALL: [StatusReason; 3] = [StatusReason::Locked, StatusReason::Administrative, StatusReason::SelfService];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -138,9 +128,7 @@ impl StatusReason {
     }
 
     pub fn parse(value: &str) -> Option<StatusReason> {
-        StatusReason::ALL
-            .into_iter()
-            .find(|reason| reason.as_str() == value)
+        StatusReason::ALL.into_iter().find(|reason| reason.as_str() == value)
     }
 }
 
@@ -166,10 +154,7 @@ mod tests {
     fn only_contacts_cannot_log_in_and_only_managers_and_admins_span_the_subscription() {
         for role in Role::ALL {
             assert_eq!(role.can_log_in(), role != Role::Contact);
-            assert_eq!(
-                role.is_subscription_wide(),
-                matches!(role, Role::Administrator | Role::Manager)
-            );
+            assert_eq!(role.is_subscription_wide(), matches!(role, Role::Administrator | Role::Manager));
         }
     }
 }

@@ -27,10 +27,7 @@ impl StatusEvent {
 }
 
 /// The status after `event`, with its reason; illegal moves name both states.
-pub fn transition(
-    from: UserStatus,
-    event: StatusEvent,
-) -> Result<(UserStatus, StatusReason), Error> {
+pub fn transition(from: UserStatus, event: StatusEvent) -> Result<(UserStatus, StatusReason), Error> {
     use StatusEvent::*;
     use UserStatus::*;
     let to = match event {
@@ -41,10 +38,7 @@ pub fn transition(
     };
     let allowed = matches!(
         (from, event),
-        (PendingActivation, Activate)
-            | (Active, Lock)
-            | (Active, Deactivate)
-            | (Inactive, Reactivate)
+        (PendingActivation, Activate) | (Active, Lock) | (Active, Deactivate) | (Inactive, Reactivate)
     ) || (event == Delete && from != Deleted);
     if !allowed {
         return Err(Error::IllegalTransition { from, to });
@@ -81,10 +75,7 @@ mod tests {
         ];
         for from in UserStatus::ALL {
             for event in StatusEvent::ALL {
-                let expected = legal
-                    .iter()
-                    .find(|(f, e, _)| *f == from && *e == event)
-                    .map(|(_, _, to)| *to);
+                let expected = legal.iter().find(|(f, e, _)| *f == from && *e == event).map(|(_, _, to)| *to);
                 match (transition(from, event), expected) {
                     (Ok((to, _)), Some(expected)) => assert_eq!(to, expected, "{from:?} {event:?}"),
                     (Err(Error::IllegalTransition { from: f, .. }), None) => assert_eq!(f, from),
@@ -96,28 +87,16 @@ mod tests {
 
     #[test]
     fn lockout_is_recorded_as_the_reason() {
-        assert_eq!(
-            transition(Active, Lock).unwrap(),
-            (Inactive, StatusReason::Locked)
-        );
-        assert_eq!(
-            transition(Active, Deactivate).unwrap(),
-            (Inactive, StatusReason::Administrative)
-        );
+        assert_eq!(transition(Active, Lock).unwrap(), (Inactive, StatusReason::Locked));
+        assert_eq!(transition(Active, Deactivate).unwrap(), (Inactive, StatusReason::Administrative));
     }
 
     #[test]
     fn illegal_moves_name_both_states() {
         let error = transition(Deleted, Reactivate).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "cannot change a user from DELETED to ACTIVE"
-        );
+        assert_eq!(error.to_string(), "cannot change a user from DELETED to ACTIVE");
         let error = transition(PendingActivation, Deactivate).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "cannot change a user from PENDING_ACTIVATION to INACTIVE"
-        );
+        assert_eq!(error.to_string(), "cannot change a user from PENDING_ACTIVATION to INACTIVE");
     }
 
     #[test]

@@ -1,24 +1,22 @@
 //! tonic services: map proto messages to `app` calls and back, nothing else.
 
+pub mod auth;
+pub mod convert;
+pub mod layer;
 pub mod status;
 
 use std::sync::Arc;
 
+use self::auth::AuthService;
 use crate::{
     app::App,
     pb::{
-        auth_server::{Auth, AuthServer},
+        auth_server::AuthServer,
         platform_server::{Platform, PlatformServer},
         reset_server::{Reset, ResetServer},
         users_server::{Users, UsersServer},
     },
 };
-
-/// The `identity.v1.Auth` service.
-pub struct AuthService {
-    #[allow(dead_code)]
-    app: Arc<App>,
-}
 
 /// The `identity.v1.Users` service.
 pub struct UsersService {
@@ -40,8 +38,6 @@ pub struct PlatformService {
 
 // RPCs not implemented yet answer UNIMPLEMENTED through the generated defaults.
 #[tonic::async_trait]
-impl Auth for AuthService {}
-#[tonic::async_trait]
 impl Users for UsersService {}
 #[tonic::async_trait]
 impl Reset for ResetService {}
@@ -56,24 +52,14 @@ pub struct Services {
 }
 
 /// Fully-qualified names of the identity services, for health reporting.
-pub const SERVICE_NAMES: [&str; 4] = [
-    "identity.v1.Auth",
-    "identity.v1.Users",
-    "identity.v1.Reset",
-    "identity.v1.Platform",
-];
+pub const SERVICE_NAMES: [&str; 4] =
+    ["identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform"];
 
 pub fn services(app: Arc<App>) -> Services {
     Services {
-        auth: AuthServer::new(AuthService {
-            app: Arc::clone(&app),
-        }),
-        users: UsersServer::new(UsersService {
-            app: Arc::clone(&app),
-        }),
-        reset: ResetServer::new(ResetService {
-            app: Arc::clone(&app),
-        }),
+        auth: AuthServer::new(AuthService::new(Arc::clone(&app))),
+        users: UsersServer::new(UsersService { app: Arc::clone(&app) }),
+        reset: ResetServer::new(ResetService { app: Arc::clone(&app) }),
         platform: PlatformServer::new(PlatformService { app }),
     }
 }

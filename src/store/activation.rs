@@ -1,9 +1,7 @@
 //! One-time links: stored only as the hash of their token, bound to one user
 //! and one purpose, superseded by a newer link of the same purpose.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr};
 
 use super::{StoreResult, entities::activation_token, new_id};
 
@@ -16,11 +14,7 @@ pub struct NewLink<'a> {
 }
 
 /// Supersedes the user's live links of the same purpose, then stores the new one.
-pub async fn issue<C: ConnectionTrait>(
-    conn: &C,
-    link: NewLink<'_>,
-    now_ms: i64,
-) -> StoreResult<()> {
+pub async fn issue<C: ConnectionTrait>(conn: &C, link: NewLink<'_>, now_ms: i64) -> StoreResult<()> {
     activation_token::Entity::update_many()
         .col_expr(activation_token::Column::SupersededAt, Expr::value(now_ms))
         .filter(activation_token::Column::UserId.eq(link.user_id))
@@ -49,8 +43,5 @@ pub async fn find_by_hash<C: ConnectionTrait>(
     conn: &C,
     token_hash: &str,
 ) -> StoreResult<Option<activation_token::Model>> {
-    Ok(activation_token::Entity::find()
-        .filter(activation_token::Column::TokenHash.eq(token_hash))
-        .one(conn)
-        .await?)
+    Ok(activation_token::Entity::find().filter(activation_token::Column::TokenHash.eq(token_hash)).one(conn).await?)
 }

@@ -20,11 +20,41 @@ pub struct AuditRecord {
     pub detail: Option<String>,
 }
 
-pub async fn record<C: ConnectionTrait>(
-    conn: &C,
-    event: AuditRecord,
-    now_ms: i64,
-) -> StoreResult<()> {
+impl AuditRecord {
+    pub fn new(action: &'static str, source_ip: Option<String>) -> Self {
+        Self { action, source_ip, success: true, ..Self::default() }
+    }
+
+    pub fn subscription(mut self, id: &str) -> Self {
+        self.subscription_id = Some(id.to_owned());
+        self
+    }
+
+    pub fn actor(mut self, user_id: &str, login: &str) -> Self {
+        self.actor_user_id = Some(user_id.to_owned());
+        self.actor_login = Some(login.to_owned());
+        self
+    }
+
+    pub fn target(mut self, user_id: Option<&str>, login: &str) -> Self {
+        self.target_user_id = user_id.map(str::to_owned);
+        self.target_login = Some(login.to_owned());
+        self
+    }
+
+    pub fn failed(mut self, reason: &'static str) -> Self {
+        self.success = false;
+        self.reason = Some(reason);
+        self
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+}
+
+pub async fn record<C: ConnectionTrait>(conn: &C, event: AuditRecord, now_ms: i64) -> StoreResult<()> {
     audit_event::ActiveModel {
         id: Set(new_id()),
         occurred_at: Set(now_ms),

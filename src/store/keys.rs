@@ -1,18 +1,14 @@
 //! The keys that sign access tokens, and how long each stays published.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::Expr,
 };
 
 use super::{StoreResult, entities::signing_key};
 use crate::crypto::jwt::{ALGORITHM, NewKey};
 
 /// Keys that may still verify a live token: never expiring, or not yet.
-pub async fn published<C: ConnectionTrait>(
-    conn: &C,
-    now_ms: i64,
-) -> StoreResult<Vec<signing_key::Model>> {
+pub async fn published<C: ConnectionTrait>(conn: &C, now_ms: i64) -> StoreResult<Vec<signing_key::Model>> {
     Ok(signing_key::Entity::find()
         .filter(
             Condition::any()
@@ -25,11 +21,7 @@ pub async fn published<C: ConnectionTrait>(
 
 /// Stores a key as given: a key configured from a file is stored with an
 /// empty `private_pkcs8_der`, so its secret stays in the file.
-pub async fn insert<C: ConnectionTrait>(
-    conn: &C,
-    key: &NewKey,
-    now_ms: i64,
-) -> StoreResult<signing_key::Model> {
+pub async fn insert<C: ConnectionTrait>(conn: &C, key: &NewKey, now_ms: i64) -> StoreResult<signing_key::Model> {
     Ok(signing_key::ActiveModel {
         kid: Set(key.kid.clone()),
         algorithm: Set(ALGORITHM.to_owned()),
@@ -46,17 +38,10 @@ pub async fn insert<C: ConnectionTrait>(
 /// Stops the current signing keys signing, but keeps them published until
 /// `publish_until_ms` so the tokens they signed keep verifying. Insert the
 /// successor in the same transaction. Returns how many keys were retired.
-pub async fn retire_signing_keys<C: ConnectionTrait>(
-    conn: &C,
-    now_ms: i64,
-    publish_until_ms: i64,
-) -> StoreResult<u64> {
+pub async fn retire_signing_keys<C: ConnectionTrait>(conn: &C, now_ms: i64, publish_until_ms: i64) -> StoreResult<u64> {
     let result = signing_key::Entity::update_many()
         .col_expr(signing_key::Column::RetiredAt, Expr::value(now_ms))
-        .col_expr(
-            signing_key::Column::ExpiresAt,
-            Expr::value(publish_until_ms),
-        )
+        .col_expr(signing_key::Column::ExpiresAt, Expr::value(publish_until_ms))
         .filter(signing_key::Column::RetiredAt.is_null())
         .exec(conn)
         .await?;
@@ -81,10 +66,7 @@ mod tests {
 
         let rows = published(conn, 4_999).await.unwrap();
         let retired = rows.iter().find(|r| r.kid == old.kid).unwrap();
-        assert_eq!(
-            (retired.retired_at, retired.expires_at),
-            (Some(2_000), Some(5_000))
-        );
+        assert_eq!((retired.retired_at, retired.expires_at), (Some(2_000), Some(5_000)));
         assert_eq!(rows.len(), 2);
         let rows = published(conn, 5_000).await.unwrap();
         assert_eq!(rows.iter().map(|r| &r.kid).collect::<Vec<_>>(), [&new.kid]);

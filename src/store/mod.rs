@@ -5,6 +5,10 @@ pub mod activation;
 pub mod audit;
 pub mod entities;
 pub mod keys;
+pub mod outbox;
+pub mod rate;
+pub mod sessions;
+mod sql;
 pub mod tenancy;
 pub mod users;
 
@@ -12,8 +16,8 @@ use std::{path::Path, time::Duration};
 
 use identity_migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
-    DbErr, SqlErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, SqlErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
 
 use crate::domain::Error;
@@ -36,11 +40,7 @@ impl From<DbErr> for StoreError {
         if let Some(SqlErr::UniqueConstraintViolation(detail)) = error.sql_err() {
             return StoreError::Duplicate(detail);
         }
-        if is_unavailable(&error) {
-            StoreError::Unavailable(error)
-        } else {
-            StoreError::Db(error)
-        }
+        if is_unavailable(&error) { StoreError::Unavailable(error) } else { StoreError::Db(error) }
     }
 }
 
@@ -50,10 +50,7 @@ fn is_unavailable(error: &DbErr) -> bool {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
         DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
             e.as_ref(),
-            sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
         ),
         _ => false,
     }
@@ -91,15 +88,9 @@ impl Store {
             .acquire_timeout(Duration::from_secs(5))
             .sqlx_logging(false);
         if let Some(path) = sqlite_path(url) {
-            if let Some(parent) = Path::new(path)
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-            {
+            if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| {
-                    StoreError::Unavailable(DbErr::Custom(format!(
-                        "cannot create {}: {e}",
-                        parent.display()
-                    )))
+                    StoreError::Unavailable(DbErr::Custom(format!("cannot create {}: {e}", parent.display())))
                 })?;
             }
             options.map_sqlx_sqlite_opts(|opts| {
@@ -134,9 +125,7 @@ impl Store {
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
-        self.db
-            .execute_raw(Statement::from_string(self.backend(), "SELECT 1"))
-            .await?;
+        self.db.execute_raw(Statement::from_string(self.backend(), "SELECT 1")).await?;
         Ok(())
     }
 
@@ -151,11 +140,8 @@ impl Store {
 
     /// Every known migration with whether it is applied.
     pub async fn migration_status(&self) -> StoreResult<Vec<(String, bool)>> {
-        let applied: Vec<String> = Migrator::get_applied_migrations(&self.db)
-            .await?
-            .into_iter()
-            .map(|m| m.name().to_owned())
-            .collect();
+        let applied: Vec<String> =
+            Migrator::get_applied_migrations(&self.db).await?.into_iter().map(|m| m.name().to_owned()).collect();
         Ok(Migrator::migrations()
             .into_iter()
             .map(|m| {
@@ -173,9 +159,7 @@ impl Store {
 }
 
 fn sqlite_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && path != ":memory:").then_some(path)
 }
@@ -191,14 +175,8 @@ mod tests {
 
     #[test]
     fn sqlite_paths_are_read_from_urls() {
-        assert_eq!(
-            sqlite_path("sqlite://./data/identity.db"),
-            Some("./data/identity.db")
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
-            Some("/tmp/x.db")
-        );
+        assert_eq!(sqlite_path("sqlite://./data/identity.db"), Some("./data/identity.db"));
+        assert_eq!(sqlite_path("sqlite:///tmp/x.db?mode=rwc"), Some("/tmp/x.db"));
         assert_eq!(sqlite_path("sqlite::memory:"), None);
         assert_eq!(sqlite_path("postgres://u@h/db"), None);
     }

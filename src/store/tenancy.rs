@@ -1,8 +1,6 @@
 //! Subscriptions and their business units.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 use super::{
     StoreResult,
@@ -63,13 +61,8 @@ pub async fn count_subscriptions<C: ConnectionTrait>(conn: &C) -> StoreResult<u6
     Ok(subscription::Entity::find().count(conn).await?)
 }
 
-pub async fn find_subscription<C: ConnectionTrait>(
-    conn: &C,
-    id: &str,
-) -> StoreResult<Option<subscription::Model>> {
-    Ok(subscription::Entity::find_by_id(id.to_owned())
-        .one(conn)
-        .await?)
+pub async fn find_subscription<C: ConnectionTrait>(conn: &C, id: &str) -> StoreResult<Option<subscription::Model>> {
+    Ok(subscription::Entity::find_by_id(id.to_owned()).one(conn).await?)
 }
 
 pub async fn find_business_unit_by_name<C: ConnectionTrait>(

@@ -36,11 +36,7 @@ impl TestServer {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url())
-            .expect("valid url")
-            .connect()
-            .await
-            .expect("connect to the test server")
+        Channel::from_shared(self.url()).expect("valid url").connect().await.expect("connect to the test server")
     }
 }
 
@@ -88,11 +84,7 @@ pub fn postgres_configured() -> bool {
 
 /// A scratch directory that lives as long as the test process.
 pub fn scratch_dir(label: &str) -> PathBuf {
-    tempfile::Builder::new()
-        .prefix(&format!("identity-{label}-"))
-        .tempdir()
-        .expect("temp dir")
-        .keep()
+    tempfile::Builder::new().prefix(&format!("identity-{label}-")).tempdir().expect("temp dir").keep()
 }
 
 /// A database nobody else uses: a new SQLite file, or a new PostgreSQL database.
@@ -102,15 +94,10 @@ pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
         Backend::Postgres => {
             let admin = postgres_admin_url().expect("TEST_DATABASE_URL");
             let name = format!("identity_test_{}", uuid::Uuid::new_v4().simple());
-            let db = Database::connect(&admin)
+            let db = Database::connect(&admin).await.expect("connect to TEST_DATABASE_URL");
+            db.execute_raw(Statement::from_string(db.get_database_backend(), format!("CREATE DATABASE \"{name}\"")))
                 .await
-                .expect("connect to TEST_DATABASE_URL");
-            db.execute_raw(Statement::from_string(
-                db.get_database_backend(),
-                format!("CREATE DATABASE \"{name}\""),
-            ))
-            .await
-            .expect("create a test database");
+                .expect("create a test database");
             db.close().await.ok();
             let mut url = url::Url::parse(&admin).expect("TEST_DATABASE_URL is a URL");
             url.set_path(&name);
@@ -121,12 +108,7 @@ pub async fn fresh_database(backend: Backend, dir: &Path) -> String {
 
 /// Fast argon2 parameters: tests only, never the defaults.
 pub fn cheap_argon2() -> Argon2Config {
-    Argon2Config {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-        ..Argon2Config::default()
-    }
+    Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1, ..Argon2Config::default() }
 }
 
 pub fn test_config(database_url: &str, dir: &Path) -> Config {
@@ -141,6 +123,9 @@ pub fn test_config(database_url: &str, dir: &Path) -> Config {
     };
     config.bootstrap.enabled = false;
     config.log_filter = "warn".to_owned();
+    // Stories hammer single accounts on purpose; the throttle has stories of its own.
+    config.throttle.login_per_user = 10_000;
+    config.throttle.login_per_ip = 100_000;
     config
 }
 
@@ -158,58 +143,32 @@ pub fn server(backend: Backend) -> &'static TestServer {
 
 /// Starts a server of its own on a dedicated thread and runtime, so that it
 /// outlives any one test's runtime.
-pub fn start(
-    backend: Backend,
-    adjust: impl FnOnce(Config) -> Config + Send + 'static,
-) -> TestServer {
+pub fn start(backend: Backend, adjust: impl FnOnce(Config) -> Config + Send + 'static) -> TestServer {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         runtime.block_on(async move {
             let dir = scratch_dir("server");
             let database_url = fresh_database(backend, &dir).await;
             let config = adjust(test_config(&database_url, &dir));
             let server = Server::build(config).await.expect("server starts");
-            ready_tx
-                .send(TestServer {
-                    grpc_addr: server.grpc_addr(),
-                    database_url,
-                    dir,
-                })
-                .expect("report readiness");
-            server
-                .run(std::future::pending())
-                .await
-                .expect("server runs");
+            ready_tx.send(TestServer { grpc_addr: server.grpc_addr(), database_url, dir }).expect("report readiness");
+            server.run(std::future::pending()).await.expect("server runs");
         });
     });
-    ready_rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server started in time")
+    ready_rx.recv_timeout(Duration::from_secs(60)).expect("server started in time")
 }
 
 /// Runs the real `identity` binary with a clean `IDENTITY_*` environment plus `env`.
 pub fn identity_cli(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     let mut command = cli_command(args, env);
-    command.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    });
+    command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = command.spawn().expect("run the identity binary");
     if let Some(input) = stdin {
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input.as_bytes())
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write stdin");
     }
     child.wait_with_output().expect("identity binary finishes")
 }
@@ -222,9 +181,7 @@ pub fn cli_command(args: &[&str], env: &[(&str, &str)]) -> Command {
             command.env_remove(key);
         }
     }
-    command
-        .env("IDENTITY_ARGON2__MEMORY_KIB", "64")
-        .env("IDENTITY_ARGON2__ITERATIONS", "1");
+    command.env("IDENTITY_ARGON2__MEMORY_KIB", "64").env("IDENTITY_ARGON2__ITERATIONS", "1");
     command.env("IDENTITY_LOG_FILTER", "warn");
     for (key, value) in env {
         command.env(key, value);
@@ -242,19 +199,102 @@ pub fn stderr(output: &Output) -> String {
 
 /// A loopback port free right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
 }
 
 /// A unique suffix for fixture names, so stories never collide on a shared server.
 pub fn unique(prefix: &str) -> String {
-    let tail: String = uuid::Uuid::new_v4()
-        .simple()
-        .to_string()
-        .chars()
-        .take(8)
-        .collect();
+    let tail: String = uuid::Uuid::new_v4().simple().to_string().chars().take(8).collect();
     format!("{prefix}{tail}")
+}
+
+/// A subscription with an ACTIVE Manager whose password is known.
+pub struct Tenant {
+    pub prefix: String,
+    pub manager_login: String,
+    pub manager_password: String,
+}
+
+/// Bootstraps a fresh tenant on `server`'s database through the real CLI.
+pub fn tenant(server: &TestServer) -> Tenant {
+    let prefix = unique("t");
+    let manager_login = format!("{prefix}_mgr");
+    let manager_password = format!("Correct horse {prefix} battery!");
+    let output = identity_cli(
+        &[
+            "bootstrap",
+            "--subscription",
+            &prefix,
+            "--login",
+            &manager_login,
+            "--email",
+            &format!("{prefix}@example.com"),
+            "--password-stdin",
+        ],
+        &[("IDENTITY_DATABASE_URL", &server.database_url)],
+        Some(&format!("{manager_password}\n")),
+    );
+    assert!(output.status.success(), "bootstrap failed: {}", stderr(&output));
+    Tenant { prefix, manager_login, manager_password }
+}
+
+/// A request carrying `authorization: Bearer <token>`.
+pub fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii token"));
+    request
+}
+
+pub async fn auth_client(server: &TestServer) -> identity::pb::auth_client::AuthClient<Channel> {
+    identity::pb::auth_client::AuthClient::new(server.channel().await)
+}
+
+/// Logs in and returns the session, panicking on anything else.
+pub async fn login(server: &TestServer, login: &str, password: &str) -> identity::pb::Session {
+    let response = auth_client(server)
+        .await
+        .login(identity::pb::LoginRequest { user_login: login.to_owned(), password: password.to_owned() })
+        .await
+        .unwrap_or_else(|status| panic!("login of {login} failed: {status:?}"))
+        .into_inner();
+    match response.result {
+        Some(identity::pb::login_response::Result::Session(session)) => session,
+        other => panic!("expected a session, got {other:?}"),
+    }
+}
+
+pub async fn try_login(
+    server: &TestServer,
+    login: &str,
+    password: &str,
+) -> Result<identity::pb::LoginResponse, tonic::Status> {
+    auth_client(server)
+        .await
+        .login(identity::pb::LoginRequest { user_login: login.to_owned(), password: password.to_owned() })
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The stable reason of an error status (google.rpc.ErrorInfo).
+pub fn reason(status: &tonic::Status) -> String {
+    identity::grpc::status::reason(status).unwrap_or_default()
+}
+
+/// The database behind `server`, for assertions on what was recorded.
+pub async fn store(server: &TestServer) -> identity::store::Store {
+    identity::store::Store::connect(&server.database_url, 4).await.expect("connect to the test database")
+}
+
+/// Counts audit rows of `action` whose target is `login`.
+pub async fn audit_count(server: &TestServer, action: &str, target_login: &str, outcome: Option<&str>) -> u64 {
+    use identity::store::entities::audit_event;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let store = store(server).await;
+    let mut query = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq(action))
+        .filter(audit_event::Column::TargetLogin.eq(target_login));
+    if let Some(outcome) = outcome {
+        query = query.filter(audit_event::Column::Outcome.eq(outcome));
+    }
+    query.count(store.connection()).await.expect("count audit rows")
 }

@@ -1,0 +1,193 @@
+//! Password login (DESIGN §2.1–2.2, §1 lockout): one message for unknown
+//! login and wrong password, in the same time; consecutive failures counted
+//! atomically in the database; throttling ahead of the password check.
+
+use super::{
+    App,
+    caller::RequestContext,
+    sessions::{self, IssuedSession},
+    throttle,
+};
+use crate::{
+    crypto::password::Verification,
+    domain::{Error, Role, Secret, StatusReason, UserStatus, error::AccountProblem},
+    mail::templates,
+    store::{
+        StoreError,
+        audit::{self, AuditRecord},
+        entities::user,
+        outbox::{self, NewEmail},
+        tenancy, users,
+    },
+};
+
+/// Longest accepted password: longer ones cannot be valid (policy max 128)
+/// and must not cost hashing time.
+pub const PASSWORD_INPUT_MAX: usize = 1024;
+pub const LOGIN_INPUT_MAX: usize = 256;
+
+pub enum LoginOutcome {
+    Session(IssuedSession),
+}
+
+pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestContext) -> Result<LoginOutcome, Error> {
+    if user_login.is_empty() || user_login.len() > LOGIN_INPUT_MAX {
+        return Err(Error::invalid("user_login", format!("must be 1 to {LOGIN_INPUT_MAX} characters")));
+    }
+    if password.expose().len() > PASSWORD_INPUT_MAX {
+        return Err(Error::invalid("password", format!("must be at most {PASSWORD_INPUT_MAX} bytes")));
+    }
+    let reservation = match throttle::reserve_login(app, user_login, ctx).await {
+        Ok(reservation) => reservation,
+        Err(error) => {
+            let account = users::find_by_login(app.store.connection(), user_login).await?;
+            record_attempt(app, account.as_ref(), user_login, ctx, Some("THROTTLED")).await?;
+            return Err(error);
+        }
+    };
+    let account = users::find_by_login(app.store.connection(), user_login).await?;
+    let stored_hash = match &account {
+        Some(user) if may_hold_password(user) => users::password_hash(app.store.connection(), &user.id).await?,
+        _ => None,
+    };
+    // Unknown logins are checked against a dummy hash: same work, same time.
+    let verification = match app.hasher.verify(password.clone(), stored_hash).await {
+        Ok(verification) => verification,
+        Err(error) => {
+            reservation.release(app).await;
+            return Err(error);
+        }
+    };
+    match (account, verification) {
+        (Some(user), Verification::Match { needs_rehash }) => {
+            reservation.release(app).await;
+            succeed(app, user, password, needs_rehash, ctx).await
+        }
+        (account, _) => {
+            reservation.keep();
+            fail(app, account.as_ref(), user_login, ctx).await?;
+            Err(Error::InvalidCredentials)
+        }
+    }
+}
+
+fn may_hold_password(user: &user::Model) -> bool {
+    user.role != Role::Contact.as_str() && user.status != UserStatus::Deleted.as_str()
+}
+
+async fn succeed(
+    app: &App,
+    user: user::Model,
+    password: Secret,
+    needs_rehash: bool,
+    ctx: &RequestContext,
+) -> Result<LoginOutcome, Error> {
+    if let Some(problem) = account_problem(&user) {
+        record_attempt(app, Some(&user), &user.user_login, ctx, Some(problem_reason(problem))).await?;
+        return Err(Error::AccountUnavailable(problem));
+    }
+    // Parameters changed since this hash was made: replace it while we hold the password.
+    // A busy pool just postpones that to a later login.
+    let new_hash = if needs_rehash { app.hasher.hash(password).await.ok() } else { None };
+    let now = app.clock.now_ms();
+    let txn = app.store.begin_write().await?;
+    users::record_successful_login(&txn, &user.id, now).await?;
+    if let Some(hash) = &new_hash {
+        users::set_password_hash(&txn, &user.id, hash, now).await?;
+    }
+    let session = sessions::open(app, &txn, &user).await?;
+    audit::record(&txn, login_event(&user, &user.user_login, ctx), now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(LoginOutcome::Session(session))
+}
+
+/// Why a correct password still cannot log in; None for an ACTIVE account.
+fn account_problem(user: &user::Model) -> Option<AccountProblem> {
+    match UserStatus::parse(&user.status) {
+        Some(UserStatus::Active) => None,
+        Some(UserStatus::PendingActivation) => Some(AccountProblem::PendingActivation),
+        _ if user.status_reason.as_deref() == Some(StatusReason::Locked.as_str()) => Some(AccountProblem::Locked),
+        _ => Some(AccountProblem::Inactive),
+    }
+}
+
+fn problem_reason(problem: AccountProblem) -> &'static str {
+    Error::AccountUnavailable(problem).reason()
+}
+
+/// A wrong password (or unknown login): counts towards lockout when the
+/// account is ACTIVE; the attempt that reaches the threshold locks it, once.
+async fn fail(app: &App, account: Option<&user::Model>, attempted: &str, ctx: &RequestContext) -> Result<(), Error> {
+    let Some(user) = account.filter(|u| u.status == UserStatus::Active.as_str()) else {
+        return record_attempt(app, account, attempted, ctx, Some("INVALID_CREDENTIALS")).await;
+    };
+    let threshold = match tenancy::find_subscription(app.store.connection(), &user.subscription_id).await? {
+        Some(subscription) => subscription.lockout_threshold,
+        None => super::bootstrap::DEFAULT_LOCKOUT_THRESHOLD,
+    };
+    let now = app.clock.now_ms();
+    let txn = app.store.begin_write().await?;
+    let counted = users::record_failed_login(&txn, &user.id, threshold, now).await?;
+    audit::record(&txn, login_event(user, attempted, ctx).failed("INVALID_CREDENTIALS"), now).await?;
+    let mut revoked = Vec::new();
+    if let Some(failure) = counted.filter(|f| f.locked) {
+        let event = AuditRecord::new("user.lockout", ctx.source_ip.clone())
+            .subscription(&user.subscription_id)
+            .target(Some(&user.id), &user.user_login)
+            .detail(format!("{} consecutive failed attempts", failure.failed_logins));
+        audit::record(&txn, event, now).await?;
+        revoked = sessions::revoke_all(app, &txn, &user.id, "LOCKED").await?;
+        let mail = templates::account_locked(&user.user_login, failure.failed_logins);
+        outbox::enqueue(
+            &txn,
+            NewEmail {
+                kind: mail.kind,
+                user_id: Some(&user.id),
+                recipient: &user.email,
+                subject: &mail.subject,
+                body_text: &mail.text,
+                body_html: &mail.html,
+            },
+            &app.message_domain(),
+            now,
+        )
+        .await?;
+        tracing::warn!(user_id = %user.id, "account locked after consecutive failed logins");
+    }
+    txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
+    Ok(())
+}
+
+fn login_event(user: &user::Model, attempted: &str, ctx: &RequestContext) -> AuditRecord {
+    AuditRecord::new("auth.login", ctx.source_ip.clone())
+        .subscription(&user.subscription_id)
+        .target(Some(&user.id), attempted)
+}
+
+/// One audit row for an attempt that changes nothing.
+async fn record_attempt(
+    app: &App,
+    account: Option<&user::Model>,
+    attempted: &str,
+    ctx: &RequestContext,
+    reason: Option<&'static str>,
+) -> Result<(), Error> {
+    let mut event = match account {
+        Some(user) => login_event(user, attempted, ctx),
+        None => AuditRecord::new("auth.login", ctx.source_ip.clone()).target(None, truncate(attempted)),
+    };
+    if let Some(reason) = reason {
+        event = event.failed(reason);
+    }
+    audit::record(app.store.connection(), event, app.clock.now_ms()).await?;
+    Ok(())
+}
+
+/// Unknown logins are recorded as typed, cut to the column's width.
+fn truncate(value: &str) -> &str {
+    match value.char_indices().nth(crate::domain::login::LOGIN_MAX) {
+        Some((at, _)) => &value[..at],
+        None => value,
+    }
+}

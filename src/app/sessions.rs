@@ -1,0 +1,251 @@
+//! Sessions: an access JWT plus an opaque refresh token rotated on every use.
+//! Reusing a rotated refresh token revokes the whole session. Revocation is
+//! read from the database through a short per-replica cache.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use sea_orm::ConnectionTrait;
+
+use super::{
+    App,
+    caller::{Caller, RequestContext},
+};
+use crate::{
+    crypto::{
+        jwt::{AccessClaims, TokenRejection},
+        random,
+    },
+    domain::{Error, Role, Secret, UserStatus},
+    store::{
+        StoreError,
+        audit::{self, AuditRecord},
+        entities::user,
+        new_id,
+        sessions::{self, Rotation},
+        users,
+    },
+};
+
+/// A session handed to a client.
+#[derive(Debug)]
+pub struct IssuedSession {
+    pub access_token: Secret,
+    pub refresh_token: Secret,
+    pub access_expires_at_ms: i64,
+    pub refresh_expires_at_ms: i64,
+    pub session_id: String,
+    pub user_login: String,
+}
+
+/// Opens a session for `user` inside the caller's transaction.
+pub async fn open<C: ConnectionTrait>(app: &App, conn: &C, user: &user::Model) -> Result<IssuedSession, Error> {
+    let now = app.clock.now_ms();
+    let session_id = new_id();
+    let refresh_expires = now + secs_to_ms(app.config.tokens.refresh_ttl_secs);
+    sessions::insert_session(conn, &session_id, &user.id, now, refresh_expires).await?;
+    issue_tokens(app, conn, user, &session_id, refresh_expires).await
+}
+
+async fn issue_tokens<C: ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    user: &user::Model,
+    session_id: &str,
+    refresh_expires: i64,
+) -> Result<IssuedSession, Error> {
+    let now = app.clock.now_ms();
+    let refresh_token = random::token();
+    sessions::insert_refresh_token(conn, &random::token_hash(refresh_token.expose()), session_id, now, refresh_expires)
+        .await?;
+    let tokens = &app.config.tokens;
+    let access_expires = now + secs_to_ms(tokens.access_ttl_secs);
+    let claims = AccessClaims {
+        iss: tokens.issuer_or(&app.config.public_url).to_owned(),
+        aud: tokens.audience.clone(),
+        sub: user.id.clone(),
+        exp: access_expires / 1000,
+        iat: now / 1000,
+        nbf: now / 1000,
+        jti: new_id(),
+        sid: session_id.to_owned(),
+        subscription: user.subscription_id.clone(),
+        role: user.role.clone(),
+        login: user.user_login.clone(),
+    };
+    let access_token = Secret::new(app.keys.ring().sign(&claims)?);
+    Ok(IssuedSession {
+        access_token,
+        refresh_token,
+        access_expires_at_ms: claims.exp * 1000,
+        refresh_expires_at_ms: refresh_expires,
+        session_id: session_id.to_owned(),
+        user_login: user.user_login.clone(),
+    })
+}
+
+const REFRESH_INVALID: &str = "The refresh token is not valid: log in again";
+
+/// Rotates a refresh token: exactly one of concurrent uses succeeds; a reuse
+/// revokes the session.
+pub async fn refresh(app: &App, refresh_token: &Secret, ctx: &RequestContext) -> Result<IssuedSession, Error> {
+    if refresh_token.is_empty() || refresh_token.expose().len() > 256 {
+        return Err(Error::Unauthenticated(REFRESH_INVALID.to_owned()));
+    }
+    let now = app.clock.now_ms();
+    let txn = app.store.begin_write().await?;
+    let rotation = sessions::rotate_refresh_token(&txn, &random::token_hash(refresh_token.expose()), now).await?;
+    let outcome = match rotation {
+        Rotation::Rotated { session_id } => {
+            let session = sessions::find_session(&txn, &session_id).await?;
+            let user = match &session {
+                Some(s) if s.revoked_at.is_none() && s.expires_at > now => users::find_by_id(&txn, &s.user_id).await?,
+                _ => None,
+            };
+            match user {
+                Some(user) if user.status == UserStatus::Active.as_str() => {
+                    let expires = session.map_or(now, |s| s.expires_at);
+                    Ok(issue_tokens(app, &txn, &user, &session_id, expires).await?)
+                }
+                _ => Err(Error::Unauthenticated("The session has ended: log in again".to_owned())),
+            }
+        }
+        Rotation::Reused { session_id } => {
+            let revoked = sessions::revoke_session(&txn, &session_id, "REFRESH_TOKEN_REUSE", now).await?;
+            if revoked && let Some(session) = sessions::find_session(&txn, &session_id).await? {
+                let user = users::find_by_id(&txn, &session.user_id).await?;
+                let mut event =
+                    AuditRecord::new("session.refresh_reuse", ctx.source_ip.clone()).failed("REFRESH_TOKEN_REUSE");
+                if let Some(user) = &user {
+                    event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login);
+                }
+                audit::record(&txn, event.detail(format!("session {session_id} revoked")), now).await?;
+            }
+            app.revocations.mark_revoked(&session_id);
+            Err(Error::Unauthenticated(
+                "This refresh token was already used: the session has been revoked, log in again".to_owned(),
+            ))
+        }
+        Rotation::Expired | Rotation::Unknown => Err(Error::Unauthenticated(REFRESH_INVALID.to_owned())),
+    };
+    // The rotation (or the revocation) holds whatever the outcome.
+    txn.commit().await.map_err(StoreError::from)?;
+    outcome
+}
+
+pub async fn logout(app: &App, caller: &Caller, ctx: &RequestContext) -> Result<(), Error> {
+    let now = app.clock.now_ms();
+    let txn = app.store.begin_write().await?;
+    sessions::revoke_session(&txn, &caller.session_id, "LOGOUT", now).await?;
+    let event = AuditRecord::new("auth.logout", ctx.source_ip.clone())
+        .subscription(&caller.subscription_id)
+        .actor(&caller.user_id, &caller.user_login)
+        .target(Some(&caller.user_id), &caller.user_login);
+    audit::record(&txn, event, now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_revoked(&caller.session_id);
+    Ok(())
+}
+
+/// Revokes every session of a user inside the caller's transaction; call
+/// [`RevocationCache::mark_all_revoked`] with the result after the commit.
+pub async fn revoke_all<C: ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    user_id: &str,
+    reason: &str,
+) -> Result<Vec<String>, Error> {
+    Ok(sessions::revoke_user_sessions(conn, user_id, reason, app.clock.now_ms()).await?)
+}
+
+/// Why an access token is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenProblem {
+    Invalid(TokenRejection),
+    Revoked,
+}
+
+/// Verifies an access token: signature, expiry, issuer, audience, then revocation.
+pub async fn validate(app: &App, token: &str) -> Result<AccessClaims, TokenProblem> {
+    let tokens = &app.config.tokens;
+    let claims = app
+        .keys
+        .verify(&app.store, token, tokens.issuer_or(&app.config.public_url), &tokens.audience, app.clock.now_ms())
+        .await
+        .map_err(TokenProblem::Invalid)?;
+    match app.revocations.is_live(app, &claims.sid).await {
+        Ok(true) => Ok(claims),
+        Ok(false) => Err(TokenProblem::Revoked),
+        // Fail closed: a token whose session cannot be checked is not trusted.
+        Err(_) => Err(TokenProblem::Revoked),
+    }
+}
+
+/// The caller named by a valid access token.
+pub fn caller_from(claims: AccessClaims) -> Result<Caller, TokenProblem> {
+    let role = Role::parse(&claims.role).ok_or(TokenProblem::Invalid(TokenRejection::Malformed))?;
+    Ok(Caller {
+        user_id: claims.sub,
+        user_login: claims.login,
+        subscription_id: claims.subscription,
+        role,
+        session_id: claims.sid,
+    })
+}
+
+/// A replica's memory of which sessions are live. Revocations made here are
+/// seen at once; those made by another replica within `revocation_cache_ms`.
+pub struct RevocationCache {
+    ttl: Duration,
+    entries: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+/// Past this many entries the cache starts afresh, bounding its memory.
+const REVOCATION_CACHE_MAX: usize = 100_000;
+
+impl RevocationCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self { ttl, entries: Mutex::new(HashMap::new()) }
+    }
+
+    pub async fn is_live(&self, app: &App, session_id: &str) -> Result<bool, Error> {
+        if let Some((live, checked)) = self.lock().get(session_id).copied() {
+            // A revocation is final; liveness is trusted only briefly.
+            if !live || checked.elapsed() < self.ttl {
+                return Ok(live);
+            }
+        }
+        let now = app.clock.now_ms();
+        let live = sessions::find_session(app.store.connection(), session_id)
+            .await?
+            .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now);
+        let mut entries = self.lock();
+        if entries.len() >= REVOCATION_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(session_id.to_owned(), (live, Instant::now()));
+        Ok(live)
+    }
+
+    pub fn mark_revoked(&self, session_id: &str) {
+        self.lock().insert(session_id.to_owned(), (false, Instant::now()));
+    }
+
+    pub fn mark_all_revoked(&self, session_ids: &[String]) {
+        let mut entries = self.lock();
+        for id in session_ids {
+            entries.insert(id.clone(), (false, Instant::now()));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (bool, Instant)>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub fn secs_to_ms(secs: u64) -> i64 {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
+}

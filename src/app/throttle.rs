@@ -1,0 +1,56 @@
+//! Login throttling ahead of lockout: per login and per source IP, counted in
+//! the database (fixed windows). An attempt holds its slots until it is known
+//! to have failed; a success hands them back, so only failures (and attempts
+//! in flight) add up. Throttled attempts never reach the password check.
+
+use std::time::Duration;
+
+use super::{App, caller::RequestContext};
+use crate::{crypto::random::token_hash, domain::Error, store::rate};
+
+/// The slots one attempt holds.
+#[must_use = "a successful attempt must give its slots back"]
+pub struct Reservation {
+    slots: Vec<(String, i64)>,
+}
+
+pub async fn reserve_login(app: &App, login: &str, ctx: &RequestContext) -> Result<Reservation, Error> {
+    let policy = &app.config.throttle;
+    let window_ms = i64::try_from(policy.window_secs).unwrap_or(60) * 1000;
+    // The login is hashed: keys stay short, and attacker-chosen text stays out of them.
+    let mut keys = vec![(format!("login:user:{}", &token_hash(login)[..32]), policy.login_per_user)];
+    if let Some(ip) = &ctx.source_ip {
+        keys.push((format!("login:ip:{ip}"), policy.login_per_ip));
+    }
+    let now = app.clock.now_ms();
+    let mut reservation = Reservation { slots: Vec::with_capacity(keys.len()) };
+    let mut retry_after_ms = 0;
+    for (key, limit) in keys {
+        let (count, window_start) = rate::hit(app.store.connection(), &key, window_ms, now).await?;
+        reservation.slots.push((key, window_start));
+        if i64::from(count) > i64::from(limit) {
+            retry_after_ms = retry_after_ms.max(window_start + window_ms - now);
+        }
+    }
+    if retry_after_ms > 0 {
+        // A throttled attempt takes nothing: it must not prolong anyone's wait.
+        reservation.release(app).await;
+        let seconds = u64::try_from((retry_after_ms + 999) / 1000).unwrap_or(1).max(1);
+        return Err(Error::Throttled { retry_after: Duration::from_secs(seconds) });
+    }
+    Ok(reservation)
+}
+
+impl Reservation {
+    /// Gives the slots back (the attempt succeeded, or never got checked).
+    pub async fn release(self, app: &App) {
+        for (key, window_start) in self.slots {
+            if let Err(e) = rate::refund(app.store.connection(), &key, window_start).await {
+                tracing::warn!(error = %e, "could not release a throttle slot");
+            }
+        }
+    }
+
+    /// Keeps the slots: the attempt failed.
+    pub fn keep(self) {}
+}

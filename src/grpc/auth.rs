@@ -1,0 +1,141 @@
+//! `identity.v1.Auth`: proto in, use case, proto out.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::convert::{self, caller, context, session, timestamp};
+use crate::{
+    app::{
+        App, credentials,
+        login::{self, LoginOutcome},
+        sessions::{self, TokenProblem},
+    },
+    domain::{Error, Secret},
+    pb::{self, auth_server::Auth, login_response},
+};
+
+pub struct AuthService {
+    app: Arc<App>,
+}
+
+impl AuthService {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+}
+
+#[tonic::async_trait]
+impl Auth for AuthService {
+    async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
+        let ctx = context(&request);
+        let body = request.into_inner();
+        let outcome = login::login(&self.app, &body.user_login, Secret::new(body.password), &ctx).await?;
+        let result = match outcome {
+            LoginOutcome::Session(issued) => login_response::Result::Session(session(issued)),
+        };
+        Ok(Response::new(pb::LoginResponse { result: Some(result) }))
+    }
+
+    async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::RefreshResponse>, Status> {
+        let ctx = context(&request);
+        let token = Secret::new(request.into_inner().refresh_token);
+        let issued = sessions::refresh(&self.app, &token, &ctx).await?;
+        Ok(Response::new(pb::RefreshResponse { session: Some(session(issued)) }))
+    }
+
+    async fn logout(&self, request: Request<pb::LogoutRequest>) -> Result<Response<pb::LogoutResponse>, Status> {
+        let caller = caller(&request)?;
+        sessions::logout(&self.app, &caller, &context(&request)).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    async fn validate_token(
+        &self,
+        request: Request<pb::ValidateTokenRequest>,
+    ) -> Result<Response<pb::ValidateTokenResponse>, Status> {
+        let token = request.into_inner().access_token;
+        if token.is_empty() {
+            return Err(Error::invalid("access_token", "is required").into());
+        }
+        let verdict = sessions::validate(&self.app, &token).await.and_then(|claims| {
+            let (issued, expires) = (claims.iat, claims.exp);
+            let token_id = claims.jti.clone();
+            sessions::caller_from(claims).map(|caller| (caller, token_id, issued, expires))
+        });
+        let response = match verdict {
+            Ok((caller, token_id, issued, expires)) => pb::ValidateTokenResponse {
+                valid: true,
+                invalid_reason: pb::TokenInvalidReason::Unspecified.into(),
+                user_id: caller.user_id,
+                user_login: caller.user_login,
+                subscription_id: caller.subscription_id,
+                role: convert::role_to_proto(caller.role).into(),
+                session_id: caller.session_id,
+                token_id,
+                issued_at: timestamp(issued * 1000),
+                expires_at: timestamp(expires * 1000),
+            },
+            Err(problem) => pb::ValidateTokenResponse {
+                valid: false,
+                invalid_reason: match problem {
+                    TokenProblem::Revoked => pb::TokenInvalidReason::Revoked,
+                    TokenProblem::Invalid(rejection) => convert::rejection_to_proto(rejection),
+                }
+                .into(),
+                role: pb::Role::Unspecified.into(),
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(response))
+    }
+
+    async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        let keys = self
+            .app
+            .keys
+            .ring()
+            .jwks()
+            .into_iter()
+            .map(|key| pb::Jwk { kty: key.kty, crv: key.crv, x: key.x, kid: key.kid, alg: key.alg, r#use: key.use_ })
+            .collect();
+        Ok(Response::new(pb::GetJwksResponse { keys }))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let (caller, ctx) = (caller(&request)?, context(&request));
+        let body = request.into_inner();
+        let generated = credentials::change_password(
+            &self.app,
+            &caller,
+            Secret::new(body.current_password),
+            Secret::new(body.new_password),
+            &ctx,
+        )
+        .await?;
+        Ok(Response::new(pb::ChangePasswordResponse {
+            generated_password: generated.map(Secret::into_exposed).unwrap_or_default(),
+        }))
+    }
+
+    async fn change_user_login(
+        &self,
+        request: Request<pb::ChangeUserLoginRequest>,
+    ) -> Result<Response<pb::ChangeUserLoginResponse>, Status> {
+        let (caller, ctx) = (caller(&request)?, context(&request));
+        let body = request.into_inner();
+        let renamed = credentials::change_user_login(
+            &self.app,
+            &caller,
+            &body.user_login,
+            &body.new_user_login,
+            Secret::new(body.current_password),
+            &ctx,
+        )
+        .await?;
+        Ok(Response::new(pb::ChangeUserLoginResponse { user_login: renamed.to_string() }))
+    }
+}

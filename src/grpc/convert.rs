@@ -1,0 +1,112 @@
+//! Conversions between proto messages and domain values.
+
+use prost_types::Timestamp;
+use tonic::{Request, Status};
+
+use crate::{
+    app::{
+        caller::{Caller, RequestContext},
+        sessions::IssuedSession,
+    },
+    crypto::jwt::TokenRejection,
+    domain::{Role, UserStatus},
+    pb,
+};
+
+pub fn timestamp(ms: i64) -> Option<Timestamp> {
+    Some(Timestamp { seconds: ms.div_euclid(1000), nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0) })
+}
+
+/// The caller the authentication layer established.
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("this call needs an access token"))
+}
+
+pub fn context<T>(request: &Request<T>) -> RequestContext {
+    request.extensions().get::<RequestContext>().cloned().unwrap_or_default()
+}
+
+pub fn session(issued: IssuedSession) -> pb::Session {
+    pb::Session {
+        access_token: issued.access_token.into_exposed(),
+        refresh_token: issued.refresh_token.into_exposed(),
+        expires_at: timestamp(issued.access_expires_at_ms),
+        refresh_expires_at: timestamp(issued.refresh_expires_at_ms),
+        token_type: "Bearer".to_owned(),
+        session_id: issued.session_id,
+        user_login: issued.user_login,
+    }
+}
+
+pub fn role_to_proto(role: Role) -> pb::Role {
+    match role {
+        Role::Administrator => pb::Role::Administrator,
+        Role::Manager => pb::Role::Manager,
+        Role::UnitManager => pb::Role::UnitManager,
+        Role::Scanner => pb::Role::Scanner,
+        Role::Reader => pb::Role::Reader,
+        Role::Auditor => pb::Role::Auditor,
+        Role::RemediationUser => pb::Role::RemediationUser,
+        Role::Contact => pb::Role::Contact,
+    }
+}
+
+pub fn role_from_proto(role: pb::Role) -> Option<Role> {
+    Role::ALL.into_iter().find(|r| role_to_proto(*r) == role)
+}
+
+pub fn status_to_proto(status: UserStatus) -> pb::UserStatus {
+    match status {
+        UserStatus::Active => pb::UserStatus::Active,
+        UserStatus::Inactive => pb::UserStatus::Inactive,
+        UserStatus::PendingActivation => pb::UserStatus::PendingActivation,
+        UserStatus::Deleted => pb::UserStatus::Deleted,
+    }
+}
+
+pub fn rejection_to_proto(rejection: TokenRejection) -> pb::TokenInvalidReason {
+    match rejection {
+        TokenRejection::Malformed => pb::TokenInvalidReason::Malformed,
+        TokenRejection::BadSignature => pb::TokenInvalidReason::BadSignature,
+        TokenRejection::Expired => pb::TokenInvalidReason::Expired,
+        TokenRejection::NotYetValid => pb::TokenInvalidReason::NotYetValid,
+        TokenRejection::WrongIssuer => pb::TokenInvalidReason::WrongIssuer,
+        TokenRejection::WrongAudience => pb::TokenInvalidReason::WrongAudience,
+        TokenRejection::UnknownKey => pb::TokenInvalidReason::UnknownKey,
+    }
+}
+
+pub fn rejection_text(rejection: TokenRejection) -> &'static str {
+    match rejection {
+        TokenRejection::Malformed => "malformed",
+        TokenRejection::BadSignature => "bad signature",
+        TokenRejection::Expired => "expired",
+        TokenRejection::NotYetValid => "not yet valid",
+        TokenRejection::WrongIssuer => "wrong issuer",
+        TokenRejection::WrongAudience => "wrong audience",
+        TokenRejection::UnknownKey => "unknown signing key",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_split_milliseconds() {
+        assert_eq!(timestamp(1_500), Some(Timestamp { seconds: 1, nanos: 500_000_000 }));
+        assert_eq!(timestamp(-1), Some(Timestamp { seconds: -1, nanos: 999_000_000 }));
+    }
+
+    #[test]
+    fn roles_round_trip_through_proto() {
+        for role in Role::ALL {
+            assert_eq!(role_from_proto(role_to_proto(role)), Some(role));
+        }
+        assert_eq!(role_from_proto(pb::Role::Unspecified), None);
+    }
+}

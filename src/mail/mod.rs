@@ -1,0 +1,3 @@
+//! Emails: what they say (templates). Delivery reads the outbox.
+
+pub mod templates;

@@ -1,0 +1,57 @@
+//! Email bodies, text and HTML. Every inserted value is HTML-escaped in the
+//! HTML body.
+
+pub struct Rendered {
+    pub kind: &'static str,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+pub fn account_locked(login: &str, attempts: i32) -> Rendered {
+    let text = format!(
+        "Your account {login} was locked after {attempts} failed login attempts in a row.\n\n\
+         If this was not you, someone may be guessing your password.\n\
+         Contact your Manager to re-activate the account.\n"
+    );
+    let html = page(&format!(
+        "<p>Your account <strong>{}</strong> was locked after {attempts} failed login attempts in a row.</p>\
+         <p>If this was not you, someone may be guessing your password.</p>\
+         <p>Contact your Manager to re-activate the account.</p>",
+        escape(login)
+    ));
+    Rendered { kind: "account_locked", subject: "Your account was locked".to_owned(), text, html }
+}
+
+fn page(body: &str) -> String {
+    format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"></head><body>{body}</body></html>")
+}
+
+/// Escapes the five characters that matter in HTML text and attributes.
+pub fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_escaped_in_html() {
+        let mail = account_locked("<script>", 5);
+        assert!(mail.html.contains("&lt;script&gt;"));
+        assert!(!mail.html.contains("<script>"));
+        assert!(mail.text.contains("<script> was locked after 5 failed"));
+    }
+}

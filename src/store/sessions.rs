@@ -1,0 +1,117 @@
+//! Sessions and their rotating refresh tokens.
+
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+
+use super::{
+    StoreResult,
+    entities::{refresh_token, session},
+    sql,
+};
+
+pub async fn insert_session<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    user_id: &str,
+    now_ms: i64,
+    expires_at_ms: i64,
+) -> StoreResult<()> {
+    session::ActiveModel {
+        id: Set(id.to_owned()),
+        user_id: Set(user_id.to_owned()),
+        created_at: Set(now_ms),
+        expires_at: Set(expires_at_ms),
+        revoked_at: Set(None),
+        revoke_reason: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_refresh_token<C: ConnectionTrait>(
+    conn: &C,
+    token_hash: &str,
+    session_id: &str,
+    now_ms: i64,
+    expires_at_ms: i64,
+) -> StoreResult<()> {
+    refresh_token::ActiveModel {
+        token_hash: Set(token_hash.to_owned()),
+        session_id: Set(session_id.to_owned()),
+        created_at: Set(now_ms),
+        expires_at: Set(expires_at_ms),
+        rotated_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    Ok(())
+}
+
+/// What presenting a refresh token did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// This call consumed the token; the session may get a new one.
+    Rotated {
+        session_id: String,
+    },
+    /// The token was already consumed: someone replayed it.
+    Reused {
+        session_id: String,
+    },
+    Expired,
+    Unknown,
+}
+
+/// Consumes a refresh token with one conditional UPDATE, so of two
+/// concurrent uses exactly one rotates and the other sees a reuse.
+pub async fn rotate_refresh_token<C: ConnectionTrait>(
+    conn: &C,
+    token_hash: &str,
+    now_ms: i64,
+) -> StoreResult<Rotation> {
+    let consumed = sql::execute(
+        conn,
+        "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL AND expires_at > $1",
+        [now_ms.into(), token_hash.into()],
+    )
+    .await?;
+    let row = refresh_token::Entity::find_by_id(token_hash.to_owned()).one(conn).await?;
+    Ok(match row {
+        None => Rotation::Unknown,
+        Some(row) if consumed == 1 => Rotation::Rotated { session_id: row.session_id },
+        Some(row) if row.rotated_at.is_some() => Rotation::Reused { session_id: row.session_id },
+        Some(_) => Rotation::Expired,
+    })
+}
+
+pub async fn find_session<C: ConnectionTrait>(conn: &C, id: &str) -> StoreResult<Option<session::Model>> {
+    Ok(session::Entity::find_by_id(id.to_owned()).one(conn).await?)
+}
+
+/// Revokes one session; true when this call revoked it.
+pub async fn revoke_session<C: ConnectionTrait>(conn: &C, id: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
+    let changed = sql::execute(
+        conn,
+        "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE id = $3 AND revoked_at IS NULL",
+        [now_ms.into(), reason.into(), id.into()],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+/// Revokes every live session of a user; returns their ids.
+pub async fn revoke_user_sessions<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    reason: &str,
+    now_ms: i64,
+) -> StoreResult<Vec<String>> {
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_sql_and_values(
+            conn.get_database_backend(),
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
+            [now_ms.into(), reason.into(), user_id.into()],
+        ))
+        .await?;
+    rows.into_iter().map(|row| Ok(row.try_get_by_index::<String>(0)?)).collect()
+}
