@@ -54,9 +54,12 @@ pub struct Config {
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
     pub activation: ActivationConfig,
+    pub reset: ResetConfig,
     pub tokens: TokenConfig,
     pub bootstrap: BootstrapConfig,
     pub platform: PlatformConfig,
+    pub captcha: CaptchaConfig,
+    pub mail: MailConfig,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -148,6 +151,22 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// Admin password resets.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResetConfig {
+    /// Admin resets allowed per target user per hour; beyond, the target is `THROTTLED`.
+    pub admin_resets_per_hour: u32,
+    /// Most targets one ResetPasswords call may name.
+    pub max_batch: usize,
+}
+
+impl Default for ResetConfig {
+    fn default() -> Self {
+        Self { admin_resets_per_hour: 3, max_batch: 1000 }
+    }
+}
+
 /// Access and refresh tokens.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -186,6 +205,97 @@ impl TokenConfig {
     /// The issuer, defaulting to the public URL.
     pub fn issuer_or<'a>(&'a self, public_url: &'a str) -> &'a str {
         if self.issuer.is_empty() { public_url } else { &self.issuer }
+    }
+}
+
+/// The embedded proof-of-work captcha of self-service password reset (see docs/decisions.md).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptchaConfig {
+    /// Leading zero bits asked of SHA-256(challenge ":" nonce): about 2^bits hashes per solution.
+    pub difficulty_bits: u32,
+    /// How long a challenge may be solved and used, in seconds.
+    pub ttl_secs: u64,
+    /// Key signing the challenges, base64 (standard or url-safe), at least 32 bytes once
+    /// decoded. Replicas behind one load balancer must share it; unset: a random key per
+    /// process, made at start (challenges then fail on another replica or after a restart).
+    pub hmac_key: Option<String>,
+}
+
+impl Default for CaptchaConfig {
+    fn default() -> Self {
+        Self { difficulty_bits: 18, ttl_secs: 300, hmac_key: None }
+    }
+}
+
+impl CaptchaConfig {
+    /// The decoded `hmac_key`, when set and valid.
+    pub fn key_bytes(&self) -> Option<Vec<u8>> {
+        use base64::{
+            Engine,
+            alphabet::{STANDARD, URL_SAFE},
+            engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+        };
+        let text = self.hmac_key.as_deref()?.trim();
+        let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+        let key = GeneralPurpose::new(&STANDARD, config)
+            .decode(text)
+            .or_else(|_| GeneralPurpose::new(&URL_SAFE, config).decode(text))
+            .ok()?;
+        (key.len() >= 32).then_some(key)
+    }
+}
+
+impl std::fmt::Debug for CaptchaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaptchaConfig")
+            .field("difficulty_bits", &self.difficulty_bits)
+            .field("ttl_secs", &self.ttl_secs)
+            .field("hmac_key", &self.hmac_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Delivery of the email outbox: sender, polling and retries (see `mail::dispatcher`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailConfig {
+    /// Sender, `address` or `Name <address>`; empty: `identity@<public_url host>`.
+    pub from: String,
+    /// How often each replica looks for emails due, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Wait before the first retry after a transient failure, in milliseconds; doubles each attempt.
+    pub retry_base_ms: u64,
+    /// Longest wait between two attempts, in milliseconds.
+    pub retry_max_ms: u64,
+    /// Delivery attempts before an email is marked failed.
+    pub max_attempts: u32,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        Self {
+            from: String::new(),
+            poll_interval_ms: 1000,
+            retry_base_ms: 2000,
+            retry_max_ms: 900_000,
+            max_attempts: 25,
+        }
+    }
+}
+
+impl MailConfig {
+    /// The From mailbox: `from`, or `identity@` the host of `public_url`.
+    pub fn sender(&self, public_url: &str) -> Result<lettre::message::Mailbox, String> {
+        let text = match self.from.trim() {
+            "" => {
+                let url = url::Url::parse(public_url).map_err(|e| format!("cannot default from `public_url`: {e}"))?;
+                let host = url.host_str().ok_or("cannot default: `public_url` has no host")?;
+                format!("identity@{host}")
+            }
+            from => from.to_owned(),
+        };
+        text.parse().map_err(|e| format!("`{text}` is not an email address: {e}"))
     }
 }
 
@@ -284,9 +394,12 @@ impl Default for Config {
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
             activation: ActivationConfig::default(),
+            reset: ResetConfig::default(),
             tokens: TokenConfig::default(),
             bootstrap: BootstrapConfig::default(),
             platform: PlatformConfig::default(),
+            captcha: CaptchaConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -356,6 +469,12 @@ impl Config {
         if self.activation.ttl_secs < 60 {
             return Err(bad("activation.ttl_secs", "must be at least 60"));
         }
+        if self.reset.admin_resets_per_hour == 0 {
+            return Err(bad("reset.admin_resets_per_hour", "must be at least 1"));
+        }
+        if !(1..=100_000).contains(&self.reset.max_batch) {
+            return Err(bad("reset.max_batch", "must be 1 to 100000"));
+        }
         if self.throttle.login_per_user == 0 || self.throttle.login_per_ip == 0 {
             return Err(bad("throttle.login_per_user", "and `throttle.login_per_ip` must be at least 1"));
         }
@@ -376,11 +495,40 @@ impl Config {
             return Err(bad("tokens.key_reload_secs", "must be at least 1"));
         }
         self.validate_platforms()?;
+        let c = &self.captcha;
+        if !(1..=32).contains(&c.difficulty_bits) {
+            return Err(bad("captcha.difficulty_bits", "must be 1 to 32"));
+        }
+        if !(30..=3600).contains(&c.ttl_secs) {
+            return Err(bad("captcha.ttl_secs", "must be 30 to 3600"));
+        }
+        if c.hmac_key.is_some() && c.key_bytes().is_none() {
+            return Err(bad("captcha.hmac_key", "must be base64 (standard or url-safe) of at least 32 bytes"));
+        }
+        self.validate_mail()?;
         if self.bootstrap.enabled {
             crate::domain::login::parse_login_prefix(&self.bootstrap.subscription_prefix)
                 .map_err(|e| bad("bootstrap.subscription_prefix", e))?;
             crate::domain::login::parse_email(&self.bootstrap.manager_email)
                 .map_err(|e| bad("bootstrap.manager_email", e))?;
+        }
+        Ok(())
+    }
+
+    fn validate_mail(&self) -> Result<(), ConfigError> {
+        let m = &self.mail;
+        m.sender(&self.public_url).map_err(|e| bad("mail.from", e))?;
+        if !(10..=3_600_000).contains(&m.poll_interval_ms) {
+            return Err(bad("mail.poll_interval_ms", "must be 10 to 3600000"));
+        }
+        if m.retry_base_ms < 10 {
+            return Err(bad("mail.retry_base_ms", "must be at least 10"));
+        }
+        if m.retry_max_ms < m.retry_base_ms {
+            return Err(bad("mail.retry_max_ms", "must be at least `mail.retry_base_ms`"));
+        }
+        if m.max_attempts == 0 {
+            return Err(bad("mail.max_attempts", "must be at least 1"));
         }
         Ok(())
     }
@@ -458,6 +606,24 @@ mod tests {
 
         let config = Config { http_tls_cert: Some("cert.pem".into()), ..Config::default() };
         assert!(config.validate().unwrap_err().to_string().contains("`http_tls_cert`"));
+    }
+
+    #[test]
+    fn mail_settings_are_checked_and_the_sender_defaults_to_the_public_host() {
+        let config = Config { public_url: "https://id.example.com/base".to_owned(), ..Config::default() };
+        assert_eq!(config.mail.sender(&config.public_url).unwrap().to_string(), "identity@id.example.com");
+
+        let mut config = Config::default();
+        config.mail.from = "Identity <no-reply@example.com>".to_owned();
+        assert_eq!(config.mail.sender(&config.public_url).unwrap().email.to_string(), "no-reply@example.com");
+        config.mail.from = "not an address".to_owned();
+        assert!(config.validate().unwrap_err().to_string().contains("`mail.from`"));
+
+        let mut config = Config::default();
+        config.mail.retry_max_ms = config.mail.retry_base_ms - 1;
+        assert!(config.validate().unwrap_err().to_string().contains("`mail.retry_max_ms`"));
+        config.mail = MailConfig { max_attempts: 0, ..MailConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("`mail.max_attempts`"));
     }
 
     #[test]

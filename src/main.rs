@@ -45,11 +45,42 @@ enum Command {
     },
     /// Create a subscription with its first Manager.
     Bootstrap(BootstrapArgs),
+    /// Manage platform operators (they create subscriptions and schedule maintenance).
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+    },
     /// Manage the keys that sign access tokens.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorAction {
+    /// Create a platform operator account.
+    Create(OperatorArgs),
+}
+
+#[derive(Args)]
+struct OperatorArgs {
+    #[arg(long)]
+    login: String,
+    #[arg(long)]
+    email: String,
+    #[command(flatten)]
+    password: PasswordArgs,
+}
+
+#[derive(Args)]
+struct PasswordArgs {
+    /// Read the password from this file (first line).
+    #[arg(long, conflicts_with = "password_stdin")]
+    password_file: Option<PathBuf>,
+    /// Read the password from standard input (first line).
+    #[arg(long)]
+    password_stdin: bool,
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -89,12 +120,8 @@ struct BootstrapArgs {
     /// The Manager's email address.
     #[arg(long)]
     email: String,
-    /// Read the Manager's password from this file (first line).
-    #[arg(long, conflicts_with = "password_stdin")]
-    password_file: Option<PathBuf>,
-    /// Read the Manager's password from standard input (first line).
-    #[arg(long)]
-    password_stdin: bool,
+    #[command(flatten)]
+    password: PasswordArgs,
 }
 
 fn main() -> ExitCode {
@@ -160,17 +187,22 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Bootstrap(args) => {
-            let password = read_password(&args)?;
+        Command::Operator { action: OperatorAction::Create(args) } => {
+            let password = read_password(&args.password)?;
             let store = connect_migrated(&config).await?;
             let app = App::start(config, store).await?;
-            let request = BootstrapRequest {
-                name: args.name.unwrap_or_else(|| args.subscription.clone()),
-                login_prefix: args.subscription,
-                manager_login: args.login,
-                manager_email: args.email,
-                manager_password: password,
-            };
+            let done = identity::app::bootstrap::create_operator(&app, &args.login, &args.email, password).await?;
+            print_bootstrapped("Created a platform operator.", &done);
+            Ok(())
+        }
+        Command::Bootstrap(args) => {
+            let password = read_password(&args.password)?;
+            let store = connect_migrated(&config).await?;
+            let app = App::start(config, store).await?;
+            let name = args.name.unwrap_or_else(|| args.subscription.clone());
+            let mut request = BootstrapRequest::new(&args.subscription, &name, &args.email);
+            request.manager_login = args.login;
+            request.manager_password = password;
             let done = bootstrap(&app, request).await?;
             print_bootstrapped("Created a subscription and its Manager.", &done);
             Ok(())
@@ -210,7 +242,7 @@ async fn connect_migrated(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-fn read_password(args: &BootstrapArgs) -> anyhow::Result<Option<Secret>> {
+fn read_password(args: &PasswordArgs) -> anyhow::Result<Option<Secret>> {
     let raw = if let Some(path) = &args.password_file {
         Some(read_file(path)?)
     } else if args.password_stdin {

@@ -15,6 +15,7 @@ use crate::{
     },
     config::Config,
     grpc,
+    mail::{dispatcher, transport::Transport},
     store::Store,
 };
 
@@ -28,6 +29,7 @@ pub struct Server {
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
     first_run: Option<Bootstrapped>,
+    mail: Transport,
 }
 
 impl Server {
@@ -46,9 +48,10 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (grpc_addr)", config.grpc_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
+        let mail = Transport::from_config(&config).context("cannot set up email delivery")?;
         let app = Arc::new(App::start(config, store).await?);
         let first_run = bootstrap_if_empty(&app).await?;
-        Ok(Self { app, grpc_listener, grpc_addr, first_run })
+        Ok(Self { app, grpc_listener, grpc_addr, first_run, mail })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -81,6 +84,7 @@ impl Server {
         let (stop_tx, stop_rx) = watch::channel(false);
         let readiness = tokio::spawn(watch_readiness(self.app.store.clone(), health.clone(), stop_rx.clone()));
         let chores = tokio::spawn(housekeeping(Arc::clone(&self.app), stop_rx.clone()));
+        let mut mail = tokio::spawn(dispatcher::run(Arc::clone(&self.app), self.mail, stop_rx.clone()));
 
         let grace = Duration::from_secs(self.app.config.shutdown_grace_secs);
         let mut stopping = stop_rx.clone();
@@ -118,6 +122,10 @@ impl Server {
         };
         readiness.abort();
         chores.abort();
+        // The dispatcher's final pass is bounded by itself; this is a backstop.
+        if tokio::time::timeout(dispatcher::FINAL_PASS + Duration::from_secs(1), &mut mail).await.is_err() {
+            mail.abort();
+        }
         result.context("gRPC server failed")?;
         tracing::info!("stopped");
         Ok(())

@@ -2,17 +2,13 @@
 //! every session of the user.
 
 use super::{
-    App,
+    App, access,
     caller::{Caller, RequestContext},
     sessions,
 };
 use crate::{
     crypto::{password::Verification, random},
-    domain::{
-        Error, Secret, UserLogin, UserStatus,
-        password_policy::PasswordPolicy,
-        permissions::{Action, Actor, Decision, Denial, Target, may},
-    },
+    domain::{Error, Secret, UserLogin, password_policy::PasswordPolicy, permissions::Action},
     store::{
         StoreError,
         audit::{self, AuditRecord},
@@ -30,7 +26,7 @@ pub async fn change_password(
     new: Secret,
     ctx: &RequestContext,
 ) -> Result<Option<Secret>, Error> {
-    let user = active_user(app, &caller.user_id).await?;
+    let user = access::active_user(app, caller).await?;
     check_current_password(app, &user, current.clone(), "current_password").await?;
     let subscription = tenancy::find_subscription(app.store.connection(), &user.subscription_id)
         .await?
@@ -86,14 +82,13 @@ pub async fn change_user_login(
     })?;
     let own = target_login.is_empty() || target_login == caller.user_login;
     let target = if own {
-        let user = active_user(app, &caller.user_id).await?;
+        let user = access::active_user(app, caller).await?;
         check_current_password(app, &user, current_password, "current_password").await?;
         user
     } else {
-        let actor = active_user(app, &caller.user_id).await?;
-        let target =
-            users::find_by_login(app.store.connection(), target_login).await?.ok_or_else(|| not_found(target_login))?;
-        authorize(&actor, Action::ChangeLogin, &target)?;
+        let actor = access::active_user(app, caller).await?;
+        let target = access::find_target(app, &actor, target_login).await?;
+        access::authorize(&actor, Action::ChangeLogin, &target)?;
         target
     };
     if target.user_login == new_login.as_str() {
@@ -117,16 +112,6 @@ pub async fn change_user_login(
     Ok(new_login)
 }
 
-async fn active_user(app: &App, user_id: &str) -> Result<user::Model, Error> {
-    let user = users::find_by_id(app.store.connection(), user_id)
-        .await?
-        .ok_or_else(|| Error::Unauthenticated("the session's user no longer exists".to_owned()))?;
-    if user.status != UserStatus::Active.as_str() {
-        return Err(Error::Unauthenticated("the session's user is no longer active".to_owned()));
-    }
-    Ok(user)
-}
-
 /// A wrong current password counts towards lockout like a failed login.
 async fn check_current_password(
     app: &App,
@@ -148,51 +133,4 @@ async fn check_current_password(
             Err(Error::invalid(field, "is not correct"))
         }
     }
-}
-
-fn not_found(login: &str) -> Error {
-    Error::NotFound(format!("no user with login `{login}`"))
-}
-
-/// Asks the permission table; a user of another subscription is reported
-/// as not found, never as forbidden.
-pub fn authorize(actor: &user::Model, action: Action, target: &user::Model) -> Result<(), Error> {
-    let decision = may(
-        &Actor {
-            user_id: &actor.id,
-            subscription_id: &actor.subscription_id,
-            role: parse_role(&actor.role)?,
-            business_unit_id: actor.business_unit_id.as_deref(),
-        },
-        action,
-        &Target {
-            user_id: &target.id,
-            subscription_id: &target.subscription_id,
-            role: parse_role(&target.role)?,
-            business_unit_id: target.business_unit_id.as_deref(),
-            status: UserStatus::parse(&target.status).ok_or_else(|| Error::internal("unknown stored status"))?,
-        },
-    );
-    match decision {
-        Decision::Allow => Ok(()),
-        Decision::Deny(Denial::OtherSubscription) => Err(not_found(&target.user_login)),
-        Decision::Deny(Denial::SelfTarget) => {
-            Err(Error::PermissionDenied("administrative paths cannot act on your own account".to_owned()))
-        }
-        Decision::Deny(Denial::OutOfScope) => {
-            Err(Error::PermissionDenied(format!("you may not administer `{}`", target.user_login)))
-        }
-        Decision::Deny(Denial::Deleted) => Err(Error::FailedPrecondition {
-            reason: "USER_DELETED",
-            message: format!("`{}` is deleted", target.user_login),
-        }),
-        Decision::Deny(Denial::Contact) => Err(Error::FailedPrecondition {
-            reason: "USER_IS_CONTACT",
-            message: format!("`{}` is a Contact and has no login", target.user_login),
-        }),
-    }
-}
-
-fn parse_role(value: &str) -> Result<crate::domain::Role, Error> {
-    crate::domain::Role::parse(value).ok_or_else(|| Error::internal("unknown stored role"))
 }

@@ -17,6 +17,17 @@ pub async fn issue<C: ConnectionTrait>(
     user_id: &str,
     purpose: LinkPurpose,
 ) -> Result<Secret, Error> {
+    issue_sealing(app, conn, user_id, purpose, None).await
+}
+
+/// Issues a link that carries `secret`, sealed so that only the link opens it.
+pub async fn issue_sealing<C: ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    user_id: &str,
+    purpose: LinkPurpose,
+    secret: Option<&Secret>,
+) -> Result<Secret, Error> {
     let token = random::token();
     let now = app.clock.now_ms();
     let ttl_ms = i64::try_from(app.config.activation.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -27,7 +38,7 @@ pub async fn issue<C: ConnectionTrait>(
             purpose: purpose.as_str(),
             token_hash: &random::token_hash(token.expose()),
             expires_at_ms: now.saturating_add(ttl_ms),
-            sealed_secret: None,
+            sealed_secret: secret.map(|secret| crate::crypto::seal::seal(&token, secret)),
         },
         now,
     )

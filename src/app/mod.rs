@@ -2,14 +2,19 @@
 //! returning domain results. Edges (gRPC, gateway, CLI) call these; these call
 //! `domain` for rules and `store` for data.
 
+pub mod access;
+pub mod activation;
+pub mod audit_log;
 pub mod bootstrap;
 pub mod caller;
 pub mod credentials;
 pub mod keys;
 pub mod links;
 pub mod login;
+pub mod reset;
 pub mod sessions;
 pub mod throttle;
+pub mod users;
 
 use std::{sync::Arc, time::Duration};
 

@@ -77,17 +77,14 @@ pub fn may(actor: &Actor, action: Action, target: &Target) -> Decision {
         return Decision::Deny(Denial::OtherSubscription);
     }
     let is_self = actor.user_id == target.user_id;
-    if action == Action::View && is_self {
-        return Decision::Allow;
+    if action == Action::View {
+        return if is_self || sees(actor, target) { Decision::Allow } else { Decision::Deny(Denial::OutOfScope) };
     }
     if is_self {
         return Decision::Deny(Denial::SelfTarget);
     }
     if !administers(actor, target) {
         return Decision::Deny(Denial::OutOfScope);
-    }
-    if action == Action::View {
-        return Decision::Allow;
     }
     if target.status == UserStatus::Deleted {
         return Decision::Deny(Denial::Deleted);
@@ -102,23 +99,54 @@ pub fn may(actor: &Actor, action: Action, target: &Target) -> Decision {
 fn administers(actor: &Actor, target: &Target) -> bool {
     match actor.role {
         Role::Administrator | Role::Manager => target.role != Role::Administrator,
-        Role::UnitManager => {
-            !target.role.is_subscription_wide()
-                && actor.business_unit_id.is_some()
-                && actor.business_unit_id == target.business_unit_id
-        }
-        Role::Scanner | Role::Reader | Role::Auditor | Role::RemediationUser | Role::Contact => false,
+        Role::UnitManager => same_unit(actor, target),
+        Role::Scanner
+        | Role::Reader
+        | Role::Auditor
+        | Role::RemediationUser
+        | Role::Contact
+        | Role::PlatformOperator => false,
     }
 }
 
-/// Whether a role may create users of `new_role` in `unit` (or subscription-wide).
-pub fn may_create(actor_role: Role, actor_unit: Option<&str>, new_role: Role, unit: Option<&str>) -> bool {
-    match actor_role {
-        Role::Administrator => true,
-        Role::Manager => new_role != Role::Administrator,
-        Role::UnitManager => !new_role.is_subscription_wide() && actor_unit.is_some() && actor_unit == unit,
+/// Whom the actor may look at: everyone a Manager or Administrator works
+/// with (Administrators included), a Unit Manager's own unit.
+fn sees(actor: &Actor, target: &Target) -> bool {
+    match actor.role {
+        Role::Administrator | Role::Manager => true,
+        Role::UnitManager => same_unit(actor, target),
         _ => false,
     }
+}
+
+fn same_unit(actor: &Actor, target: &Target) -> bool {
+    !target.role.is_subscription_wide()
+        && actor.business_unit_id.is_some()
+        && actor.business_unit_id == target.business_unit_id
+}
+
+/// Whether a role may create users of `new_role` in `unit` (or subscription-wide).
+/// Managers, the subscription's owners, provision every role — Administrators
+/// included, though they cannot administer them afterwards (otherwise nobody
+/// could create the first Administrator). Operators are made only by
+/// `identity operator create`, never through the API.
+pub fn may_create(actor_role: Role, actor_unit: Option<&str>, new_role: Role, unit: Option<&str>) -> bool {
+    let allowed = match actor_role {
+        Role::Administrator | Role::Manager => true,
+        Role::UnitManager => !new_role.is_subscription_wide() && actor_unit.is_some() && actor_unit == unit,
+        _ => false,
+    };
+    allowed && new_role != Role::PlatformOperator
+}
+
+/// Whether the role may read the subscription's audit log.
+pub fn may_read_audit(role: Role) -> bool {
+    matches!(role, Role::Administrator | Role::Manager | Role::Auditor)
+}
+
+/// Whether the role runs the platform (subscriptions, maintenance windows).
+pub fn is_platform_operator(role: Role) -> bool {
+    role == Role::PlatformOperator
 }
 
 #[cfg(test)]
@@ -135,7 +163,17 @@ mod tests {
     fn expected_scope(actor: Role, target: Role, same_unit: bool) -> bool {
         match actor {
             Administrator | Manager => target != Administrator,
-            UnitManager => !matches!(target, Administrator | Manager) && same_unit,
+            UnitManager => !matches!(target, Administrator | Manager | PlatformOperator) && same_unit,
+            _ => false,
+        }
+    }
+
+    /// Who may look at whom: Managers and Administrators see everyone, Unit
+    /// Managers their unit, everyone else only themselves.
+    fn expected_view(actor: Role, target: Role, same_unit: bool) -> bool {
+        match actor {
+            Administrator | Manager => true,
+            UnitManager => !matches!(target, Administrator | Manager | PlatformOperator) && same_unit,
             _ => false,
         }
     }
@@ -167,16 +205,16 @@ mod tests {
                                     status,
                                 };
                                 let in_scope = expected_scope(actor_role, target_role, same_unit);
-                                let expected = if is_self {
-                                    if action == Action::View {
+                                let expected = if action == Action::View {
+                                    if is_self || expected_view(actor_role, target_role, same_unit) {
                                         Decision::Allow
                                     } else {
-                                        Decision::Deny(Denial::SelfTarget)
+                                        Decision::Deny(Denial::OutOfScope)
                                     }
+                                } else if is_self {
+                                    Decision::Deny(Denial::SelfTarget)
                                 } else if !in_scope {
                                     Decision::Deny(Denial::OutOfScope)
-                                } else if action == Action::View {
-                                    Decision::Allow
                                 } else if status == UserStatus::Deleted {
                                     Decision::Deny(Denial::Deleted)
                                 } else if target_role == Contact
@@ -204,7 +242,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(checked, 8 * 8 * 2 * 2 * 4 * 8);
+        assert_eq!(checked, 9 * 9 * 2 * 2 * 4 * 8);
     }
 
     #[test]
@@ -229,9 +267,11 @@ mod tests {
         assert_eq!(reset(UnitManager, target(Scanner, UNIT_B)), Decision::Deny(Denial::OutOfScope));
         assert_eq!(reset(UnitManager, target(Manager, UNIT_A)), Decision::Deny(Denial::OutOfScope));
         // Everyone else: nobody.
-        for role in [Scanner, Reader, Auditor, RemediationUser, Contact] {
+        for role in [Scanner, Reader, Auditor, RemediationUser, Contact, PlatformOperator] {
             assert_eq!(reset(role, target(Reader, UNIT_A)), Decision::Deny(Denial::OutOfScope));
         }
+        // Administrators are seen by Managers, not administered.
+        assert_eq!(may(&actor(Manager), Action::View, &target(Administrator, UNIT_A)), Decision::Allow);
         // Contacts cannot be reset, but can be administered otherwise.
         assert_eq!(reset(Manager, target(Contact, UNIT_A)), Decision::Deny(Denial::Contact));
         assert_eq!(may(&actor(Manager), Action::Update, &target(Contact, UNIT_A)), Decision::Allow);
@@ -269,12 +309,13 @@ mod tests {
     fn who_may_create_whom() {
         assert!(may_create(Administrator, None, Administrator, None));
         assert!(may_create(Manager, None, Manager, None));
-        assert!(!may_create(Manager, None, Administrator, None));
+        assert!(may_create(Manager, None, Administrator, None), "someone must create the first Administrator");
         assert!(may_create(UnitManager, Some(UNIT_A), Reader, Some(UNIT_A)));
         assert!(!may_create(UnitManager, Some(UNIT_A), Reader, Some(UNIT_B)));
         assert!(!may_create(UnitManager, Some(UNIT_A), Manager, None));
-        for role in [Scanner, Reader, Auditor, RemediationUser, Contact] {
+        for role in [Scanner, Reader, Auditor, RemediationUser, Contact, PlatformOperator] {
             assert!(!may_create(role, Some(UNIT_A), Reader, Some(UNIT_A)));
         }
+        assert!(!may_create(Administrator, None, PlatformOperator, None), "operators come from the CLI only");
     }
 }

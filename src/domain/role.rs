@@ -13,10 +13,12 @@ pub enum Role {
     Auditor,
     RemediationUser,
     Contact,
+    /// Runs the platform: creates subscriptions, schedules maintenance.
+    PlatformOperator,
 }
 
 impl Role {
-    pub const ALL: [Role; 8] = [
+    pub const ALL: [Role; 9] = [
         Role::Administrator,
         Role::Manager,
         Role::UnitManager,
@@ -25,6 +27,7 @@ impl Role {
         Role::Auditor,
         Role::RemediationUser,
         Role::Contact,
+        Role::PlatformOperator,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +40,7 @@ impl Role {
             Role::Auditor => "AUDITOR",
             Role::RemediationUser => "REMEDIATION_USER",
             Role::Contact => "CONTACT",
+            Role::PlatformOperator => "PLATFORM_OPERATOR",
         }
     }
 
@@ -44,10 +48,10 @@ impl Role {
         Role::ALL.into_iter().find(|role| role.as_str() == value)
     }
 
-    /// Managers and Administrators act on the whole subscription and belong
-    /// to no business unit.
+    /// Managers, Administrators (and platform operators) act on the whole
+    /// subscription and belong to no business unit.
     pub fn is_subscription_wide(self) -> bool {
-        matches!(self, Role::Administrator | Role::Manager)
+        matches!(self, Role::Administrator | Role::Manager | Role::PlatformOperator)
     }
 
     /// Contacts have no login at all.
@@ -67,6 +71,7 @@ impl fmt::Display for Role {
             Role::Auditor => "Auditor",
             Role::RemediationUser => "Remediation User",
             Role::Contact => "Contact",
+            Role::PlatformOperator => "Platform Operator",
         };
         f.write_str(name)
     }
@@ -154,7 +159,10 @@ mod tests {
     fn only_contacts_cannot_log_in_and_only_managers_and_admins_span_the_subscription() {
         for role in Role::ALL {
             assert_eq!(role.can_log_in(), role != Role::Contact);
-            assert_eq!(role.is_subscription_wide(), matches!(role, Role::Administrator | Role::Manager));
+            assert_eq!(
+                role.is_subscription_wide(),
+                matches!(role, Role::Administrator | Role::Manager | Role::PlatformOperator)
+            );
         }
     }
 }

@@ -7,9 +7,10 @@ use crate::{
     app::{
         caller::{Caller, RequestContext},
         sessions::IssuedSession,
+        users::UserView,
     },
     crypto::jwt::TokenRejection,
-    domain::{Role, UserStatus},
+    domain::{Role, StatusReason, UserStatus},
     pb,
 };
 
@@ -52,6 +53,7 @@ pub fn role_to_proto(role: Role) -> pb::Role {
         Role::Auditor => pb::Role::Auditor,
         Role::RemediationUser => pb::Role::RemediationUser,
         Role::Contact => pb::Role::Contact,
+        Role::PlatformOperator => pb::Role::PlatformOperator,
     }
 }
 
@@ -65,6 +67,39 @@ pub fn status_to_proto(status: UserStatus) -> pb::UserStatus {
         UserStatus::Inactive => pb::UserStatus::Inactive,
         UserStatus::PendingActivation => pb::UserStatus::PendingActivation,
         UserStatus::Deleted => pb::UserStatus::Deleted,
+    }
+}
+
+/// None for `USER_STATUS_UNSPECIFIED`.
+pub fn status_from_proto(status: pb::UserStatus) -> Option<UserStatus> {
+    UserStatus::ALL.into_iter().find(|s| status_to_proto(*s) == status)
+}
+
+pub fn user_to_proto(view: UserView) -> pb::User {
+    let user = view.user;
+    let role = Role::parse(&user.role).map_or(pb::Role::Unspecified, role_to_proto);
+    let status = UserStatus::parse(&user.status).map_or(pb::UserStatus::Unspecified, status_to_proto);
+    let reason = match user.status_reason.as_deref().and_then(StatusReason::parse) {
+        Some(StatusReason::Locked) => pb::StatusReason::Locked,
+        Some(StatusReason::Administrative) => pb::StatusReason::Administrative,
+        Some(StatusReason::SelfService) => pb::StatusReason::SelfService,
+        None => pb::StatusReason::Unspecified,
+    };
+    pb::User {
+        id: user.id,
+        user_login: user.user_login,
+        email: user.email,
+        first_name: user.first_name,
+        last_name: user.last_name,
+        role: role.into(),
+        business_unit: view.business_unit.unwrap_or_default(),
+        status: status.into(),
+        status_reason: reason.into(),
+        subscription_id: user.subscription_id,
+        has_token: view.has_token,
+        create_time: timestamp(user.created_at),
+        update_time: timestamp(user.updated_at),
+        last_login_time: user.last_login_at.and_then(timestamp),
     }
 }
 

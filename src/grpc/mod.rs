@@ -3,32 +3,22 @@
 pub mod auth;
 pub mod convert;
 pub mod layer;
+pub mod reset;
 pub mod status;
+pub mod users;
 
 use std::sync::Arc;
 
-use self::auth::AuthService;
+use self::{auth::AuthService, reset::ResetService, users::UsersService};
 use crate::{
     app::App,
     pb::{
         auth_server::AuthServer,
         platform_server::{Platform, PlatformServer},
-        reset_server::{Reset, ResetServer},
-        users_server::{Users, UsersServer},
+        reset_server::ResetServer,
+        users_server::UsersServer,
     },
 };
-
-/// The `identity.v1.Users` service.
-pub struct UsersService {
-    #[allow(dead_code)]
-    app: Arc<App>,
-}
-
-/// The `identity.v1.Reset` service.
-pub struct ResetService {
-    #[allow(dead_code)]
-    app: Arc<App>,
-}
 
 /// The `identity.v1.Platform` service.
 pub struct PlatformService {
@@ -37,10 +27,6 @@ pub struct PlatformService {
 }
 
 // RPCs not implemented yet answer UNIMPLEMENTED through the generated defaults.
-#[tonic::async_trait]
-impl Users for UsersService {}
-#[tonic::async_trait]
-impl Reset for ResetService {}
 #[tonic::async_trait]
 impl Platform for PlatformService {}
 
@@ -58,8 +44,8 @@ pub const SERVICE_NAMES: [&str; 4] =
 pub fn services(app: Arc<App>) -> Services {
     Services {
         auth: AuthServer::new(AuthService::new(Arc::clone(&app))),
-        users: UsersServer::new(UsersService { app: Arc::clone(&app) }),
-        reset: ResetServer::new(ResetService { app: Arc::clone(&app) }),
+        users: UsersServer::new(UsersService::new(Arc::clone(&app))),
+        reset: ResetServer::new(ResetService::new(Arc::clone(&app))),
         platform: PlatformServer::new(PlatformService { app }),
     }
 }

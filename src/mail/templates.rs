@@ -23,6 +23,46 @@ pub fn account_locked(login: &str, attempts: i32) -> Rendered {
     Rendered { kind: "account_locked", subject: "Your account was locked".to_owned(), text, html }
 }
 
+/// The welcome email: the login, where to log in, and the one-time link
+/// that activates the account.
+pub fn welcome(login: &str, login_url: &str, link: &str, ttl_hours: u64) -> Rendered {
+    let text = format!(
+        "Welcome! An account was created for you.\n\n\
+         Username: {login}\n\
+         Login page: {login_url}\n\n\
+         Activate your account with this one-time link (valid {ttl_hours} hours):\n{link}\n\n\
+         The link opens a page with a button; nothing happens until you press it.\n"
+    );
+    let html = page(&format!(
+        "<p>Welcome! An account was created for you.</p>\
+         <p>Username: <strong>{}</strong><br>Login page: <a href=\"{}\">{}</a></p>\
+         <p><a href=\"{}\">Activate your account</a> (one-time link, valid {ttl_hours} hours).</p>\
+         <p>The link opens a page with a button; nothing happens until you press it.</p>",
+        escape(login),
+        escape(login_url),
+        escape(login_url),
+        escape(link)
+    ));
+    Rendered { kind: "welcome", subject: "Your new account".to_owned(), text, html }
+}
+
+/// An admin reset the password: a one-time link shows the new one.
+pub fn password_reset(login: &str, link: &str, ttl_hours: u64) -> Rendered {
+    let text = format!(
+        "The password of your account {login} was reset by your Manager.\n\n\
+         View your new password once with this link (valid {ttl_hours} hours):\n{link}\n\n\
+         The link opens a page with a button; the password is shown only after you press it.\n"
+    );
+    let html = page(&format!(
+        "<p>The password of your account <strong>{}</strong> was reset by your Manager.</p>\
+         <p><a href=\"{}\">View your new password</a> (one-time link, valid {ttl_hours} hours).</p>\
+         <p>The link opens a page with a button; the password is shown only after you press it.</p>",
+        escape(login),
+        escape(link)
+    ));
+    Rendered { kind: "password_reset", subject: "Your password was reset".to_owned(), text, html }
+}
+
 fn page(body: &str) -> String {
     format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"></head><body>{body}</body></html>")
 }

@@ -45,3 +45,16 @@ pub async fn find_by_hash<C: ConnectionTrait>(
 ) -> StoreResult<Option<activation_token::Model>> {
     Ok(activation_token::Entity::find().filter(activation_token::Column::TokenHash.eq(token_hash)).one(conn).await?)
 }
+
+/// Consumes a live link with one conditional UPDATE: of concurrent
+/// redemptions exactly one changes the row.
+pub async fn consume<C: ConnectionTrait>(conn: &C, token_hash: &str, now_ms: i64) -> StoreResult<bool> {
+    let changed = super::sql::execute(
+        conn,
+        "UPDATE activation_tokens SET used_at = $1 \
+         WHERE token_hash = $2 AND used_at IS NULL AND superseded_at IS NULL AND expires_at > $1",
+        [now_ms.into(), token_hash.into()],
+    )
+    .await?;
+    Ok(changed == 1)
+}

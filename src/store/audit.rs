@@ -73,3 +73,41 @@ pub async fn record<C: ConnectionTrait>(conn: &C, event: AuditRecord, now_ms: i6
     .await?;
     Ok(())
 }
+
+/// Filters of an audit listing, newest first.
+#[derive(Debug, Default, Clone)]
+pub struct AuditQuery<'a> {
+    pub subscription_id: &'a str,
+    pub actor_login: Option<&'a str>,
+    pub target_login: Option<&'a str>,
+    pub action: Option<&'a str>,
+    pub from_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    /// Keyset cursor: ids strictly before this one (ids are UUIDv7, ordered by time).
+    pub before_id: Option<&'a str>,
+    pub limit: u64,
+}
+
+pub async fn list<C: ConnectionTrait>(conn: &C, query: &AuditQuery<'_>) -> StoreResult<Vec<audit_event::Model>> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut select = audit_event::Entity::find().filter(audit_event::Column::SubscriptionId.eq(query.subscription_id));
+    if let Some(actor) = query.actor_login {
+        select = select.filter(audit_event::Column::ActorLogin.eq(actor));
+    }
+    if let Some(target) = query.target_login {
+        select = select.filter(audit_event::Column::TargetLogin.eq(target));
+    }
+    if let Some(action) = query.action {
+        select = select.filter(audit_event::Column::Action.eq(action));
+    }
+    if let Some(from) = query.from_ms {
+        select = select.filter(audit_event::Column::OccurredAt.gte(from));
+    }
+    if let Some(until) = query.until_ms {
+        select = select.filter(audit_event::Column::OccurredAt.lt(until));
+    }
+    if let Some(before) = query.before_id {
+        select = select.filter(audit_event::Column::Id.lt(before));
+    }
+    Ok(select.order_by_desc(audit_event::Column::Id).limit(query.limit).all(conn).await?)
+}

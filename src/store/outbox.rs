@@ -1,9 +1,9 @@
 //! The transactional email outbox: a message is a row written in the same
 //! transaction as the change it tells about; a dispatcher delivers it.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use super::{StoreResult, entities::email_outbox, new_id};
+use super::{StoreResult, entities::email_outbox, new_id, sql};
 
 pub struct NewEmail<'a> {
     pub kind: &'a str,
@@ -43,4 +43,105 @@ pub async fn enqueue<C: ConnectionTrait>(
     .insert(conn)
     .await?;
     Ok(message_id)
+}
+
+// Delivery. Every replica runs a dispatcher; a row is sent by whichever claims
+// it first with one conditional UPDATE, and marked with the outcome after.
+
+/// Pending rows (neither sent nor failed) due by `now_ms`, oldest first.
+pub async fn due<C: ConnectionTrait>(conn: &C, now_ms: i64, limit: u64) -> StoreResult<Vec<email_outbox::Model>> {
+    Ok(email_outbox::Entity::find()
+        .filter(email_outbox::Column::SentAt.is_null())
+        .filter(email_outbox::Column::FailedAt.is_null())
+        .filter(email_outbox::Column::NextAttemptAt.lte(now_ms))
+        .order_by_asc(email_outbox::Column::CreatedAt)
+        .order_by_asc(email_outbox::Column::Id)
+        .limit(limit)
+        .all(conn)
+        .await?)
+}
+
+/// Takes a due row for one delivery by moving its next attempt to `until_ms`
+/// (the lease). The UPDATE only matches while `next_attempt_at` still holds the
+/// value this replica read, so of several replicas exactly one gets `true`; if
+/// the claimer dies, the row is due again once the lease ends.
+pub async fn claim<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    seen_next_attempt_at: i64,
+    until_ms: i64,
+) -> StoreResult<bool> {
+    let changed = sql::execute(
+        conn,
+        "UPDATE email_outbox SET next_attempt_at = $1 \
+         WHERE id = $2 AND next_attempt_at = $3 AND sent_at IS NULL AND failed_at IS NULL",
+        [until_ms.into(), id.into(), seen_next_attempt_at.into()],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+/// The relay (or folder) took the message.
+pub async fn mark_sent<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64) -> StoreResult<()> {
+    sql::execute(
+        conn,
+        "UPDATE email_outbox SET sent_at = $1, attempts = attempts + 1 \
+         WHERE id = $2 AND sent_at IS NULL AND failed_at IS NULL",
+        [now_ms.into(), id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A delivery failed but may succeed later: try again at `next_attempt_at`.
+pub async fn mark_retry<C: ConnectionTrait>(conn: &C, id: &str, next_attempt_at: i64, error: &str) -> StoreResult<()> {
+    sql::execute(
+        conn,
+        "UPDATE email_outbox SET attempts = attempts + 1, next_attempt_at = $1, last_error = $2 \
+         WHERE id = $3 AND sent_at IS NULL AND failed_at IS NULL",
+        [next_attempt_at.into(), error.into(), id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The message will never be delivered: refused for good, or out of attempts.
+pub async fn mark_failed<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64, error: &str) -> StoreResult<()> {
+    sql::execute(
+        conn,
+        "UPDATE email_outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2 \
+         WHERE id = $3 AND sent_at IS NULL AND failed_at IS NULL",
+        [now_ms.into(), error.into(), id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What is waiting to be delivered, for status pages.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BacklogStats {
+    /// Rows neither sent nor failed.
+    pub pending: u64,
+    /// `created_at` of the oldest of them.
+    pub oldest_pending_at: Option<i64>,
+    /// The error that holds up the oldest pending row that has one.
+    pub last_error: Option<String>,
+}
+
+pub async fn backlog_stats<C: ConnectionTrait>(conn: &C) -> StoreResult<BacklogStats> {
+    let pending = "FROM email_outbox WHERE sent_at IS NULL AND failed_at IS NULL";
+    let Some(row) = sql::query_one(conn, &format!("SELECT COUNT(*), MIN(created_at) {pending}"), []).await? else {
+        return Ok(BacklogStats::default());
+    };
+    let count: i64 = row.try_get_by_index(0)?;
+    let oldest_pending_at: Option<i64> = row.try_get_by_index(1)?;
+    let last_error = sql::query_one(
+        conn,
+        &format!("SELECT last_error {pending} AND last_error IS NOT NULL ORDER BY created_at, id LIMIT 1"),
+        [],
+    )
+    .await?
+    .map(|row| row.try_get_by_index::<String>(0))
+    .transpose()?;
+    Ok(BacklogStats { pending: u64::try_from(count).unwrap_or_default(), oldest_pending_at, last_error })
 }

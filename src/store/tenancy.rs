@@ -76,3 +76,14 @@ pub async fn find_business_unit_by_name<C: ConnectionTrait>(
         .one(conn)
         .await?)
 }
+
+pub async fn find_business_unit<C: ConnectionTrait>(conn: &C, id: &str) -> StoreResult<Option<business_unit::Model>> {
+    Ok(business_unit::Entity::find_by_id(id.to_owned()).one(conn).await?)
+}
+
+pub async fn find_subscription_by_prefix<C: ConnectionTrait>(
+    conn: &C,
+    prefix: &str,
+) -> StoreResult<Option<subscription::Model>> {
+    Ok(subscription::Entity::find().filter(subscription::Column::LoginPrefix.eq(prefix)).one(conn).await?)
+}

@@ -2,12 +2,14 @@
 
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 
+use sea_orm::sea_query::ExprTrait as _;
+
 use super::{
     StoreResult,
     entities::{password_credential, user},
     new_id,
 };
-use crate::domain::{Role, UserLogin, UserStatus};
+use crate::domain::{Role, StatusReason, UserLogin, UserStatus};
 
 pub struct NewUser<'a> {
     pub subscription_id: &'a str,
@@ -136,4 +138,179 @@ pub async fn rename<C: ConnectionTrait>(
     )
     .await?;
     Ok(())
+}
+
+/// Which users a listing may return, and how it is filtered.
+#[derive(Debug, Default, Clone)]
+pub struct UserQuery<'a> {
+    pub subscription_id: &'a str,
+    /// Only this unit (a Unit Manager's scope, or a filter).
+    pub business_unit_id: Option<&'a str>,
+    /// Only this user (callers who see nobody else).
+    pub only_user_id: Option<&'a str>,
+    pub role: Option<&'a str>,
+    pub status: Option<&'a str>,
+    /// Case-insensitive substring of login, email, first or last name.
+    pub text: Option<&'a str>,
+    /// Keyset cursor: logins strictly after this one.
+    pub after_login: Option<&'a str>,
+    pub limit: u64,
+}
+
+/// Users ordered by login; keyset pagination keeps pages stable while rows are added.
+pub async fn list<C: ConnectionTrait>(conn: &C, query: &UserQuery<'_>) -> StoreResult<Vec<user::Model>> {
+    use sea_orm::{QueryOrder, QuerySelect, sea_query::Condition};
+    let mut select = user::Entity::find().filter(user::Column::SubscriptionId.eq(query.subscription_id));
+    if let Some(unit) = query.business_unit_id {
+        select = select.filter(user::Column::BusinessUnitId.eq(unit));
+    }
+    if let Some(id) = query.only_user_id {
+        select = select.filter(user::Column::Id.eq(id));
+    }
+    if let Some(role) = query.role {
+        select = select.filter(user::Column::Role.eq(role));
+    }
+    if let Some(status) = query.status {
+        select = select.filter(user::Column::Status.eq(status));
+    }
+    if let Some(text) = query.text {
+        let pattern = format!("%{}%", escape_like(&text.to_lowercase()));
+        let mut any = Condition::any();
+        for column in [user::Column::UserLogin, user::Column::Email, user::Column::FirstName, user::Column::LastName] {
+            any = any.add(lower(column).like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')));
+        }
+        select = select.filter(any);
+    }
+    if let Some(after) = query.after_login {
+        select = select.filter(user::Column::UserLogin.gt(after));
+    }
+    Ok(select.order_by_asc(user::Column::UserLogin).limit(query.limit).all(conn).await?)
+}
+
+/// Users whose email is `email`, or whose name is `name` ("first", "last" or
+/// "first last"), case-insensitive, within the same scope rules as [`list`].
+pub async fn lookup<C: ConnectionTrait>(
+    conn: &C,
+    scope: &UserQuery<'_>,
+    email: Option<&str>,
+    name: Option<&str>,
+) -> StoreResult<Vec<user::Model>> {
+    use sea_orm::{QueryOrder, QuerySelect, sea_query::Condition};
+    let mut matches = Condition::any();
+    if let Some(email) = email {
+        matches = matches.add(lower(user::Column::Email).eq(email.trim().to_lowercase()));
+    }
+    if let Some(name) = name {
+        let name = name.trim().to_lowercase();
+        matches = matches.add(lower(user::Column::FirstName).eq(name.clone()));
+        matches = matches.add(lower(user::Column::LastName).eq(name.clone()));
+        if let Some((first, last)) = name.split_once(' ') {
+            matches = matches.add(
+                Condition::all()
+                    .add(lower(user::Column::FirstName).eq(first.trim()))
+                    .add(lower(user::Column::LastName).eq(last.trim())),
+            );
+        }
+    }
+    let mut select =
+        user::Entity::find().filter(user::Column::SubscriptionId.eq(scope.subscription_id)).filter(matches);
+    if let Some(unit) = scope.business_unit_id {
+        select = select.filter(user::Column::BusinessUnitId.eq(unit));
+    }
+    if let Some(id) = scope.only_user_id {
+        select = select.filter(user::Column::Id.eq(id));
+    }
+    Ok(select.order_by_asc(user::Column::UserLogin).limit(scope.limit).all(conn).await?)
+}
+
+fn lower(column: user::Column) -> sea_orm::sea_query::Expr {
+    sea_orm::sea_query::Func::lower(sea_orm::sea_query::Expr::col(column)).into()
+}
+
+fn escape_like(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// The fields an administrator may change.
+#[derive(Debug, Clone)]
+pub struct UserUpdate {
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: Role,
+    pub business_unit_id: Option<String>,
+}
+
+pub async fn update_profile<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    update: &UserUpdate,
+    now_ms: i64,
+) -> StoreResult<()> {
+    super::sql::execute(
+        conn,
+        "UPDATE users SET email = $1, first_name = $2, last_name = $3, role = $4, business_unit_id = $5, updated_at = $6 \
+         WHERE id = $7",
+        [
+            update.email.clone().into(),
+            update.first_name.clone().into(),
+            update.last_name.clone().into(),
+            update.role.as_str().into(),
+            update.business_unit_id.clone().into(),
+            now_ms.into(),
+            id.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves a user from `from` to `to`, only if still in `from`: a concurrent
+/// change makes this return false instead of overwriting it.
+pub async fn change_status<C: ConnectionTrait>(
+    conn: &C,
+    id: &str,
+    from: UserStatus,
+    to: UserStatus,
+    reason: StatusReason,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let changed = super::sql::execute(
+        conn,
+        "UPDATE users SET status = $1, status_reason = $2, failed_logins = 0, updated_at = $3 WHERE id = $4 AND status = $5",
+        [to.as_str().into(), reason.as_str().into(), now_ms.into(), id.into(), from.as_str().into()],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+/// Forgets every credential of a user: password, second factor, live links.
+pub async fn drop_credentials<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64) -> StoreResult<()> {
+    super::sql::execute(conn, "DELETE FROM password_credentials WHERE user_id = $1", [id.into()]).await?;
+    super::sql::execute(conn, "DELETE FROM second_factors WHERE user_id = $1", [id.into()]).await?;
+    super::sql::execute(
+        conn,
+        "UPDATE activation_tokens SET superseded_at = $1 WHERE user_id = $2 AND used_at IS NULL AND superseded_at IS NULL",
+        [now_ms.into(), id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Which of these users hold a second-factor token.
+pub async fn with_tokens<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[String],
+) -> StoreResult<std::collections::HashSet<String>> {
+    use super::entities::second_factor;
+    if ids.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(second_factor::Entity::find()
+        .filter(second_factor::Column::UserId.is_in(ids.iter().cloned()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|f| f.user_id)
+        .collect())
 }

@@ -3,6 +3,8 @@
 //! database (when `TEST_DATABASE_URL` names a PostgreSQL server).
 #![allow(dead_code)]
 
+pub mod smtp;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -297,4 +299,111 @@ pub async fn audit_count(server: &TestServer, action: &str, target_login: &str, 
         query = query.filter(audit_event::Column::Outcome.eq(outcome));
     }
     query.count(store.connection()).await.expect("count audit rows")
+}
+
+pub async fn users_client(server: &TestServer) -> identity::pb::users_client::UsersClient<Channel> {
+    identity::pb::users_client::UsersClient::new(server.channel().await)
+}
+
+pub async fn reset_client(server: &TestServer) -> identity::pb::reset_client::ResetClient<Channel> {
+    identity::pb::reset_client::ResetClient::new(server.channel().await)
+}
+
+/// Creates a user as the holder of `token`; panics on refusal.
+pub async fn create_user(
+    server: &TestServer,
+    token: &str,
+    login: &str,
+    role: identity::pb::Role,
+    unit: &str,
+) -> identity::pb::User {
+    users_client(server)
+        .await
+        .create_user(bearer(
+            identity::pb::CreateUserRequest {
+                user_login: login.to_owned(),
+                email: if login.is_empty() {
+                    "generated@example.com".to_owned()
+                } else {
+                    format!("{login}@example.com")
+                },
+                first_name: "Test".to_owned(),
+                last_name: login.to_owned(),
+                role: role.into(),
+                business_unit: unit.to_owned(),
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("create {login}: {status:?}"))
+        .into_inner()
+        .user
+        .expect("user")
+}
+
+/// A new password for `login`, set by the holder of `token` (email=0: the
+/// password comes back and a pending account becomes active).
+pub async fn reset_password(server: &TestServer, token: &str, login: &str) -> String {
+    let response = reset_client(server)
+        .await
+        .reset_passwords(bearer(
+            identity::pb::ResetPasswordsRequest {
+                user_logins: vec![login.to_owned()],
+                all: false,
+                notify_by_email: false,
+            },
+            token,
+        ))
+        .await
+        .unwrap_or_else(|status| panic!("reset {login}: {status:?}"))
+        .into_inner();
+    let result = response.results.into_iter().next().expect("one result");
+    assert!(result.changed, "reset of {login} refused: {}", result.message);
+    result.password
+}
+
+/// The password every fixture user chooses on activation.
+pub const MEMBER_PASSWORD: &str = "plum orbit kettle harbor";
+
+/// A user of `role` in `unit`, created by the holder of `token` and activated
+/// through the link of their welcome email; returns a live session.
+pub async fn member(server: &TestServer, token: &str, login: &str, role: identity::pb::Role, unit: &str) -> String {
+    create_user(server, token, login, role, unit).await;
+    let link = latest_link(server, login, "welcome").await;
+    reset_client(server)
+        .await
+        .redeem_activation(identity::pb::RedeemActivationRequest {
+            token: link,
+            new_password: MEMBER_PASSWORD.to_owned(),
+        })
+        .await
+        .unwrap_or_else(|status| panic!("activate {login}: {status:?}"));
+    login_session(server, login, MEMBER_PASSWORD).await
+}
+
+/// The token of the one-time link in the newest email of `kind` to `login`.
+pub async fn latest_link(server: &TestServer, login: &str, kind: &str) -> String {
+    use identity::store::entities::email_outbox;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let store = store(server).await;
+    let user = identity::store::users::find_by_login(store.connection(), login).await.unwrap().expect("user exists");
+    let mail = email_outbox::Entity::find()
+        .filter(email_outbox::Column::UserId.eq(user.id))
+        .filter(email_outbox::Column::Kind.eq(kind))
+        .order_by_desc(email_outbox::Column::Id)
+        .one(store.connection())
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {kind} email for {login}"));
+    link_token(&mail.body_text)
+}
+
+/// The token of the first `/activate/<token>` link in an email body.
+pub fn link_token(body: &str) -> String {
+    let start = body.find("/activate/").expect("an activation link") + "/activate/".len();
+    body[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
+}
+
+pub async fn login_session(server: &TestServer, login_name: &str, password: &str) -> String {
+    login(server, login_name, password).await.access_token
 }

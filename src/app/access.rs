@@ -1,0 +1,88 @@
+//! Who the caller is in the database, and the one way to ask the permission
+//! table about another user.
+
+use super::{App, caller::Caller};
+use crate::{
+    domain::{
+        Error, Role, UserStatus,
+        permissions::{Action, Actor, Decision, Denial, Target, may},
+    },
+    store::{entities::user, users},
+};
+
+/// The caller's own row; the session's user must still exist and be ACTIVE.
+pub async fn active_user(app: &App, caller: &Caller) -> Result<user::Model, Error> {
+    let user = users::find_by_id(app.store.connection(), &caller.user_id)
+        .await?
+        .ok_or_else(|| Error::Unauthenticated("the session's user no longer exists".to_owned()))?;
+    if user.status != UserStatus::Active.as_str() {
+        return Err(Error::Unauthenticated("the session's user is no longer active".to_owned()));
+    }
+    Ok(user)
+}
+
+/// A user by login, as the caller may see it: users of other subscriptions
+/// do not exist for the caller.
+pub async fn find_target(app: &App, actor: &user::Model, login: &str) -> Result<user::Model, Error> {
+    if login.is_empty() {
+        return Err(Error::invalid("user_login", "is required"));
+    }
+    match users::find_by_login(app.store.connection(), login).await? {
+        Some(user) if user.subscription_id == actor.subscription_id => Ok(user),
+        _ => Err(not_found(login)),
+    }
+}
+
+pub fn not_found(login: &str) -> Error {
+    Error::NotFound(format!("no user with login `{login}`"))
+}
+
+pub fn role_of(user: &user::Model) -> Result<Role, Error> {
+    Role::parse(&user.role).ok_or_else(|| Error::internal("unknown stored role"))
+}
+
+pub fn status_of(user: &user::Model) -> Result<UserStatus, Error> {
+    UserStatus::parse(&user.status).ok_or_else(|| Error::internal("unknown stored status"))
+}
+
+/// Asks the permission table; maps a refusal to the error a caller sees.
+pub fn authorize(actor: &user::Model, action: Action, target: &user::Model) -> Result<(), Error> {
+    match decide(actor, action, target)? {
+        Decision::Allow => Ok(()),
+        Decision::Deny(denial) => Err(denial_error(denial, &target.user_login)),
+    }
+}
+
+pub fn decide(actor: &user::Model, action: Action, target: &user::Model) -> Result<Decision, Error> {
+    Ok(may(
+        &Actor {
+            user_id: &actor.id,
+            subscription_id: &actor.subscription_id,
+            role: role_of(actor)?,
+            business_unit_id: actor.business_unit_id.as_deref(),
+        },
+        action,
+        &Target {
+            user_id: &target.id,
+            subscription_id: &target.subscription_id,
+            role: role_of(target)?,
+            business_unit_id: target.business_unit_id.as_deref(),
+            status: status_of(target)?,
+        },
+    ))
+}
+
+pub fn denial_error(denial: Denial, login: &str) -> Error {
+    match denial {
+        Denial::OtherSubscription => not_found(login),
+        Denial::SelfTarget => Error::PermissionDenied("administrative paths cannot act on your own account".to_owned()),
+        Denial::OutOfScope => Error::PermissionDenied(format!("you may not administer `{login}`")),
+        Denial::Deleted => {
+            Error::FailedPrecondition { reason: "USER_DELETED", message: format!("`{login}` is deleted") }
+        }
+        Denial::Contact => Error::FailedPrecondition {
+            reason: "USER_IS_CONTACT",
+            message: format!("`{login}` is a Contact and has no login"),
+        },
+    }
+}

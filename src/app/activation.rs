@@ -1,0 +1,183 @@
+//! One-time links (DESIGN §2.5): inspecting never consumes; redeeming consumes
+//! atomically and then activates, shows the sealed password, or sets the
+//! chosen one.
+
+use super::{App, caller::RequestContext, sessions};
+use crate::{
+    crypto::{random, seal},
+    domain::{Error, Role, Secret, StatusReason, UserStatus, link::LinkPurpose, password_policy::PasswordPolicy},
+    store::{
+        StoreError, activation,
+        audit::{self, AuditRecord},
+        entities::{activation_token, user},
+        tenancy, users,
+    },
+};
+
+/// The message of the support pages for every unusable link.
+pub const KEY_NOT_VALID: &str = "The activation key is not valid";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkProblem {
+    Unknown,
+    Used,
+    Expired,
+    Superseded,
+    AccountUnavailable,
+}
+
+impl LinkProblem {
+    fn error(self) -> Error {
+        let reason = match self {
+            LinkProblem::Unknown => "ACTIVATION_KEY_UNKNOWN",
+            LinkProblem::Used => "ACTIVATION_KEY_USED",
+            LinkProblem::Expired => "ACTIVATION_KEY_EXPIRED",
+            LinkProblem::Superseded => "ACTIVATION_KEY_SUPERSEDED",
+            LinkProblem::AccountUnavailable => "ACTIVATION_ACCOUNT_UNAVAILABLE",
+        };
+        Error::FailedPrecondition { reason, message: KEY_NOT_VALID.to_owned() }
+    }
+}
+
+#[derive(Debug)]
+pub struct LinkInfo {
+    pub purpose: LinkPurpose,
+    pub user_login: String,
+    pub expires_at_ms: i64,
+    pub requires_new_password: bool,
+    pub password_rules: Vec<String>,
+}
+
+struct Live {
+    link: activation_token::Model,
+    purpose: LinkPurpose,
+    user: user::Model,
+    requires_new_password: bool,
+}
+
+async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem>, Error> {
+    if token.is_empty() || token.expose().len() > 128 {
+        return Ok(Err(LinkProblem::Unknown));
+    }
+    let conn = app.store.connection();
+    let Some(link) = activation::find_by_hash(conn, &random::token_hash(token.expose())).await? else {
+        return Ok(Err(LinkProblem::Unknown));
+    };
+    if link.used_at.is_some() {
+        return Ok(Err(LinkProblem::Used));
+    }
+    if link.superseded_at.is_some() {
+        return Ok(Err(LinkProblem::Superseded));
+    }
+    if link.expires_at <= app.clock.now_ms() {
+        return Ok(Err(LinkProblem::Expired));
+    }
+    let purpose = LinkPurpose::parse(&link.purpose).ok_or_else(|| Error::internal("unknown link purpose"))?;
+    let Some(user) = users::find_by_id(conn, &link.user_id).await? else {
+        return Ok(Err(LinkProblem::AccountUnavailable));
+    };
+    let status = UserStatus::parse(&user.status);
+    let usable = user.role != Role::Contact.as_str()
+        && match purpose {
+            LinkPurpose::Welcome | LinkPurpose::AdminReset => {
+                matches!(status, Some(UserStatus::PendingActivation | UserStatus::Active))
+            }
+            LinkPurpose::ForgotPassword => status == Some(UserStatus::Active),
+        };
+    if !usable {
+        return Ok(Err(LinkProblem::AccountUnavailable));
+    }
+    let requires_new_password = match purpose {
+        LinkPurpose::AdminReset => false,
+        LinkPurpose::ForgotPassword => true,
+        LinkPurpose::Welcome => {
+            tenancy::find_subscription(conn, &user.subscription_id).await?.is_some_and(|s| s.users_define_own_password)
+        }
+    };
+    Ok(Ok(Live { link, purpose, user, requires_new_password }))
+}
+
+/// What a link is for. Never consumes it: mail scanners and double clicks are harmless.
+pub async fn inspect(app: &App, token: &Secret) -> Result<Result<LinkInfo, LinkProblem>, Error> {
+    Ok(live_link(app, token).await?.map(|live| LinkInfo {
+        purpose: live.purpose,
+        user_login: live.user.user_login,
+        expires_at_ms: live.link.expires_at,
+        requires_new_password: live.requires_new_password,
+        password_rules: if live.requires_new_password { PasswordPolicy::default().rules() } else { Vec::new() },
+    }))
+}
+
+#[derive(Debug)]
+pub struct Redeemed {
+    pub user_login: String,
+    /// The password the service generated, shown once.
+    pub generated_password: Option<Secret>,
+}
+
+pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &RequestContext) -> Result<Redeemed, Error> {
+    let live = live_link(app, token).await?.map_err(LinkProblem::error)?;
+    let user = &live.user;
+    // Check the chosen password before consuming, so a weak one does not burn the link.
+    let (password_to_store, generated) = match (live.purpose, live.requires_new_password) {
+        (LinkPurpose::AdminReset, _) => {
+            let sealed =
+                live.link.sealed_secret.as_deref().ok_or_else(|| Error::internal("reset link without a password"))?;
+            let password = seal::open(token, sealed).ok_or_else(|| Error::internal("reset link does not open"))?;
+            (None, Some(password))
+        }
+        (_, true) => {
+            if new_password.is_empty() {
+                return Err(Error::invalid("new_password", "is required: choose a password"));
+            }
+            PasswordPolicy::default().check(
+                &new_password,
+                &user.user_login,
+                &[&user.email, &user.first_name, &user.last_name],
+            )?;
+            (Some(new_password), None)
+        }
+        (_, false) => {
+            let generated = random::password(&PasswordPolicy::default(), &user.user_login);
+            (Some(generated.clone()), Some(generated))
+        }
+    };
+    let hash = match &password_to_store {
+        Some(password) => Some(app.hasher.hash(password.clone()).await?),
+        None => None,
+    };
+
+    let now = app.clock.now_ms();
+    let txn = app.store.begin_write().await?;
+    if !activation::consume(&txn, &live.link.token_hash, now).await? {
+        // Someone redeemed it first (or it just expired): exactly one redemption wins.
+        return Err(LinkProblem::Used.error());
+    }
+    if let Some(hash) = &hash {
+        users::set_password_hash(&txn, &user.id, hash, now).await?;
+    }
+    if user.status == UserStatus::PendingActivation.as_str() {
+        users::change_status(
+            &txn,
+            &user.id,
+            UserStatus::PendingActivation,
+            UserStatus::Active,
+            StatusReason::SelfService,
+            now,
+        )
+        .await?;
+    }
+    let revoked = if live.purpose == LinkPurpose::ForgotPassword {
+        sessions::revoke_all(app, &txn, &user.id, "PASSWORD_RESET").await?
+    } else {
+        Vec::new()
+    };
+    let event = AuditRecord::new("activation.redeem", ctx.source_ip.clone())
+        .subscription(&user.subscription_id)
+        .target(Some(&user.id), &user.user_login)
+        .detail(live.purpose.as_str());
+    audit::record(&txn, event, now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
+    Ok(Redeemed { user_login: user.user_login.clone(), generated_password: generated })
+}

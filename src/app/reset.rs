@@ -1,0 +1,297 @@
+//! Batch admin password reset (DESIGN §2.3, the legacy password_change.php
+//! semantics): per-target outcomes, generated passwords, one transaction.
+
+use std::collections::HashSet;
+
+use super::{
+    App, access,
+    caller::{Caller, RequestContext},
+    links, sessions,
+};
+use crate::{
+    crypto::random,
+    domain::{
+        Error, Role, Secret, StatusReason, UserStatus,
+        link::LinkPurpose,
+        password_policy::PasswordPolicy,
+        permissions::{Action, Decision, Denial},
+    },
+    mail::templates,
+    store::{
+        StoreError,
+        audit::{self, AuditRecord},
+        entities::user,
+        outbox::{self, NewEmail},
+        rate, users,
+    },
+};
+
+/// Why a target was not reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotReset {
+    UnknownUser,
+    Deleted,
+    Contact,
+    SelfTarget,
+    OutOfScope,
+    Throttled,
+}
+
+impl NotReset {
+    pub fn code(self) -> &'static str {
+        match self {
+            NotReset::UnknownUser => "UNKNOWN_USER",
+            NotReset::Deleted => "DELETED",
+            NotReset::Contact => "CONTACT",
+            NotReset::SelfTarget => "SELF",
+            NotReset::OutOfScope => "OUT_OF_SCOPE",
+            NotReset::Throttled => "THROTTLED",
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            NotReset::UnknownUser => "No such user in your subscription",
+            NotReset::Deleted => "The user is deleted",
+            NotReset::Contact => "The user is a Contact and has no login",
+            NotReset::SelfTarget => "You cannot reset your own password here",
+            NotReset::OutOfScope => "You may not reset this user's password",
+            NotReset::Throttled => "Too many resets of this user in the last hour",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ResetOutcome {
+    pub user_login: String,
+    /// Set when changed and not notified by email.
+    pub password: Option<Secret>,
+    pub not_reset: Option<NotReset>,
+}
+
+pub struct ResetInput {
+    pub user_logins: Vec<String>,
+    pub all: bool,
+    pub notify_by_email: bool,
+}
+
+const RESET_WINDOW_MS: i64 = 3600 * 1000;
+
+pub async fn reset_passwords(
+    app: &App,
+    caller: &Caller,
+    input: ResetInput,
+    ctx: &RequestContext,
+) -> Result<Vec<ResetOutcome>, Error> {
+    let actor = access::active_user(app, caller).await?;
+    let max = app.config.reset.max_batch;
+    if !input.all && input.user_logins.is_empty() {
+        return Err(Error::invalid("user_logins", "must name at least one login, or set `all`"));
+    }
+    if input.user_logins.len() > max {
+        return Err(Error::invalid("user_logins", format!("must name at most {max} logins")));
+    }
+    if !may_reset_anyone(access::role_of(&actor)?) {
+        return Err(Error::PermissionDenied(
+            "only Managers, Unit Managers and Administrators reset passwords".to_owned(),
+        ));
+    }
+    let (mut outcomes, targets) = resolve_targets(app, &actor, &input).await?;
+
+    // Generate and hash outside the transaction, on every core.
+    let policy = PasswordPolicy::default();
+    let passwords: Vec<Secret> = targets.iter().map(|t| random::password(&policy, &t.user_login)).collect();
+    let hashes = app.hasher.hash_many(passwords.clone()).await?;
+
+    let now = app.clock.now_ms();
+    let limit = i64::from(app.config.reset.admin_resets_per_hour);
+    let txn = app.store.begin_write().await?;
+    let mut revoked = Vec::new();
+    let mut changed = Vec::new();
+    for ((target, password), hash) in targets.into_iter().zip(passwords).zip(hashes) {
+        // Re-read inside the transaction: the user may have changed since.
+        let current = match users::find_by_id(&txn, &target.id).await? {
+            Some(current) => current,
+            None => continue,
+        };
+        if let Some(refusal) = refusal(&actor, &current)? {
+            record_refusal(&txn, &actor, &current.user_login, Some(&current.id), refusal, ctx, now).await?;
+            outcomes.push((target.user_login.clone(), None, Some(refusal)));
+            continue;
+        }
+        let (count, _) = rate::hit(&txn, &format!("reset:user:{}", current.id), RESET_WINDOW_MS, now).await?;
+        if i64::from(count) > limit {
+            record_refusal(&txn, &actor, &current.user_login, Some(&current.id), NotReset::Throttled, ctx, now).await?;
+            outcomes.push((current.user_login.clone(), None, Some(NotReset::Throttled)));
+            continue;
+        }
+        users::set_password_hash(&txn, &current.id, &hash, now).await?;
+        revoked.extend(sessions::revoke_all(app, &txn, &current.id, "PASSWORD_RESET").await?);
+        if input.notify_by_email {
+            notify(app, &txn, &current, &password).await?;
+        } else if current.status == UserStatus::PendingActivation.as_str() {
+            // The caller holds the credentials now: the account is usable (legacy API rule).
+            users::change_status(
+                &txn,
+                &current.id,
+                UserStatus::PendingActivation,
+                UserStatus::Active,
+                StatusReason::Administrative,
+                now,
+            )
+            .await?;
+        }
+        let event = AuditRecord::new("password.reset", ctx.source_ip.clone())
+            .subscription(&current.subscription_id)
+            .actor(&actor.id, &actor.user_login)
+            .target(Some(&current.id), &current.user_login)
+            .detail(if input.notify_by_email { "notified by email" } else { "password returned to the caller" });
+        audit::record(&txn, event, now).await?;
+        changed.push(current.user_login.clone());
+        outcomes.push((current.user_login, (!input.notify_by_email).then_some(password), None));
+    }
+    txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
+    // Answer in request order; passwords leave only after the commit.
+    let order: Vec<String> = if input.all { changed } else { dedup(&input.user_logins) };
+    let mut by_login: std::collections::HashMap<String, (Option<Secret>, Option<NotReset>)> =
+        outcomes.into_iter().map(|(login, password, refusal)| (login, (password, refusal))).collect();
+    Ok(order
+        .into_iter()
+        .filter_map(|login| {
+            by_login.remove(&login).map(|(password, not_reset)| ResetOutcome { user_login: login, password, not_reset })
+        })
+        .collect())
+}
+
+type Pending = (String, Option<Secret>, Option<NotReset>);
+
+/// Splits the request into refusals known up front and users to reset.
+async fn resolve_targets(
+    app: &App,
+    actor: &user::Model,
+    input: &ResetInput,
+) -> Result<(Vec<Pending>, Vec<user::Model>), Error> {
+    let mut outcomes = Vec::new();
+    let mut targets = Vec::new();
+    if input.all {
+        for user in everyone_in_scope(app, actor).await? {
+            if refusal(actor, &user)?.is_none() {
+                targets.push(user);
+            }
+        }
+        return Ok((outcomes, targets));
+    }
+    let now = app.clock.now_ms();
+    for login in dedup(&input.user_logins) {
+        let found = users::find_by_login(app.store.connection(), &login).await?;
+        let refused = match &found {
+            Some(user) if user.subscription_id == actor.subscription_id => refusal(actor, user)?,
+            _ => Some(NotReset::UnknownUser),
+        };
+        match (found, refused) {
+            (Some(user), None) => targets.push(user),
+            (found, Some(refusal)) => {
+                let id = found.as_ref().filter(|u| u.subscription_id == actor.subscription_id).map(|u| u.id.clone());
+                record_refusal(
+                    app.store.connection(),
+                    actor,
+                    &login,
+                    id.as_deref(),
+                    refusal,
+                    &RequestContext::default(),
+                    now,
+                )
+                .await?;
+                outcomes.push((login, None, Some(refusal)));
+            }
+            (None, None) => {}
+        }
+    }
+    Ok((outcomes, targets))
+}
+
+fn refusal(actor: &user::Model, target: &user::Model) -> Result<Option<NotReset>, Error> {
+    Ok(match access::decide(actor, Action::ResetPassword, target)? {
+        Decision::Allow => None,
+        Decision::Deny(Denial::OtherSubscription) => Some(NotReset::UnknownUser),
+        Decision::Deny(Denial::SelfTarget) => Some(NotReset::SelfTarget),
+        Decision::Deny(Denial::OutOfScope) => Some(NotReset::OutOfScope),
+        Decision::Deny(Denial::Deleted) => Some(NotReset::Deleted),
+        Decision::Deny(Denial::Contact) => Some(NotReset::Contact),
+    })
+}
+
+fn may_reset_anyone(role: Role) -> bool {
+    matches!(role, Role::Administrator | Role::Manager | Role::UnitManager)
+}
+
+async fn everyone_in_scope(app: &App, actor: &user::Model) -> Result<Vec<user::Model>, Error> {
+    let mut query = users::UserQuery { subscription_id: &actor.subscription_id, ..Default::default() };
+    if access::role_of(actor)? == Role::UnitManager {
+        query.business_unit_id = Some(actor.business_unit_id.as_deref().unwrap_or(""));
+    }
+    query.limit = u64::try_from(app.config.reset.max_batch).unwrap_or(u64::MAX);
+    Ok(users::list(app.store.connection(), &query).await?)
+}
+
+/// Each login once, in the order first given, white space trimmed.
+fn dedup(logins: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    logins.iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty() && seen.insert(l.clone())).collect()
+}
+
+async fn notify<C: sea_orm::ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    user: &user::Model,
+    password: &Secret,
+) -> Result<(), Error> {
+    let link = links::issue_sealing(app, conn, &user.id, LinkPurpose::AdminReset, Some(password)).await?;
+    let mail = templates::password_reset(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
+    outbox::enqueue(
+        conn,
+        NewEmail {
+            kind: mail.kind,
+            user_id: Some(&user.id),
+            recipient: &user.email,
+            subject: &mail.subject,
+            body_text: &mail.text,
+            body_html: &mail.html,
+        },
+        &app.message_domain(),
+        app.clock.now_ms(),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn record_refusal<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    actor: &user::Model,
+    login: &str,
+    target_id: Option<&str>,
+    refusal: NotReset,
+    ctx: &RequestContext,
+    now: i64,
+) -> Result<(), Error> {
+    let login: String = login.chars().take(crate::domain::login::LOGIN_MAX).collect();
+    let event = AuditRecord::new("password.reset", ctx.source_ip.clone())
+        .subscription(&actor.subscription_id)
+        .actor(&actor.id, &actor.user_login)
+        .target(target_id, &login)
+        .failed(refusal.code());
+    audit::record(conn, event, now).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logins_are_trimmed_and_collapsed_in_order() {
+        let given = ["fran_m", " mike_fn ", "fran_m", "", "ann"].map(String::from);
+        assert_eq!(dedup(&given), ["fran_m", "mike_fn", "ann"]);
+    }
+}
