@@ -159,11 +159,15 @@ pub struct ResetConfig {
     pub admin_resets_per_hour: u32,
     /// Most targets one ResetPasswords call may name.
     pub max_batch: usize,
+    /// Self-service reset requests allowed per login per hour.
+    pub forgot_per_login_per_hour: u32,
+    /// Self-service reset requests allowed per source address per hour.
+    pub forgot_per_ip_per_hour: u32,
 }
 
 impl Default for ResetConfig {
     fn default() -> Self {
-        Self { admin_resets_per_hour: 3, max_batch: 1000 }
+        Self { admin_resets_per_hour: 3, max_batch: 1000, forgot_per_login_per_hour: 3, forgot_per_ip_per_hour: 30 }
     }
 }
 
@@ -471,6 +475,9 @@ impl Config {
         }
         if self.reset.admin_resets_per_hour == 0 {
             return Err(bad("reset.admin_resets_per_hour", "must be at least 1"));
+        }
+        if self.reset.forgot_per_login_per_hour == 0 || self.reset.forgot_per_ip_per_hour == 0 {
+            return Err(bad("reset.forgot_per_login_per_hour", "and `reset.forgot_per_ip_per_hour` must be at least 1"));
         }
         if !(1..=100_000).contains(&self.reset.max_batch) {
             return Err(bad("reset.max_batch", "must be 1 to 100000"));

@@ -8,6 +8,7 @@ pub mod audit_log;
 pub mod bootstrap;
 pub mod caller;
 pub mod credentials;
+pub mod forgot;
 pub mod keys;
 pub mod links;
 pub mod login;
@@ -24,7 +25,10 @@ use sessions::RevocationCache;
 use crate::{
     clock::{SharedClock, SystemClock},
     config::Config,
-    crypto::password::PasswordHasher,
+    crypto::{
+        captcha::{CaptchaVerifier, ProofOfWork},
+        password::PasswordHasher,
+    },
     domain::Error,
     store::Store,
 };
@@ -37,6 +41,10 @@ pub struct App {
     pub clock: SharedClock,
     pub keys: KeyManager,
     pub revocations: RevocationCache,
+    /// Issues the embedded proof-of-work challenges.
+    pub captcha: ProofOfWork,
+    /// Checks captcha solutions; the proof of work unless another is plugged in.
+    pub captcha_verifier: Arc<dyn CaptchaVerifier>,
 }
 
 impl App {
@@ -49,7 +57,9 @@ impl App {
         let hasher = PasswordHasher::new(&config.argon2, &config.hashing)?;
         let keys = KeyManager::start(&store, &config, clock.now_ms()).await?;
         let revocations = RevocationCache::new(Duration::from_millis(config.tokens.revocation_cache_ms));
-        Ok(Self { config: Arc::new(config), store, hasher, clock, keys, revocations })
+        let captcha = ProofOfWork::from_config(&config.captcha);
+        let captcha_verifier: Arc<dyn CaptchaVerifier> = Arc::new(captcha.clone());
+        Ok(Self { config: Arc::new(config), store, hasher, clock, keys, revocations, captcha, captcha_verifier })
     }
 
     /// The right-hand side of Message-IDs: the public host name.

@@ -9,6 +9,7 @@ use crate::{
     app::{
         App,
         activation::{self, LinkProblem},
+        forgot,
         reset::{self, NotReset, ResetInput},
     },
     domain::{Secret, link::LinkPurpose},
@@ -56,6 +57,36 @@ fn problem_to_proto(problem: LinkProblem) -> pb::ActivationInvalidReason {
 
 #[tonic::async_trait]
 impl Reset for ResetService {
+    async fn get_captcha_challenge(
+        &self,
+        _request: Request<pb::GetCaptchaChallengeRequest>,
+    ) -> Result<Response<pb::GetCaptchaChallengeResponse>, Status> {
+        let challenge = self.app.captcha.issue(self.app.clock.now_ms());
+        Ok(Response::new(pb::GetCaptchaChallengeResponse {
+            challenge: challenge.challenge,
+            difficulty_bits: challenge.difficulty_bits,
+            expires_at: timestamp(challenge.expires_at_ms),
+            algorithm: crate::crypto::captcha::ALGORITHM.to_owned(),
+        }))
+    }
+
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        let ctx = context(&request);
+        let body = request.into_inner();
+        let captcha = body.captcha.unwrap_or_default();
+        let input = forgot::ForgotInput {
+            user_login: body.user_login,
+            email: body.email,
+            captcha_challenge: captcha.challenge,
+            captcha_nonce: captcha.nonce,
+        };
+        let message = forgot::request_password_reset(&self.app, input, &ctx).await?;
+        Ok(Response::new(pb::RequestPasswordResetResponse { message: message.to_owned() }))
+    }
+
     async fn inspect_activation(
         &self,
         request: Request<pb::InspectActivationRequest>,

@@ -63,6 +63,37 @@ pub fn password_reset(login: &str, link: &str, ttl_hours: u64) -> Rendered {
     Rendered { kind: "password_reset", subject: "Your password was reset".to_owned(), text, html }
 }
 
+/// Self-service reset of an ACTIVE account: a link to choose a new password.
+pub fn forgot_password(login: &str, link: &str, ttl_hours: u64) -> Rendered {
+    let text = format!(
+        "Someone (hopefully you) asked to reset the password of {login}.\n\n\
+         Choose a new password with this one-time link (valid {ttl_hours} hours):\n{link}\n\n\
+         If you did not ask, ignore this email: your password stays as it is.\n"
+    );
+    let html = page(&format!(
+        "<p>Someone (hopefully you) asked to reset the password of <strong>{}</strong>.</p>\
+         <p><a href=\"{}\">Choose a new password</a> (one-time link, valid {ttl_hours} hours).</p>\
+         <p>If you did not ask, ignore this email: your password stays as it is.</p>",
+        escape(login),
+        escape(link)
+    ));
+    Rendered { kind: "forgot_password", subject: "Reset your password".to_owned(), text, html }
+}
+
+/// Self-service reset of an INACTIVE account: no link, whom to ask instead.
+pub fn account_inactive(login: &str) -> Rendered {
+    let text = format!(
+        "Someone (hopefully you) asked to reset the password of {login}.\n\n\
+         Your account is inactive — contact your Manager to re-activate it; then you can reset your password.\n"
+    );
+    let html = page(&format!(
+        "<p>Someone (hopefully you) asked to reset the password of <strong>{}</strong>.</p>\
+         <p>Your account is inactive — contact your Manager to re-activate it; then you can reset your password.</p>",
+        escape(login)
+    ));
+    Rendered { kind: "account_inactive", subject: "Your account is inactive".to_owned(), text, html }
+}
+
 fn page(body: &str) -> String {
     format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"></head><body>{body}</body></html>")
 }

@@ -1,0 +1,144 @@
+//! Self-service "forgot password" (DESIGN §2.4). The answer is the same
+//! whatever the outcome, and it leaves before the outcome is worked out, so
+//! neither its words nor its timing tell whether an account exists.
+
+use std::sync::Arc;
+
+use super::{App, caller::RequestContext, links};
+use crate::{
+    crypto::{captcha::CaptchaError, random::token_hash},
+    domain::{Error, Role, UserStatus, link::LinkPurpose},
+    mail::templates,
+    store::{
+        StoreError,
+        audit::{self, AuditRecord},
+        nonces,
+        outbox::{self, NewEmail},
+        rate, users,
+    },
+};
+
+/// The one answer to every well-formed request.
+pub const ANSWER: &str = "If the username and email address match an active account, an email with a link to reset \
+                          the password is on its way. Check your inbox.";
+
+const HOUR_MS: i64 = 3600 * 1000;
+
+pub struct ForgotInput {
+    pub user_login: String,
+    pub email: String,
+    pub captcha_challenge: String,
+    pub captcha_nonce: String,
+}
+
+pub async fn request_password_reset(app: &Arc<App>, input: ForgotInput, ctx: &RequestContext) -> Result<&'static str, Error> {
+    if input.user_login.is_empty() || input.user_login.len() > 256 {
+        return Err(Error::invalid("user_login", "must be 1 to 256 characters"));
+    }
+    if input.email.is_empty() || input.email.len() > 254 {
+        return Err(Error::invalid("email", "must be 1 to 254 characters"));
+    }
+    if input.captcha_challenge.is_empty() {
+        return Err(Error::invalid("captcha", "is required: solve a challenge from GetCaptchaChallenge"));
+    }
+    let now = app.clock.now_ms();
+    let solved = app
+        .captcha_verifier
+        .verify(&input.captcha_challenge, &input.captcha_nonce, now)
+        .await
+        .map_err(|error| Error::invalid("captcha", captcha_message(error)))?;
+    if !nonces::spend(app.store.connection(), &solved.spent_key, solved.expires_at_ms).await? {
+        return Err(Error::invalid("captcha", "was already used: ask for a new challenge"));
+    }
+    throttle(app, &input.user_login, ctx, now).await?;
+    // Work out and send the outcome after answering: same words, same time, whatever it is.
+    let (app, ctx) = (Arc::clone(app), ctx.clone());
+    tokio::spawn(async move {
+        if let Err(error) = act(&app, &input.user_login, &input.email, &ctx).await {
+            tracing::error!(%error, "self-service reset failed");
+        }
+    });
+    Ok(ANSWER)
+}
+
+fn captcha_message(error: CaptchaError) -> &'static str {
+    match error {
+        CaptchaError::Expired => "expired: ask for a new challenge",
+        CaptchaError::Unsolved => "is not solved: the nonce does not meet the difficulty",
+        CaptchaError::Malformed | CaptchaError::BadSignature => "is not a challenge this service issued",
+    }
+}
+
+async fn throttle(app: &App, login: &str, ctx: &RequestContext, now: i64) -> Result<(), Error> {
+    let policy = &app.config.reset;
+    let mut keys = vec![(format!("forgot:user:{}", &token_hash(login)[..32]), policy.forgot_per_login_per_hour)];
+    if let Some(ip) = &ctx.source_ip {
+        keys.push((format!("forgot:ip:{ip}"), policy.forgot_per_ip_per_hour));
+    }
+    for (key, limit) in keys {
+        let (count, window_start) = rate::hit(app.store.connection(), &key, HOUR_MS, now).await?;
+        if i64::from(count) > i64::from(limit) {
+            let seconds = u64::try_from((window_start + HOUR_MS - now + 999) / 1000).unwrap_or(1).max(1);
+            return Err(Error::Throttled { retry_after: std::time::Duration::from_secs(seconds) });
+        }
+    }
+    Ok(())
+}
+
+async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Result<(), Error> {
+    let now = app.clock.now_ms();
+    let user = users::find_by_login(app.store.connection(), login).await?.filter(|user| {
+        user.email.trim().eq_ignore_ascii_case(email.trim()) && user.role != Role::Contact.as_str()
+    });
+    let txn = app.store.begin_write().await?;
+    let mut event = AuditRecord::new("password.forgot", ctx.source_ip.clone());
+    match &user {
+        Some(user) if user.status == UserStatus::Active.as_str() => {
+            let link = links::issue(app, &txn, &user.id, LinkPurpose::ForgotPassword).await?;
+            let mail = templates::forgot_password(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
+            enqueue(app, &txn, user, &mail, now).await?;
+            event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login);
+        }
+        Some(user) if user.status == UserStatus::Inactive.as_str() => {
+            enqueue(app, &txn, user, &templates::account_inactive(&user.user_login), now).await?;
+            event = event
+                .subscription(&user.subscription_id)
+                .target(Some(&user.id), &user.user_login)
+                .failed("ACCOUNT_INACTIVE");
+        }
+        Some(user) => {
+            event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login).failed("NOT_ACTIVE");
+        }
+        None => {
+            let typed: String = login.chars().take(crate::domain::login::LOGIN_MAX).collect();
+            event = event.target(None, &typed).failed("NO_MATCH");
+        }
+    }
+    audit::record(&txn, event, now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(())
+}
+
+async fn enqueue<C: sea_orm::ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    user: &crate::store::entities::user::Model,
+    mail: &templates::Rendered,
+    now: i64,
+) -> Result<(), Error> {
+    outbox::enqueue(
+        conn,
+        NewEmail {
+            kind: mail.kind,
+            user_id: Some(&user.id),
+            recipient: &user.email,
+            subject: &mail.subject,
+            body_text: &mail.text,
+            body_html: &mail.html,
+        },
+        &app.message_domain(),
+        now,
+    )
+    .await?;
+    Ok(())
+}
