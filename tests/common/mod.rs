@@ -128,6 +128,7 @@ pub fn test_config(database_url: &str, dir: &Path) -> Config {
     // Stories hammer single accounts on purpose; the throttle has stories of its own.
     config.throttle.login_per_user = 10_000;
     config.throttle.login_per_ip = 100_000;
+    config.captcha.difficulty_bits = 8;
     config
 }
 
@@ -379,6 +380,27 @@ pub async fn member(server: &TestServer, token: &str, login: &str, role: identit
         .await
         .unwrap_or_else(|status| panic!("activate {login}: {status:?}"));
     login_session(server, login, MEMBER_PASSWORD).await
+}
+
+/// A solved captcha from the server.
+pub async fn solved_captcha(server: &TestServer) -> identity::pb::CaptchaSolution {
+    let challenge = reset_client(server)
+        .await
+        .get_captcha_challenge(identity::pb::GetCaptchaChallengeRequest {})
+        .await
+        .expect("a challenge")
+        .into_inner();
+    assert_eq!(challenge.algorithm, "sha256-leading-zero-bits");
+    let nonce = identity::crypto::captcha::solve(&challenge.challenge, challenge.difficulty_bits);
+    identity::pb::CaptchaSolution { challenge: challenge.challenge, nonce: nonce.to_string() }
+}
+
+/// Runs SQL on the test database directly: for fault injection and
+/// time travel only, never for fixtures.
+pub async fn execute_sql(server: &TestServer, sql: &str) {
+    use sea_orm::ConnectionTrait;
+    let store = store(server).await;
+    store.connection().execute_unprepared(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 /// The token of the one-time link in the newest email of `kind` to `login`.
