@@ -369,7 +369,33 @@ async fn a_database_failure_mid_batch_commits_nothing(backend: Backend) {
     }
 }
 
+async fn the_emailed_link_arrives_over_smtp_and_works(backend: Backend) {
+    let sink = common::smtp::SmtpSink::start();
+    let url = sink.url();
+    let server = common::start(backend, move |mut config| {
+        config.smtp_url = Some(url);
+        config
+    });
+    let (t, token) = manager_session(&server).await;
+    let target = format!("{}_mailed", t.prefix);
+    create_user(&server, &token, &target, Role::Reader, "").await;
+    reset_client(&server).await.reset_passwords(bearer(batch(&[&target], true), &token)).await.unwrap();
+    let received = sink.wait_for(2, Duration::from_secs(20)).await;
+    let reset_mail = received.iter().find(|m| m.contains("Subject: Your password was reset")).expect("the reset email");
+    assert!(reset_mail.contains("Message-ID: <"), "{reset_mail}");
+    let unfolded = reset_mail.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=");
+    let link = common::link_token(&unfolded);
+    let redeemed = reset_client(&server)
+        .await
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new() })
+        .await
+        .expect("the emailed link works")
+        .into_inner();
+    login(&server, &target, &redeemed.generated_password).await;
+}
+
 on_both_backends!(
+    the_emailed_link_arrives_over_smtp_and_works,
     a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes,
     email_one_sends_a_link_that_shows_the_password_once,
     the_fourth_admin_reset_in_an_hour_is_throttled,
