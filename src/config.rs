@@ -55,6 +55,7 @@ pub struct Config {
     pub hashing: HashingConfig,
     pub activation: ActivationConfig,
     pub reset: ResetConfig,
+    pub second_factor: SecondFactorConfig,
     pub tokens: TokenConfig,
     pub bootstrap: BootstrapConfig,
     pub platform: PlatformConfig,
@@ -168,6 +169,22 @@ pub struct ResetConfig {
 impl Default for ResetConfig {
     fn default() -> Self {
         Self { admin_resets_per_hour: 3, max_batch: 1000, forgot_per_login_per_hour: 3, forgot_per_ip_per_hour: 30 }
+    }
+}
+
+/// Software tokens (PIN + tokencode).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecondFactorConfig {
+    /// Issuer shown by authenticator apps.
+    pub issuer: String,
+    /// How long a passcode or new-PIN challenge lives, in seconds.
+    pub challenge_ttl_secs: u64,
+}
+
+impl Default for SecondFactorConfig {
+    fn default() -> Self {
+        Self { issuer: "identity".to_owned(), challenge_ttl_secs: 300 }
     }
 }
 
@@ -399,6 +416,7 @@ impl Default for Config {
             hashing: HashingConfig::default(),
             activation: ActivationConfig::default(),
             reset: ResetConfig::default(),
+            second_factor: SecondFactorConfig::default(),
             tokens: TokenConfig::default(),
             bootstrap: BootstrapConfig::default(),
             platform: PlatformConfig::default(),
@@ -473,11 +491,20 @@ impl Config {
         if self.activation.ttl_secs < 60 {
             return Err(bad("activation.ttl_secs", "must be at least 60"));
         }
+        if !(30..=3600).contains(&self.second_factor.challenge_ttl_secs) {
+            return Err(bad("second_factor.challenge_ttl_secs", "must be 30 to 3600"));
+        }
+        if self.second_factor.issuer.trim().is_empty() || self.second_factor.issuer.contains(':') {
+            return Err(bad("second_factor.issuer", "must be a name without ':'"));
+        }
         if self.reset.admin_resets_per_hour == 0 {
             return Err(bad("reset.admin_resets_per_hour", "must be at least 1"));
         }
         if self.reset.forgot_per_login_per_hour == 0 || self.reset.forgot_per_ip_per_hour == 0 {
-            return Err(bad("reset.forgot_per_login_per_hour", "and `reset.forgot_per_ip_per_hour` must be at least 1"));
+            return Err(bad(
+                "reset.forgot_per_login_per_hour",
+                "and `reset.forgot_per_ip_per_hour` must be at least 1",
+            ));
         }
         if !(1..=100_000).contains(&self.reset.max_batch) {
             return Err(bad("reset.max_batch", "must be 1 to 100000"));

@@ -160,6 +160,51 @@ async fn a_recipient_refused_for_good_is_not_retried(backend: Backend) {
     assert!(sink.messages().is_empty());
 }
 
+async fn of_replicas_claiming_one_email_exactly_one_sends_it(backend: Backend) {
+    let dir = common::scratch_dir("claims");
+    let store = identity::store::Store::connect(&common::fresh_database(backend, &dir).await, 8).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let conn = store.connection();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
+    let email = outbox::NewEmail {
+        kind: "test",
+        user_id: None,
+        recipient: "someone@example.com",
+        subject: "Subject",
+        body_text: "text",
+        body_html: "<p>html</p>",
+    };
+    outbox::enqueue(conn, email, "example.com", now).await.unwrap();
+    let due = outbox::due(conn, now, 50).await.unwrap();
+    assert_eq!(due.len(), 1);
+
+    // Eight replicas read the row at once and race to claim it.
+    let claims: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, id, seen) = (store.clone(), due[0].id.clone(), due[0].next_attempt_at);
+            tokio::spawn(async move { outbox::claim(store.connection(), &id, seen, now + 60_000).await.unwrap() })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for claim in claims {
+        won.push(claim.await.unwrap());
+    }
+    assert_eq!(won.iter().filter(|&&w| w).count(), 1, "exactly one claim wins: {won:?}");
+    assert!(outbox::due(conn, now + 59_999, 50).await.unwrap().is_empty(), "leased to the winner");
+    assert_eq!(outbox::due(conn, now + 60_000, 50).await.unwrap().len(), 1, "due again if the winner died");
+
+    outbox::mark_retry(conn, &due[0].id, now + 2000, "connection refused").await.unwrap();
+    let stats = outbox::backlog_stats(conn).await.unwrap();
+    assert_eq!((stats.pending, stats.oldest_pending_at), (1, Some(now)));
+    assert_eq!(stats.last_error.as_deref(), Some("connection refused"));
+
+    outbox::mark_sent(conn, &due[0].id, now + 2000).await.unwrap();
+    outbox::mark_failed(conn, &due[0].id, now + 3000, "too late").await.unwrap();
+    let row = email_outbox::Entity::find_by_id(due[0].id.clone()).one(conn).await.unwrap().unwrap();
+    assert_eq!((row.attempts, row.sent_at, row.failed_at), (2, Some(now + 2000), None), "a sent row stays sent");
+    assert_eq!(outbox::backlog_stats(conn).await.unwrap(), outbox::BacklogStats::default());
+}
+
 /// A subscription whose Manager has `email`, through the real CLI.
 fn bootstrap_manager(server: &TestServer, prefix: &str, login: &str, email: &str) {
     let output = common::identity_cli(
@@ -175,4 +220,5 @@ on_both_backends!(
     an_email_waits_out_an_smtp_outage,
     without_smtp_emails_are_written_to_the_outbox_folder,
     a_recipient_refused_for_good_is_not_retried,
+    of_replicas_claiming_one_email_exactly_one_sends_it,
 );

@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    Backend, MEMBER_PASSWORD, bearer, create_user, latest_link, login, login_session, member, reason, reset_client, server,
-    tenant, try_login, users_client,
+    Backend, MEMBER_PASSWORD, bearer, create_user, latest_link, login, login_session, member, reason, reset_client,
+    server, tenant, try_login, users_client,
 };
 use identity::pb::{self, ResetReason, Role, UserStatus};
 use tonic::Code;
@@ -21,7 +21,11 @@ async fn manager_session(server: &common::TestServer) -> (common::Tenant, String
 }
 
 fn batch(logins: &[&str], notify_by_email: bool) -> pb::ResetPasswordsRequest {
-    pb::ResetPasswordsRequest { user_logins: logins.iter().map(|l| (*l).to_owned()).collect(), all: false, notify_by_email }
+    pb::ResetPasswordsRequest {
+        user_logins: logins.iter().map(|l| (*l).to_owned()).collect(),
+        all: false,
+        notify_by_email,
+    }
 }
 
 async fn a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes(backend: Backend) {
@@ -34,12 +38,17 @@ async fn a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes(backend: B
     let r3_session = member(server, &token, &r3, Role::Auditor, "").await;
     let contact = create_user(server, &token, &format!("{p}_c"), Role::Contact, "").await.user_login;
     let deleted = create_user(server, &token, &format!("{p}_d"), Role::Reader, "").await.user_login;
-    users_client(server).await.delete_user(bearer(pb::DeleteUserRequest { user_login: deleted.clone() }, &token)).await.unwrap();
+    users_client(server)
+        .await
+        .delete_user(bearer(pb::DeleteUserRequest { user_login: deleted.clone() }, &token))
+        .await
+        .unwrap();
     let admin = create_user(server, &token, &format!("{p}_a"), Role::Administrator, "").await.user_login;
     let stranger = tenant(server).manager_login;
     let unknown = format!("{p}_nobody");
 
-    let targets = [&r1, &r2, &r3, &contact, &deleted, &admin, &t.manager_login, &unknown, &stranger, &format!(" {r1} ")];
+    let targets =
+        [&r1, &r2, &r3, &contact, &deleted, &admin, &t.manager_login, &unknown, &stranger, &format!(" {r1} ")];
     let response = reset_client(server)
         .await
         .reset_passwords(bearer(batch(&targets.map(String::as_str), false), &token))
@@ -76,7 +85,8 @@ async fn a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes(backend: B
         let user = users.get_user(bearer(pb::GetUserRequest { user_login: pending.clone() }, &token)).await.unwrap();
         assert_eq!(user.into_inner().user.unwrap().status(), UserStatus::Active, "email=0 activates {pending}");
     }
-    let old = common::auth_client(server).await.validate_token(pb::ValidateTokenRequest { access_token: r3_session }).await;
+    let old =
+        common::auth_client(server).await.validate_token(pb::ValidateTokenRequest { access_token: r3_session }).await;
     assert!(!old.unwrap().into_inner().valid, "a reset revokes the target's sessions");
     assert_eq!(try_login(server, &r3, MEMBER_PASSWORD).await.unwrap_err().message(), "Invalid credentials");
     assert_eq!(common::audit_count(server, "password.reset", &r1, Some("SUCCESS")).await, 1);
@@ -95,7 +105,8 @@ async fn email_one_sends_a_link_that_shows_the_password_once(backend: Backend) {
     let link = latest_link(server, &target, "password_reset").await;
     let mut reset = reset_client(server).await;
     for _ in 0..5 {
-        let seen = reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
+        let seen =
+            reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
         assert!(seen.valid, "inspecting never consumes");
         assert_eq!((seen.purpose(), seen.user_login.as_str()), (pb::ActivationPurpose::AdminReset, target.as_str()));
         assert!(!seen.requires_new_password);
@@ -107,10 +118,12 @@ async fn email_one_sends_a_link_that_shows_the_password_once(backend: Backend) {
         .into_inner();
     assert_eq!(redeemed.user_login, target);
     login(server, &target, &redeemed.generated_password).await;
-    let user = users_client(server).await.get_user(bearer(pb::GetUserRequest { user_login: target.clone() }, &token)).await;
+    let user =
+        users_client(server).await.get_user(bearer(pb::GetUserRequest { user_login: target.clone() }, &token)).await;
     assert_eq!(user.unwrap().into_inner().user.unwrap().status(), UserStatus::Active, "viewing the password activates");
 
-    let again = reset.redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: String::new() }).await;
+    let again =
+        reset.redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: String::new() }).await;
     let again = again.unwrap_err();
     assert_eq!((again.code(), again.message()), (Code::FailedPrecondition, "The activation key is not valid"));
     assert_eq!(reason(&again), "ACTIVATION_KEY_USED");
@@ -176,16 +189,22 @@ async fn superseded_and_expired_links_are_refused(backend: Backend) {
     let second = latest_link(server, &target, "password_reset").await;
     let superseded = reset.inspect_activation(inspect(first.clone())).await.unwrap().into_inner();
     assert_eq!((superseded.valid, superseded.invalid_reason()), (false, pb::ActivationInvalidReason::Superseded));
-    let redeem = reset.redeem_activation(pb::RedeemActivationRequest { token: first, new_password: String::new() }).await;
+    let redeem =
+        reset.redeem_activation(pb::RedeemActivationRequest { token: first, new_password: String::new() }).await;
     assert_eq!(reason(&redeem.unwrap_err()), "ACTIVATION_KEY_SUPERSEDED");
-    assert!(reset.inspect_activation(inspect(welcome)).await.unwrap().into_inner().valid, "other purposes are untouched");
+    assert!(
+        reset.inspect_activation(inspect(welcome)).await.unwrap().into_inner().valid,
+        "other purposes are untouched"
+    );
 
     // Time travel for this one link: its expiry moves into the past.
     let hash = identity::crypto::random::token_hash(&second);
-    common::execute_sql(server, &format!("UPDATE activation_tokens SET expires_at = 1 WHERE token_hash = '{hash}'")).await;
+    common::execute_sql(server, &format!("UPDATE activation_tokens SET expires_at = 1 WHERE token_hash = '{hash}'"))
+        .await;
     let expired = reset.inspect_activation(inspect(second.clone())).await.unwrap().into_inner();
     assert_eq!((expired.valid, expired.invalid_reason()), (false, pb::ActivationInvalidReason::Expired));
-    let redeem = reset.redeem_activation(pb::RedeemActivationRequest { token: second, new_password: String::new() }).await;
+    let redeem =
+        reset.redeem_activation(pb::RedeemActivationRequest { token: second, new_password: String::new() }).await;
     assert_eq!(redeem.unwrap_err().message(), "The activation key is not valid");
     let unknown = reset.inspect_activation(inspect("no-such-token".into())).await.unwrap().into_inner();
     assert_eq!(unknown.invalid_reason(), pb::ActivationInvalidReason::Unknown);
@@ -198,16 +217,23 @@ async fn a_welcome_link_lets_the_user_choose_a_password(backend: Backend) {
     create_user(server, &token, &target, Role::Reader, "").await;
     let link = latest_link(server, &target, "welcome").await;
     let mut reset = reset_client(server).await;
-    let seen = reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
+    let seen =
+        reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
     assert!(seen.requires_new_password && !seen.password_rules.is_empty());
-    let weak = reset.redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: "password".into() }).await;
+    let weak = reset
+        .redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: "password".into() })
+        .await;
     assert_eq!(weak.unwrap_err().code(), Code::InvalidArgument);
-    let still = reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
+    let still =
+        reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
     assert!(still.valid, "a refused password does not burn the link");
     let pending = try_login(server, &target, "not yet any password").await.unwrap_err();
     assert_eq!(pending.message(), "Invalid credentials");
     reset
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: "violet canyon thunder mug".into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link,
+            new_password: "violet canyon thunder mug".into(),
+        })
         .await
         .unwrap();
     login(server, &target, "violet canyon thunder mug").await;
@@ -223,7 +249,11 @@ async fn forgot_password_answers_the_same_and_emails_only_the_owner(backend: Bac
     users_client(server)
         .await
         .set_user_status(bearer(
-            pb::SetUserStatusRequest { user_login: inactive.clone(), status: UserStatus::Inactive.into(), reason: String::new() },
+            pb::SetUserStatusRequest {
+                user_login: inactive.clone(),
+                status: UserStatus::Inactive.into(),
+                reason: String::new(),
+            },
             &token,
         ))
         .await
@@ -254,7 +284,10 @@ async fn forgot_password_answers_the_same_and_emails_only_the_owner(backend: Bac
     let link = latest_link(server, &active, "forgot_password").await;
     latest_link_absent(server, &inactive, "forgot_password").await;
     reset
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: "saffron glacier piano owl".into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link,
+            new_password: "saffron glacier piano owl".into(),
+        })
         .await
         .unwrap();
     login(server, &active, "saffron glacier piano owl").await;
@@ -272,13 +305,17 @@ async fn forgot_password_answers_the_same_and_emails_only_the_owner(backend: Bac
     let unsolved = pb::RequestPasswordResetRequest {
         user_login: "x".into(),
         email: "x@example.com".into(),
-        captcha: Some(pb::CaptchaSolution { challenge: common::solved_captcha(server).await.challenge, nonce: "1".into() }),
+        captcha: Some(pb::CaptchaSolution {
+            challenge: common::solved_captcha(server).await.challenge,
+            nonce: "1".into(),
+        }),
     };
     // Nonce "1" almost never meets 8 bits; when it does, the request is simply answered.
     if let Err(status) = reset.request_password_reset(unsolved).await {
         assert_eq!(status.code(), Code::InvalidArgument);
     }
-    let missing = pb::RequestPasswordResetRequest { user_login: "x".into(), email: "x@example.com".into(), captcha: None };
+    let missing =
+        pb::RequestPasswordResetRequest { user_login: "x".into(), email: "x@example.com".into(), captcha: None };
     assert_eq!(reset.request_password_reset(missing).await.unwrap_err().code(), Code::InvalidArgument);
 
     let repeated = format!("{p}_again");
@@ -359,8 +396,11 @@ async fn a_database_failure_mid_batch_commits_nothing(backend: Backend) {
     match backend {
         Backend::Sqlite => common::execute_sql(server, &format!("DROP TRIGGER {trigger}")).await,
         Backend::Postgres => {
-            common::execute_sql(server, &format!("DROP TRIGGER {trigger} ON password_credentials; DROP FUNCTION {trigger}();"))
-                .await
+            common::execute_sql(
+                server,
+                &format!("DROP TRIGGER {trigger} ON password_credentials; DROP FUNCTION {trigger}();"),
+            )
+            .await
         }
     }
     for name in &names {

@@ -31,7 +31,11 @@ pub struct ForgotInput {
     pub captcha_nonce: String,
 }
 
-pub async fn request_password_reset(app: &Arc<App>, input: ForgotInput, ctx: &RequestContext) -> Result<&'static str, Error> {
+pub async fn request_password_reset(
+    app: &Arc<App>,
+    input: ForgotInput,
+    ctx: &RequestContext,
+) -> Result<&'static str, Error> {
     if input.user_login.is_empty() || input.user_login.len() > 256 {
         return Err(Error::invalid("user_login", "must be 1 to 256 characters"));
     }
@@ -87,15 +91,16 @@ async fn throttle(app: &App, login: &str, ctx: &RequestContext, now: i64) -> Res
 
 async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Result<(), Error> {
     let now = app.clock.now_ms();
-    let user = users::find_by_login(app.store.connection(), login).await?.filter(|user| {
-        user.email.trim().eq_ignore_ascii_case(email.trim()) && user.role != Role::Contact.as_str()
-    });
+    let user = users::find_by_login(app.store.connection(), login)
+        .await?
+        .filter(|user| user.email.trim().eq_ignore_ascii_case(email.trim()) && user.role != Role::Contact.as_str());
     let txn = app.store.begin_write().await?;
     let mut event = AuditRecord::new("password.forgot", ctx.source_ip.clone());
     match &user {
         Some(user) if user.status == UserStatus::Active.as_str() => {
             let link = links::issue(app, &txn, &user.id, LinkPurpose::ForgotPassword).await?;
-            let mail = templates::forgot_password(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
+            let mail =
+                templates::forgot_password(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
             enqueue(app, &txn, user, &mail, now).await?;
             event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login);
         }
@@ -107,7 +112,8 @@ async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Resul
                 .failed("ACCOUNT_INACTIVE");
         }
         Some(user) => {
-            event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login).failed("NOT_ACTIVE");
+            event =
+                event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login).failed("NOT_ACTIVE");
         }
         None => {
             let typed: String = login.chars().take(crate::domain::login::LOGIN_MAX).collect();

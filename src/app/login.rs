@@ -5,6 +5,7 @@
 use super::{
     App,
     caller::RequestContext,
+    second_factor,
     sessions::{self, IssuedSession},
     throttle,
 };
@@ -28,6 +29,8 @@ pub const LOGIN_INPUT_MAX: usize = 256;
 
 pub enum LoginOutcome {
     Session(IssuedSession),
+    /// The user holds a token: a passcode comes next.
+    Challenge(second_factor::ChallengeView),
 }
 
 pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestContext) -> Result<LoginOutcome, Error> {
@@ -65,7 +68,7 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
         }
         (account, _) => {
             reservation.keep();
-            fail(app, account.as_ref(), user_login, ctx).await?;
+            fail(app, account.as_ref(), user_login, ctx, "INVALID_CREDENTIALS").await?;
             Err(Error::InvalidCredentials)
         }
     }
@@ -86,6 +89,9 @@ async fn succeed(
         record_attempt(app, Some(&user), &user.user_login, ctx, Some(problem_reason(problem))).await?;
         return Err(Error::AccountUnavailable(problem));
     }
+    if let Some(challenge) = second_factor::challenge_if_enrolled(app, &user, &password_event(&user, ctx)).await? {
+        return Ok(LoginOutcome::Challenge(challenge));
+    }
     // Parameters changed since this hash was made: replace it while we hold the password.
     // A busy pool just postpones that to a later login.
     let new_hash = if needs_rehash { app.hasher.hash(password).await.ok() } else { None };
@@ -102,7 +108,7 @@ async fn succeed(
 }
 
 /// Why a correct password still cannot log in; None for an ACTIVE account.
-fn account_problem(user: &user::Model) -> Option<AccountProblem> {
+pub(super) fn account_problem(user: &user::Model) -> Option<AccountProblem> {
     match UserStatus::parse(&user.status) {
         Some(UserStatus::Active) => None,
         Some(UserStatus::PendingActivation) => Some(AccountProblem::PendingActivation),
@@ -115,11 +121,22 @@ fn problem_reason(problem: AccountProblem) -> &'static str {
     Error::AccountUnavailable(problem).reason()
 }
 
-/// A wrong password (or unknown login): counts towards lockout when the
-/// account is ACTIVE; the attempt that reaches the threshold locks it, once.
-async fn fail(app: &App, account: Option<&user::Model>, attempted: &str, ctx: &RequestContext) -> Result<(), Error> {
+fn password_event(user: &user::Model, ctx: &RequestContext) -> AuditRecord {
+    login_event(user, &user.user_login, ctx).detail("password verified; passcode challenge issued")
+}
+
+/// A wrong password or passcode (or unknown login): counts towards lockout
+/// when the account is ACTIVE; the attempt that reaches the threshold locks
+/// it, once.
+pub(super) async fn fail(
+    app: &App,
+    account: Option<&user::Model>,
+    attempted: &str,
+    ctx: &RequestContext,
+    reason: &'static str,
+) -> Result<(), Error> {
     let Some(user) = account.filter(|u| u.status == UserStatus::Active.as_str()) else {
-        return record_attempt(app, account, attempted, ctx, Some("INVALID_CREDENTIALS")).await;
+        return record_attempt(app, account, attempted, ctx, Some(reason)).await;
     };
     let threshold = match tenancy::find_subscription(app.store.connection(), &user.subscription_id).await? {
         Some(subscription) => subscription.lockout_threshold,
@@ -128,7 +145,7 @@ async fn fail(app: &App, account: Option<&user::Model>, attempted: &str, ctx: &R
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
     let counted = users::record_failed_login(&txn, &user.id, threshold, now).await?;
-    audit::record(&txn, login_event(user, attempted, ctx).failed("INVALID_CREDENTIALS"), now).await?;
+    audit::record(&txn, login_event(user, attempted, ctx).failed(reason), now).await?;
     let mut revoked = Vec::new();
     if let Some(failure) = counted.filter(|f| f.locked) {
         let event = AuditRecord::new("user.lockout", ctx.source_ip.clone())
@@ -159,7 +176,7 @@ async fn fail(app: &App, account: Option<&user::Model>, attempted: &str, ctx: &R
     Ok(())
 }
 
-fn login_event(user: &user::Model, attempted: &str, ctx: &RequestContext) -> AuditRecord {
+pub(super) fn login_event(user: &user::Model, attempted: &str, ctx: &RequestContext) -> AuditRecord {
     AuditRecord::new("auth.login", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
         .target(Some(&user.id), attempted)

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod links;
 pub mod login;
 pub mod reset;
+pub mod second_factor;
 pub mod sessions;
 pub mod throttle;
 pub mod users;

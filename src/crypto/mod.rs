@@ -5,3 +5,4 @@ pub mod jwt;
 pub mod password;
 pub mod random;
 pub mod seal;
+pub mod totp;

@@ -4,6 +4,7 @@ pub mod error;
 pub mod link;
 pub mod login;
 pub mod page_token;
+pub mod passcode;
 pub mod password_policy;
 pub mod permissions;
 pub mod role;

@@ -9,11 +9,25 @@ use crate::{
     app::{
         App, credentials,
         login::{self, LoginOutcome},
+        second_factor::{self, ChallengeKind, ChallengeView, PasscodeOutcome},
         sessions::{self, TokenProblem},
     },
     domain::{Error, Secret},
-    pb::{self, auth_server::Auth, login_response},
+    pb::{self, auth_server::Auth, login_response, submit_passcode_response},
 };
+
+fn challenge(view: ChallengeView) -> pb::Challenge {
+    pb::Challenge {
+        challenge_id: view.challenge_id.into_exposed(),
+        kind: match view.kind {
+            ChallengeKind::Passcode => pb::ChallengeKind::Passcode,
+            ChallengeKind::NewPin => pb::ChallengeKind::NewPin,
+        }
+        .into(),
+        expires_at: timestamp(view.expires_at_ms),
+        prompt: view.prompt.to_owned(),
+    }
+}
 
 pub struct AuthService {
     app: Arc<App>,
@@ -33,8 +47,41 @@ impl Auth for AuthService {
         let outcome = login::login(&self.app, &body.user_login, Secret::new(body.password), &ctx).await?;
         let result = match outcome {
             LoginOutcome::Session(issued) => login_response::Result::Session(session(issued)),
+            LoginOutcome::Challenge(view) => login_response::Result::Challenge(challenge(view)),
         };
         Ok(Response::new(pb::LoginResponse { result: Some(result) }))
+    }
+
+    async fn submit_passcode(
+        &self,
+        request: Request<pb::SubmitPasscodeRequest>,
+    ) -> Result<Response<pb::SubmitPasscodeResponse>, Status> {
+        let ctx = context(&request);
+        let body = request.into_inner();
+        let outcome = second_factor::submit_passcode(
+            &self.app,
+            &Secret::new(body.challenge_id),
+            &Secret::new(body.passcode),
+            &ctx,
+        )
+        .await?;
+        let result = match outcome {
+            PasscodeOutcome::Session(issued) => submit_passcode_response::Result::Session(session(issued)),
+            PasscodeOutcome::NewPin(view) => submit_passcode_response::Result::Challenge(challenge(view)),
+        };
+        Ok(Response::new(pb::SubmitPasscodeResponse { result: Some(result) }))
+    }
+
+    async fn set_new_pin(
+        &self,
+        request: Request<pb::SetNewPinRequest>,
+    ) -> Result<Response<pb::SetNewPinResponse>, Status> {
+        let ctx = context(&request);
+        let body = request.into_inner();
+        let issued =
+            second_factor::set_new_pin(&self.app, &Secret::new(body.challenge_id), &Secret::new(body.pin), &ctx)
+                .await?;
+        Ok(Response::new(pb::SetNewPinResponse { session: Some(session(issued)) }))
     }
 
     async fn refresh(&self, request: Request<pb::RefreshRequest>) -> Result<Response<pb::RefreshResponse>, Status> {

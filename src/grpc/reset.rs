@@ -57,6 +57,12 @@ fn problem_to_proto(problem: LinkProblem) -> pb::ActivationInvalidReason {
 
 #[tonic::async_trait]
 impl Reset for ResetService {
+    async fn reset_pin(&self, request: Request<pb::ResetPinRequest>) -> Result<Response<pb::ResetPinResponse>, Status> {
+        let (caller, ctx) = (caller(&request)?, context(&request));
+        crate::app::second_factor::reset_pin(&self.app, &caller, &request.into_inner().user_login, &ctx).await?;
+        Ok(Response::new(pb::ResetPinResponse {}))
+    }
+
     async fn get_captcha_challenge(
         &self,
         _request: Request<pb::GetCaptchaChallengeRequest>,

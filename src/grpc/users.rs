@@ -9,6 +9,7 @@ use crate::{
     app::{
         App, access, audit_log,
         bootstrap::{self, BootstrapRequest, Creator, LinkDelivery},
+        second_factor,
         users::{self, ListInput, NewUserInput, UserChanges},
     },
     domain::{Error, permissions::is_platform_operator},
@@ -190,6 +191,19 @@ impl Users for UsersService {
         let (caller, ctx) = (caller(&request)?, context(&request));
         let view = users::delete_user(&self.app, &caller, &request.into_inner().user_login, &ctx).await?;
         Ok(Response::new(pb::DeleteUserResponse { user: Some(user_to_proto(view)) }))
+    }
+
+    async fn assign_token(
+        &self,
+        request: Request<pb::AssignTokenRequest>,
+    ) -> Result<Response<pb::AssignTokenResponse>, Status> {
+        let (caller, ctx) = (caller(&request)?, context(&request));
+        let token = second_factor::assign_token(&self.app, &caller, &request.into_inner().user_login, &ctx).await?;
+        Ok(Response::new(pb::AssignTokenResponse {
+            otpauth_uri: token.otpauth_uri.into_exposed(),
+            qr_code_png: token.qr_png,
+            qr_code_svg: token.qr_svg,
+        }))
     }
 
     async fn list_audit_events(

@@ -94,6 +94,20 @@ pub fn account_inactive(login: &str) -> Rendered {
     Rendered { kind: "account_inactive", subject: "Your account is inactive".to_owned(), text, html }
 }
 
+/// An admin reset the PIN: the next login takes the tokencode alone.
+pub fn pin_reset(login: &str) -> Rendered {
+    let text = format!(
+        "The PIN of your token for {login} was reset by your Manager.\n\n\
+         At your next login, enter the tokencode only; you will then choose a new PIN of 4 to 8 digits.\n"
+    );
+    let html = page(&format!(
+        "<p>The PIN of your token for <strong>{}</strong> was reset by your Manager.</p>\
+         <p>At your next login, enter the tokencode only; you will then choose a new PIN of 4 to 8 digits.</p>",
+        escape(login)
+    ));
+    Rendered { kind: "pin_reset", subject: "Your PIN was reset".to_owned(), text, html }
+}
+
 fn page(body: &str) -> String {
     format!("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"></head><body>{body}</body></html>")
 }

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod nonces;
 pub mod outbox;
 pub mod rate;
+pub mod second_factors;
 pub mod sessions;
 mod sql;
 pub mod tenancy;
