@@ -61,6 +61,7 @@ pub struct Config {
     pub platform: PlatformConfig,
     pub captcha: CaptchaConfig,
     pub mail: MailConfig,
+    pub gateway: GatewayConfig,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -320,6 +321,31 @@ impl MailConfig {
     }
 }
 
+/// The HTTP gateway: the legacy XML API and the pages people reach from emails.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Legacy API calls (`/msp/password_change.php`) allowed per API user per window.
+    pub rate_limit_per_user: u32,
+    /// Length of the legacy API's rate-limit window, in seconds.
+    pub rate_limit_window_secs: u64,
+    /// Largest query string or request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest time one HTTP request may take, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_user: 300,
+            rate_limit_window_secs: 3600,
+            max_body_bytes: 128 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
 /// The first subscription created when `serve` finds an empty database.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
@@ -355,6 +381,13 @@ pub struct PlatformConfig {
     pub login_separator: char,
     /// Length of the random tail of generated logins.
     pub login_tail_length: usize,
+    /// How long a computed status is reused, in milliseconds (status is cheap to poll).
+    pub status_cache_ms: u64,
+    /// The oldest undelivered email may wait this long before email counts as degraded.
+    pub email_backlog_max_wait_secs: u64,
+    /// Report NOT_SERVING on the health service during a maintenance window
+    /// that covers logins (components empty or including `logins`).
+    pub not_serving_during_maintenance: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -379,6 +412,9 @@ impl Default for PlatformConfig {
             }],
             login_separator: '_',
             login_tail_length: 6,
+            status_cache_ms: 1000,
+            email_backlog_max_wait_secs: 60,
+            not_serving_during_maintenance: false,
         }
     }
 }
@@ -422,6 +458,7 @@ impl Default for Config {
             platform: PlatformConfig::default(),
             captcha: CaptchaConfig::default(),
             mail: MailConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -540,11 +577,29 @@ impl Config {
             return Err(bad("captcha.hmac_key", "must be base64 (standard or url-safe) of at least 32 bytes"));
         }
         self.validate_mail()?;
+        self.validate_gateway()?;
         if self.bootstrap.enabled {
             crate::domain::login::parse_login_prefix(&self.bootstrap.subscription_prefix)
                 .map_err(|e| bad("bootstrap.subscription_prefix", e))?;
             crate::domain::login::parse_email(&self.bootstrap.manager_email)
                 .map_err(|e| bad("bootstrap.manager_email", e))?;
+        }
+        Ok(())
+    }
+
+    fn validate_gateway(&self) -> Result<(), ConfigError> {
+        let g = &self.gateway;
+        if g.rate_limit_per_user == 0 {
+            return Err(bad("gateway.rate_limit_per_user", "must be at least 1"));
+        }
+        if !(1..=86_400).contains(&g.rate_limit_window_secs) {
+            return Err(bad("gateway.rate_limit_window_secs", "must be 1 to 86400"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&g.max_body_bytes) {
+            return Err(bad("gateway.max_body_bytes", "must be 1024 to 16777216"));
+        }
+        if !(1..=600).contains(&g.request_timeout_secs) {
+            return Err(bad("gateway.request_timeout_secs", "must be 1 to 600"));
         }
         Ok(())
     }
@@ -640,6 +695,12 @@ mod tests {
 
         let config = Config { http_tls_cert: Some("cert.pem".into()), ..Config::default() };
         assert!(config.validate().unwrap_err().to_string().contains("`http_tls_cert`"));
+
+        let mut config = Config::default();
+        config.gateway.rate_limit_per_user = 0;
+        assert!(config.validate().unwrap_err().to_string().contains("`gateway.rate_limit_per_user`"));
+        config.gateway = GatewayConfig { max_body_bytes: 10, ..GatewayConfig::default() };
+        assert!(config.validate().unwrap_err().to_string().contains("`gateway.max_body_bytes`"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod gateway;
 pub mod grpc;
 pub mod mail;
 pub mod pb;

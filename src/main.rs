@@ -45,6 +45,12 @@ enum Command {
     },
     /// Create a subscription with its first Manager.
     Bootstrap(BootstrapArgs),
+    /// Run the HTTP gateway alone (legacy XML API and pages), calling the gRPC service at `--grpc`.
+    Gateway {
+        /// The gRPC service, e.g. `http://identity-grpc:50051`.
+        #[arg(long, env = "IDENTITY_GATEWAY_GRPC_URL")]
+        grpc: String,
+    },
     /// Manage platform operators (they create subscriptions and schedule maintenance).
     Operator {
         #[command(subcommand)]
@@ -163,8 +169,10 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             if let Some(first) = server.take_first_run() {
                 print_bootstrapped("First start: created a subscription and its Manager.", &first);
             }
+            // Listen for SIGTERM before saying we are up: a stop sent right after must be graceful.
+            let shutdown = shutdown_signal();
             println!("identity: gRPC listening on {}", server.grpc_addr());
-            server.run(shutdown_signal()).await
+            server.run(shutdown).await
         }
         Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Keys { action } => {

@@ -14,6 +14,7 @@ use crate::{
         bootstrap::{Bootstrapped, bootstrap_if_empty},
     },
     config::Config,
+    gateway::{self, Gateway},
     grpc,
     mail::{dispatcher, transport::Transport},
     store::Store,
@@ -28,6 +29,7 @@ pub struct Server {
     app: Arc<App>,
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    gateway: Gateway,
     first_run: Option<Bootstrapped>,
     mail: Transport,
 }
@@ -48,14 +50,25 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (grpc_addr)", config.grpc_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
+        let gateway = Gateway::bind(&config, &gateway::loopback_url(grpc_addr)).await?;
         let mail = Transport::from_config(&config).context("cannot set up email delivery")?;
         let app = Arc::new(App::start(config, store).await?);
         let first_run = bootstrap_if_empty(&app).await?;
-        Ok(Self { app, grpc_listener, grpc_addr, first_run, mail })
+        Ok(Self { app, grpc_listener, grpc_addr, gateway, first_run, mail })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
         self.grpc_addr
+    }
+
+    /// Where the HTTP gateway (legacy API and pages) listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.gateway.addr()
+    }
+
+    /// `http://…` or, with TLS configured, `https://…` of the gateway.
+    pub fn http_url(&self) -> String {
+        self.gateway.url()
     }
 
     /// What the first start of an empty database created; shown once to the operator.
@@ -82,12 +95,26 @@ impl Server {
         let services = grpc::services(Arc::clone(&self.app));
 
         let (stop_tx, stop_rx) = watch::channel(false);
-        let readiness = tokio::spawn(watch_readiness(self.app.store.clone(), health.clone(), stop_rx.clone()));
+        let readiness = tokio::spawn(watch_readiness(Arc::clone(&self.app), health.clone(), stop_rx.clone()));
         let chores = tokio::spawn(housekeeping(Arc::clone(&self.app), stop_rx.clone()));
         let mut mail = tokio::spawn(dispatcher::run(Arc::clone(&self.app), self.mail, stop_rx.clone()));
 
         let grace = Duration::from_secs(self.app.config.shutdown_grace_secs);
         let mut stopping = stop_rx.clone();
+        // The gateway drains first: its in-flight requests still need the gRPC server.
+        let (gateway_done_tx, mut gateway_done) = watch::channel(false);
+        let gateway_stop = {
+            let mut stop = stop_rx.clone();
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            }
+        };
+        let gateway = self.gateway.serve(gateway_stop);
+        let gateway = tokio::spawn(async move {
+            let result = gateway.await;
+            let _ = gateway_done_tx.send(true);
+            result
+        });
         let signal = {
             let health = health.clone();
             async move {
@@ -95,6 +122,7 @@ impl Server {
                 tracing::info!("shutting down: no new calls, finishing in-flight ones");
                 let _ = stop_tx.send(true);
                 set_all(&health, ServingStatus::NotServing).await;
+                let _ = tokio::time::timeout(grace, gateway_done.wait_for(|done| *done)).await;
             }
         };
 
@@ -122,23 +150,35 @@ impl Server {
         };
         readiness.abort();
         chores.abort();
+        let gateway_result = if gateway.is_finished() {
+            gateway.await.unwrap_or_else(|e| Err(anyhow::anyhow!("HTTP gateway task failed: {e}")))
+        } else {
+            gateway.abort();
+            Ok(())
+        };
         // The dispatcher's final pass is bounded by itself; this is a backstop.
         if tokio::time::timeout(dispatcher::FINAL_PASS + Duration::from_secs(1), &mut mail).await.is_err() {
             mail.abort();
         }
         result.context("gRPC server failed")?;
+        gateway_result?;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// SERVING only while the database answers and its schema is complete.
-async fn watch_readiness(store: Store, health: HealthReporter, mut stop: watch::Receiver<bool>) {
+/// SERVING only while the database answers and its schema is complete (and,
+/// when so configured, no maintenance window covers logins).
+async fn watch_readiness(app: Arc<App>, health: HealthReporter, mut stop: watch::Receiver<bool>) {
+    let store = app.store.clone();
     let mut last = None;
     loop {
         let ready = matches!(
             tokio::time::timeout(READINESS_TIMEOUT, async {
-                store.ping().await.is_ok() && store.is_migrated().await.unwrap_or(false)
+                store.ping().await.is_ok()
+                    && store.is_migrated().await.unwrap_or(false)
+                    && !(app.config.platform.not_serving_during_maintenance
+                        && crate::app::platform::logins_in_maintenance(&app).await)
             })
             .await,
             Ok(true)

@@ -12,6 +12,7 @@ pub mod forgot;
 pub mod keys;
 pub mod links;
 pub mod login;
+pub mod platform;
 pub mod reset;
 pub mod second_factor;
 pub mod sessions;
@@ -46,6 +47,7 @@ pub struct App {
     pub captcha: ProofOfWork,
     /// Checks captcha solutions; the proof of work unless another is plugged in.
     pub captcha_verifier: Arc<dyn CaptchaVerifier>,
+    pub status_cache: platform::StatusCache,
 }
 
 impl App {
@@ -60,7 +62,17 @@ impl App {
         let revocations = RevocationCache::new(Duration::from_millis(config.tokens.revocation_cache_ms));
         let captcha = ProofOfWork::from_config(&config.captcha);
         let captcha_verifier: Arc<dyn CaptchaVerifier> = Arc::new(captcha.clone());
-        Ok(Self { config: Arc::new(config), store, hasher, clock, keys, revocations, captcha, captcha_verifier })
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            hasher,
+            clock,
+            keys,
+            revocations,
+            captcha,
+            captcha_verifier,
+            status_cache: platform::StatusCache::default(),
+        })
     }
 
     /// The right-hand side of Message-IDs: the public host name.

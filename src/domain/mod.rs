@@ -7,6 +7,7 @@ pub mod page_token;
 pub mod passcode;
 pub mod password_policy;
 pub mod permissions;
+pub mod platform;
 pub mod role;
 pub mod secret;
 pub mod status;

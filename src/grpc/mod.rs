@@ -3,32 +3,22 @@
 pub mod auth;
 pub mod convert;
 pub mod layer;
+pub mod platform;
 pub mod reset;
 pub mod status;
 pub mod users;
 
 use std::sync::Arc;
 
-use self::{auth::AuthService, reset::ResetService, users::UsersService};
+use self::{auth::AuthService, platform::PlatformService, reset::ResetService, users::UsersService};
 use crate::{
     app::App,
     pb::{
-        auth_server::AuthServer,
-        platform_server::{Platform, PlatformServer},
-        reset_server::ResetServer,
-        users_server::UsersServer,
+        auth_server::AuthServer, platform_server::PlatformServer, reset_server::ResetServer, users_server::UsersServer,
     },
 };
 
-/// The `identity.v1.Platform` service.
-pub struct PlatformService {
-    #[allow(dead_code)]
-    app: Arc<App>,
-}
-
 // RPCs not implemented yet answer UNIMPLEMENTED through the generated defaults.
-#[tonic::async_trait]
-impl Platform for PlatformService {}
 
 pub struct Services {
     pub auth: AuthServer<AuthService>,
@@ -46,6 +36,6 @@ pub fn services(app: Arc<App>) -> Services {
         auth: AuthServer::new(AuthService::new(Arc::clone(&app))),
         users: UsersServer::new(UsersService::new(Arc::clone(&app))),
         reset: ResetServer::new(ResetService::new(Arc::clone(&app))),
-        platform: PlatformServer::new(PlatformService { app }),
+        platform: PlatformServer::new(PlatformService::new(app)),
     }
 }

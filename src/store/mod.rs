@@ -5,6 +5,7 @@ pub mod activation;
 pub mod audit;
 pub mod entities;
 pub mod keys;
+pub mod maintenance;
 pub mod nonces;
 pub mod outbox;
 pub mod rate;

@@ -147,13 +147,25 @@ pub fn server(backend: Backend) -> &'static TestServer {
 /// Starts a server of its own on a dedicated thread and runtime, so that it
 /// outlives any one test's runtime.
 pub fn start(backend: Backend, adjust: impl FnOnce(Config) -> Config + Send + 'static) -> TestServer {
+    start_with(backend, None, adjust)
+}
+
+/// Like [`start`], on a database URL of the caller's (e.g. behind a proxy).
+pub fn start_with(
+    backend: Backend,
+    database_url: Option<String>,
+    adjust: impl FnOnce(Config) -> Config + Send + 'static,
+) -> TestServer {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         runtime.block_on(async move {
             let dir = scratch_dir("server");
-            let database_url = fresh_database(backend, &dir).await;
+            let database_url = match database_url {
+                Some(url) => url,
+                None => fresh_database(backend, &dir).await,
+            };
             let config = adjust(test_config(&database_url, &dir));
             let server = Server::build(config).await.expect("server starts");
             ready_tx.send(TestServer { grpc_addr: server.grpc_addr(), database_url, dir }).expect("report readiness");
@@ -186,6 +198,7 @@ pub fn cli_command(args: &[&str], env: &[(&str, &str)]) -> Command {
     }
     command.env("IDENTITY_ARGON2__MEMORY_KIB", "64").env("IDENTITY_ARGON2__ITERATIONS", "1");
     command.env("IDENTITY_LOG_FILTER", "warn");
+    command.env("IDENTITY_OUTBOX_DIR", scratch_dir("cli-outbox"));
     for (key, value) in env {
         command.env(key, value);
     }

@@ -1,0 +1,499 @@
+//! `GET|POST /msp/password_change.php` (DESIGN §4): HTTP Basic credentials →
+//! `Auth.Login` → `Reset.ResetPasswords` with the session → the legacy XML.
+//! The one mapping from failures to an error number and an HTTP status is
+//! [`Failing`]; docs/decisions.md ("Gateway") has the table.
+
+use std::time::Duration;
+
+use axum::{
+    body::Body,
+    extract::{Request, State},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use super::{
+    AppState,
+    clients::call,
+    http_util::ClientIp,
+    ratelimit::Decision,
+    xml::{self, Changed, NotChanged, Outcome},
+};
+use crate::{domain::Secret, pb};
+
+/// Why nothing was done; each kind has one error number and one HTTP status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failing {
+    UnknownParameter,
+    MissingParameter,
+    InvalidValue,
+    InputTooLarge,
+    MissingRequestedWith,
+    MethodNotAllowed,
+    RateLimited,
+    Throttled,
+    BadCredentials,
+    UnsupportedAuth,
+    AccountInactive,
+    AccountLocked,
+    SecondFactor,
+    NoPermission,
+    Unavailable,
+    Internal,
+}
+
+impl Failing {
+    pub fn number(self) -> u32 {
+        match self {
+            Failing::UnknownParameter => 1901,
+            Failing::MissingParameter => 1903,
+            Failing::InvalidValue => 1905,
+            Failing::InputTooLarge => 1907,
+            Failing::MissingRequestedWith => 1920,
+            Failing::MethodNotAllowed => 1921,
+            Failing::RateLimited => 1965,
+            Failing::Throttled => 1966,
+            Failing::BadCredentials => 2000,
+            Failing::UnsupportedAuth => 2001,
+            Failing::AccountInactive => 2002,
+            Failing::AccountLocked => 2012,
+            Failing::SecondFactor => 2013,
+            Failing::NoPermission => 2100,
+            Failing::Unavailable => 1999,
+            Failing::Internal => 999,
+        }
+    }
+
+    pub fn http(self) -> StatusCode {
+        match self {
+            Failing::UnknownParameter
+            | Failing::MissingParameter
+            | Failing::InvalidValue
+            | Failing::InputTooLarge
+            | Failing::MissingRequestedWith => StatusCode::BAD_REQUEST,
+            Failing::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Failing::BadCredentials | Failing::UnsupportedAuth => StatusCode::UNAUTHORIZED,
+            Failing::NoPermission | Failing::SecondFactor => StatusCode::FORBIDDEN,
+            Failing::AccountInactive | Failing::AccountLocked => StatusCode::CONFLICT,
+            Failing::RateLimited | Failing::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            Failing::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Failing::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    kind: Failing,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Failure {
+    fn new(kind: Failing, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), retry_after: None }
+    }
+
+    /// A refusal of the gRPC services, by status code and ErrorInfo reason.
+    fn from_status(status: &tonic::Status) -> Self {
+        let reason = crate::grpc::status::reason(status).unwrap_or_default();
+        let kind = match (status.code(), reason.as_str()) {
+            (_, "ACCOUNT_LOCKED") => Failing::AccountLocked,
+            (Code::FailedPrecondition, _) => Failing::AccountInactive,
+            (Code::Unauthenticated, _) => Failing::BadCredentials,
+            (Code::PermissionDenied, _) => Failing::NoPermission,
+            (Code::InvalidArgument | Code::OutOfRange, _) => Failing::InvalidValue,
+            (Code::ResourceExhausted, "THROTTLED") => Failing::Throttled,
+            (Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled, _) => {
+                Failing::Unavailable
+            }
+            _ => Failing::Internal,
+        };
+        let message = match kind {
+            Failing::Internal => {
+                tracing::error!(code = ?status.code(), "the identity service failed a legacy API call");
+                "Internal error: try again later".to_owned()
+            }
+            Failing::Unavailable if status.message().is_empty() || status.code() != Code::ResourceExhausted => {
+                "The service is temporarily unavailable: try again shortly".to_owned()
+            }
+            _ => status.message().to_owned(),
+        };
+        let retry_after = status.get_error_details().retry_info().and_then(|info| info.retry_delay);
+        Self { kind, message, retry_after }
+    }
+}
+
+/// Which users a request names.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Targets {
+    All,
+    Logins(Vec<String>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Params {
+    pub targets: Targets,
+    pub notify_by_email: bool,
+}
+
+pub async fn dtd() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/xml-dtd; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        super::DTD,
+    )
+}
+
+pub async fn password_change(State(state): State<AppState>, ClientIp(client): ClientIp, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let credentials = Credentials::from_headers(&parts.headers);
+    let username = match &credentials {
+        Credentials::Basic(user, _) => user.clone(),
+        _ => String::new(),
+    };
+    let mut rate = None;
+    let result =
+        handle(&state, client, &parts.method, &parts.headers, parts.uri.query(), body, credentials, &mut rate).await;
+    let (outcome, http, retry_after) = match result {
+        Ok(outcome) => (outcome, StatusCode::OK, None),
+        Err(failure) => {
+            let outcome = Outcome::Failed { number: failure.kind.number(), message: failure.message };
+            (outcome, failure.kind.http(), failure.retry_after)
+        }
+    };
+    log_outcome(&username, &outcome, http);
+    let body = xml::render(&state.settings.dtd_url(), &username, time::OffsetDateTime::now_utc(), &outcome);
+    let mut response = (http, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=UTF-8"));
+    if http == StatusCode::UNAUTHORIZED {
+        headers
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"identity\", charset=\"UTF-8\""));
+    }
+    if let Some(decision) = rate {
+        headers.insert("x-ratelimit-limit", decision.limit.into());
+        headers.insert("x-ratelimit-window-sec", decision.window_secs.into());
+        headers.insert("x-ratelimit-remaining", decision.remaining.into());
+    }
+    if let Some(after) = retry_after {
+        headers.insert(header::RETRY_AFTER, after.as_secs().max(1).into());
+    }
+    response
+}
+
+fn log_outcome(username: &str, outcome: &Outcome, http: StatusCode) {
+    match outcome {
+        Outcome::Done { changed, not_changed } => tracing::info!(
+            api_user = username,
+            status = outcome.status(),
+            changed = changed.len(),
+            not_changed = not_changed.len(),
+            "legacy password_change"
+        ),
+        Outcome::Failed { number, .. } => tracing::info!(
+            api_user = username,
+            status = outcome.status(),
+            number,
+            http = http.as_u16(),
+            "legacy password_change"
+        ),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+    credentials: Credentials,
+    rate: &mut Option<Decision>,
+) -> Result<Outcome, Failure> {
+    if method != Method::GET && method != Method::POST {
+        return Err(Failure::new(Failing::MethodNotAllowed, "Only GET and POST are supported"));
+    }
+    if !headers.contains_key("x-requested-with") && !headers.contains_key("requested-with") {
+        return Err(Failure::new(
+            Failing::MissingRequestedWith,
+            "The X-Requested-With (or Requested-With) header is required",
+        ));
+    }
+    let (user, password) = match credentials {
+        Credentials::Basic(user, password) => (user, password),
+        Credentials::Refused => {
+            return Err(Failure::new(
+                Failing::UnsupportedAuth,
+                "This API does not support session or token authentication: use HTTP Basic credentials",
+            ));
+        }
+        Credentials::Missing => {
+            return Err(Failure::new(Failing::BadCredentials, "Authentication required: use HTTP Basic credentials"));
+        }
+        Credentials::Malformed => {
+            return Err(Failure::new(Failing::BadCredentials, "The HTTP Basic credentials are malformed"));
+        }
+    };
+    let params = read_params(query, headers, body, state.settings.limits.max_body_bytes).await?;
+    let timeout = Duration::from_secs(state.settings.limits.request_timeout_secs);
+    tokio::time::timeout(timeout, reset(state, client, &user, password, params, rate)).await.unwrap_or_else(|_| {
+        Err(Failure::new(Failing::Unavailable, "The service did not answer in time: try again shortly"))
+    })
+}
+
+async fn reset(
+    state: &AppState,
+    client: Option<std::net::IpAddr>,
+    user: &str,
+    password: Secret,
+    params: Params,
+    rate: &mut Option<Decision>,
+) -> Result<Outcome, Failure> {
+    let login = pb::LoginRequest { user_login: user.to_owned(), password: password.into_exposed() };
+    let session = match state.clients.auth().login(call(login, client, None)).await {
+        Ok(response) => match response.into_inner().result {
+            Some(pb::login_response::Result::Session(session)) => session,
+            Some(pb::login_response::Result::Challenge(_)) => {
+                return Err(Failure::new(
+                    Failing::SecondFactor,
+                    "This account logs in with a second factor, which this API does not support",
+                ));
+            }
+            None => return Err(Failure::new(Failing::Internal, "Internal error: try again later")),
+        },
+        Err(status) => return Err(Failure::from_status(&status)),
+    };
+    let token = Secret::new(session.access_token);
+    let decision = state.limiter.hit(user);
+    *rate = Some(decision);
+    let result = if decision.allowed {
+        let (user_logins, all) = match params.targets {
+            Targets::All => (Vec::new(), true),
+            Targets::Logins(logins) => (logins, false),
+        };
+        let request = pb::ResetPasswordsRequest { user_logins, all, notify_by_email: params.notify_by_email };
+        match state.clients.reset().reset_passwords(call(request, client, Some(token.expose()))).await {
+            Ok(response) => Ok(outcome_of(response.into_inner().results)),
+            Err(status) => Err(Failure::from_status(&status)),
+        }
+    } else {
+        let mut failure = Failure::new(
+            Failing::RateLimited,
+            format!(
+                "Rate limit exceeded: {} calls per {} seconds; try again in {} seconds",
+                decision.limit,
+                decision.window_secs,
+                decision.reset_after.as_secs().max(1)
+            ),
+        );
+        failure.retry_after = Some(decision.reset_after);
+        Err(failure)
+    };
+    // The session existed for this one call only.
+    let auth = state.clients.auth();
+    tokio::spawn(async move {
+        let mut auth = auth;
+        let _ = auth.logout(call(pb::LogoutRequest {}, client, Some(token.expose()))).await;
+    });
+    result
+}
+
+fn outcome_of(results: Vec<pb::ResetResult>) -> Outcome {
+    let mut changed = Vec::new();
+    let mut not_changed = Vec::new();
+    for result in results {
+        if result.changed {
+            let password = (!result.password.is_empty()).then(|| Secret::new(result.password));
+            changed.push(Changed { user_login: result.user_login, password });
+        } else {
+            let code = reason_code(result.reason());
+            not_changed.push(NotChanged { user_login: result.user_login, code, message: result.message });
+        }
+    }
+    Outcome::Done { changed, not_changed }
+}
+
+/// The DTD's REASON codes; a reason added to the proto later reads OTHER.
+fn reason_code(reason: pb::ResetReason) -> &'static str {
+    match reason {
+        pb::ResetReason::UnknownUser => "UNKNOWN_USER",
+        pb::ResetReason::Deleted => "DELETED",
+        pb::ResetReason::Contact => "CONTACT",
+        pb::ResetReason::Self_ => "SELF",
+        pb::ResetReason::OutOfScope => "OUT_OF_SCOPE",
+        pb::ResetReason::Throttled => "THROTTLED",
+        pb::ResetReason::Unspecified => "OTHER",
+    }
+}
+
+/// How the caller authenticated: HTTP Basic only; a session cookie or any
+/// other `Authorization` scheme (a bearer token) is refused.
+enum Credentials {
+    Basic(String, Secret),
+    Missing,
+    Malformed,
+    Refused,
+}
+
+impl Credentials {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        if headers.contains_key(header::COOKIE) {
+            return Credentials::Refused;
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Credentials::Missing;
+        };
+        let Some((scheme, encoded)) = value.to_str().ok().and_then(|v| v.trim().split_once(' ')) else {
+            return Credentials::Malformed;
+        };
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Credentials::Refused;
+        }
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok();
+        match decoded.and_then(|bytes| String::from_utf8(bytes).ok()) {
+            Some(pair) => match pair.split_once(':') {
+                Some((user, password)) => Credentials::Basic(user.to_owned(), Secret::new(password)),
+                None => Credentials::Malformed,
+            },
+            None => Credentials::Malformed,
+        }
+    }
+}
+
+async fn read_params(query: Option<&str>, headers: &HeaderMap, body: Body, max: usize) -> Result<Params, Failure> {
+    let too_large = || Failure::new(Failing::InputTooLarge, format!("The request is too large: at most {max} bytes"));
+    let query = query.unwrap_or("");
+    if query.len() > max {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(body, max - query.len()).await.map_err(|_| too_large())?;
+    if !body.is_empty() {
+        let form = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+        if !form {
+            return Err(Failure::new(
+                Failing::InvalidValue,
+                "The request body must be application/x-www-form-urlencoded",
+            ));
+        }
+    }
+    parse_params(query.as_bytes(), &body)
+}
+
+/// The parameters from the query string and the form body together.
+pub fn parse_params(query: &[u8], body: &[u8]) -> Result<Params, Failure> {
+    let mut user_logins: Option<String> = None;
+    let mut email: Option<String> = None;
+    let mut unknown = Vec::new();
+    for (key, value) in url::form_urlencoded::parse(query).chain(url::form_urlencoded::parse(body)) {
+        let slot = match key.as_ref() {
+            "user_logins" => &mut user_logins,
+            "email" => &mut email,
+            other => {
+                unknown.push(other.chars().take(64).collect::<String>());
+                continue;
+            }
+        };
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(Failure::new(Failing::InvalidValue, format!("The parameter {key} is given more than once")));
+        }
+    }
+    if !unknown.is_empty() {
+        unknown.truncate(5);
+        return Err(Failure::new(
+            Failing::UnknownParameter,
+            format!("Unrecognized parameter(s): {}", unknown.join(", ")),
+        ));
+    }
+    let notify_by_email = match email.as_deref() {
+        None | Some("1") => true,
+        Some("0") => false,
+        Some(_) => return Err(Failure::new(Failing::InvalidValue, "Invalid value for email: it must be 0 or 1")),
+    };
+    let missing = || Failure::new(Failing::MissingParameter, "Missing required parameter: user_logins");
+    let raw = user_logins.ok_or_else(missing)?;
+    let targets = if raw.trim() == "all" {
+        Targets::All
+    } else {
+        let mut logins: Vec<String> = Vec::new();
+        for login in raw.split(',').map(str::trim).filter(|login| !login.is_empty()) {
+            if !logins.iter().any(|seen| seen == login) {
+                logins.push(login.to_owned());
+            }
+        }
+        if logins.is_empty() {
+            return Err(missing());
+        }
+        Targets::Logins(logins)
+    };
+    Ok(Params { targets, notify_by_email })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<Params, Failing> {
+        parse_params(query.as_bytes(), b"").map_err(|f| f.kind)
+    }
+
+    #[test]
+    fn logins_are_trimmed_and_collapsed_in_order() {
+        let params = parse("user_logins=%20bob%20,alice,,bob,%09carol&email=0").unwrap();
+        assert_eq!(params.targets, Targets::Logins(vec!["bob".into(), "alice".into(), "carol".into()]));
+        assert!(!params.notify_by_email);
+        assert_eq!(parse("user_logins=all").unwrap().targets, Targets::All);
+        assert_eq!(parse("user_logins=+all+").unwrap().targets, Targets::All);
+        assert!(parse("user_logins=a").unwrap().notify_by_email, "email defaults to 1");
+        let both = parse_params(b"email=1", b"user_logins=a").unwrap();
+        assert_eq!(both.targets, Targets::Logins(vec!["a".into()]));
+    }
+
+    #[test]
+    fn bad_input_is_named() {
+        assert_eq!(parse("email=1"), Err(Failing::MissingParameter));
+        assert_eq!(parse("user_logins=,%20,"), Err(Failing::MissingParameter));
+        assert_eq!(parse("user_logins=a&email=2"), Err(Failing::InvalidValue));
+        assert_eq!(parse("user_logins=a&email="), Err(Failing::InvalidValue));
+        assert_eq!(parse("user_logins=a&user_logins=b"), Err(Failing::InvalidValue));
+        assert_eq!(parse("user_logins=a&echo_request=1"), Err(Failing::UnknownParameter));
+        let failure = parse_params(b"user_logins=a&x=1&y=2", b"").unwrap_err();
+        assert_eq!(failure.message, "Unrecognized parameter(s): x, y");
+    }
+
+    #[test]
+    fn every_failure_has_a_distinct_number() {
+        use Failing::*;
+        let all = [
+            UnknownParameter,
+            MissingParameter,
+            InvalidValue,
+            InputTooLarge,
+            MissingRequestedWith,
+            MethodNotAllowed,
+            RateLimited,
+            Throttled,
+            BadCredentials,
+            UnsupportedAuth,
+            AccountInactive,
+            AccountLocked,
+            SecondFactor,
+            NoPermission,
+            Unavailable,
+            Internal,
+        ];
+        let mut numbers: Vec<u32> = all.iter().map(|f| f.number()).collect();
+        numbers.sort_unstable();
+        numbers.dedup();
+        assert_eq!(numbers.len(), all.len());
+        assert_eq!(BadCredentials.http(), StatusCode::UNAUTHORIZED);
+        assert_eq!(AccountLocked.http(), StatusCode::CONFLICT);
+        assert_eq!(RateLimited.http(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}

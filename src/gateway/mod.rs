@@ -1,0 +1,189 @@
+//! The HTTP gateway: the legacy XML API (`/msp/password_change.php`) and the
+//! pages people reach from emails. It holds no domain logic: every request
+//! becomes calls through the generated gRPC clients (DESIGN §4).
+
+mod clients;
+mod http_util;
+mod legacy;
+mod pages;
+mod ratelimit;
+mod xml;
+
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::Context;
+use axum::{
+    Router,
+    routing::{any, get},
+};
+use tokio::net::TcpListener;
+
+pub use self::clients::GrpcClients;
+use crate::config::{Config, GatewayConfig};
+
+/// The DTD of the legacy API's reply, served at [`DTD_PATH`].
+pub const DTD: &str = include_str!("password_change_output.dtd");
+pub const DTD_PATH: &str = "/password_change_output.dtd";
+
+/// What the gateway needs from the configuration.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `public_url` without a trailing slash: base of the DTD URL.
+    pub public_url: String,
+    pub limits: GatewayConfig,
+    /// Peers whose `x-forwarded-for` is believed (as on the gRPC side).
+    pub trusted_proxies: Vec<IpAddr>,
+    pub shutdown_grace: Duration,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            public_url: config.public_url.trim_end_matches('/').to_owned(),
+            limits: config.gateway.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+            shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+        }
+    }
+
+    pub fn dtd_url(&self) -> String {
+        format!("{}{DTD_PATH}", self.public_url)
+    }
+
+    fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.limits.request_timeout_secs)
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Inner>);
+
+pub(crate) struct Inner {
+    pub clients: GrpcClients,
+    pub settings: Settings,
+    pub limiter: ratelimit::RateLimiter,
+    pub pages: pages::Templates,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Every route of the gateway.
+pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router> {
+    let limiter = ratelimit::RateLimiter::new(
+        settings.limits.rate_limit_per_user,
+        Duration::from_secs(settings.limits.rate_limit_window_secs),
+    );
+    let body_limit = settings.limits.max_body_bytes;
+    let timeout = settings.request_timeout();
+    let state = AppState(Arc::new(Inner { clients, settings, limiter, pages: pages::Templates::new()? }));
+    Ok(Router::new()
+        .route("/msp/password_change.php", any(legacy::password_change))
+        .route(DTD_PATH, get(legacy::dtd))
+        .route("/activate/{token}", get(pages::activation_page).post(pages::activation_submit))
+        .route("/forgot-password", get(pages::forgot_page).post(pages::forgot_submit))
+        .route("/status", get(pages::status_page))
+        .route("/.well-known/jwks.json", get(pages::jwks))
+        .route("/", get(pages::home))
+        .fallback(pages::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |request, next| http_util::guard(timeout, request, next)))
+        .with_state(state))
+}
+
+/// A gateway whose socket is bound, not yet serving.
+pub struct Gateway {
+    listener: TcpListener,
+    addr: SocketAddr,
+    router: Router,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    grace: Duration,
+}
+
+impl Gateway {
+    /// Binds `http_addr`, loads the TLS certificate when configured, and
+    /// prepares clients of the gRPC server at `grpc_url` (connected lazily).
+    pub async fn bind(config: &Config, grpc_url: &str) -> anyhow::Result<Self> {
+        let settings = Settings::from_config(config);
+        let clients = GrpcClients::connect_lazy(grpc_url, settings.request_timeout())?;
+        let tls = match (&config.http_tls_cert, &config.http_tls_key) {
+            (Some(cert), Some(key)) => Some(http_util::tls_config(cert, key)?),
+            _ => None,
+        };
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("cannot listen on {} (http_addr)", config.http_addr))?;
+        let addr = listener.local_addr()?;
+        let grace = settings.shutdown_grace;
+        Ok(Self { listener, addr, router: router(clients, settings)?, tls, grace })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://…` when TLS is configured, `http://…` otherwise.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets
+    /// in-flight requests finish (up to the grace period).
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let handle = axum_server::Handle::<SocketAddr>::new();
+        let stopper = handle.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            shutdown.await;
+            stopper.graceful_shutdown(Some(grace));
+        });
+        tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "HTTP gateway listening");
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum_server::Server::<SocketAddr>::from_listener(self.listener).handle(handle);
+        match self.tls {
+            Some(tls) => server.acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls)).serve(service).await,
+            None => server.serve(service).await,
+        }
+        .context("HTTP gateway failed")
+    }
+}
+
+/// The URL the in-process gateway uses to reach the gRPC server bound at `addr`
+/// (a wildcard address is reached through loopback).
+pub fn loopback_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_in_process_gateway_reaches_wildcard_listeners_through_loopback() {
+        assert_eq!(loopback_url("0.0.0.0:50051".parse().unwrap()), "http://127.0.0.1:50051");
+        assert_eq!(loopback_url("[::]:50051".parse().unwrap()), "http://[::1]:50051");
+        assert_eq!(loopback_url("10.1.2.3:7".parse().unwrap()), "http://10.1.2.3:7");
+    }
+
+    #[test]
+    fn the_dtd_url_hangs_off_the_public_url() {
+        let config = Config { public_url: "https://id.example.com/".to_owned(), ..Config::default() };
+        assert_eq!(Settings::from_config(&config).dtd_url(), "https://id.example.com/password_change_output.dtd");
+    }
+}
