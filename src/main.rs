@@ -20,6 +20,15 @@ use identity::{
     store::Store,
 };
 
+/// A line for the operator on stdout. A closed stdout (a supervisor that
+/// stopped reading) must never bring the service down, so errors are ignored.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(name = "identity", version, about = "gRPC identity service")]
 struct Cli {
@@ -48,7 +57,7 @@ enum Command {
     /// Run the HTTP gateway alone (legacy XML API and pages), calling the gRPC service at `--grpc`.
     Gateway {
         /// The gRPC service, e.g. `http://identity-grpc:50051`.
-        #[arg(long, env = "IDENTITY_GATEWAY_GRPC_URL")]
+        #[arg(long)]
         grpc: String,
     },
     /// Manage platform operators (they create subscriptions and schedule maintenance).
@@ -171,8 +180,15 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             }
             // Listen for SIGTERM before saying we are up: a stop sent right after must be graceful.
             let shutdown = shutdown_signal();
-            println!("identity: gRPC listening on {}", server.grpc_addr());
+            say!("identity: gRPC listening on {}", server.grpc_addr());
+            say!("identity: HTTP gateway listening on {}", server.http_url());
             server.run(shutdown).await
+        }
+        Command::Gateway { grpc } => {
+            let gateway = identity::gateway::Gateway::bind(&config, &grpc).await?;
+            let shutdown = shutdown_signal();
+            say!("identity: HTTP gateway listening on {} (gRPC service at {grpc})", gateway.url());
+            gateway.serve(shutdown).await
         }
         Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Keys { action } => {
@@ -181,7 +197,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             match action {
                 KeysAction::Rotate => {
                     let kid = identity::app::keys::rotate(&store, &config, now).await?;
-                    println!(
+                    say!(
                         "identity: new signing key {kid}; replicas pick it up within {} s",
                         config.tokens.key_reload_secs
                     );
@@ -189,7 +205,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                 KeysAction::List => {
                     for key in identity::store::keys::published(store.connection(), now).await? {
                         let state = if key.retired_at.is_none() { "signing" } else { "verify-only" };
-                        println!("{} {state} created_at_ms={}", key.kid, key.created_at);
+                        say!("{} {state} created_at_ms={}", key.kid, key.created_at);
                     }
                 }
             }
@@ -223,15 +239,15 @@ async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
     match action {
         MigrateAction::Up => {
             store.migrate_up().await?;
-            println!("identity: database schema is up to date");
+            say!("identity: database schema is up to date");
         }
         MigrateAction::Down { steps, all } => {
             store.migrate_down(if all { None } else { Some(steps.unwrap_or(1)) }).await?;
-            println!("identity: reverted migrations");
+            say!("identity: reverted migrations");
         }
         MigrateAction::Status => {
             for (name, applied) in store.migration_status().await? {
-                println!("{} {name}", if applied { "applied" } else { "pending" });
+                say!("{} {name}", if applied { "applied" } else { "pending" });
             }
         }
     }
@@ -269,10 +285,10 @@ fn read_file(path: &Path) -> anyhow::Result<String> {
 
 /// Printed on stdout, never logged: the link is a credential.
 fn print_bootstrapped(headline: &str, done: &Bootstrapped) {
-    println!("identity: {headline}");
-    println!("identity:   subscription id: {}", done.subscription_id);
-    println!("identity:   Manager login:   {}", done.manager_login);
+    say!("identity: {headline}");
+    say!("identity:   subscription id: {}", done.subscription_id);
+    say!("identity:   Manager login:   {}", done.manager_login);
     if let Some(link) = &done.activation_link {
-        println!("identity:   one-time activation link (shown once): {}", link.expose());
+        say!("identity:   one-time activation link (shown once): {}", link.expose());
     }
 }

@@ -182,8 +182,8 @@ fn spawn_serve(env: &[(&str, &str)]) -> (std::process::Child, Vec<String>) {
         .spawn()
         .expect("spawn identity serve");
     let mut lines = Vec::new();
-    let reader = BufReader::new(child.stdout.take().unwrap());
-    for line in reader.lines() {
+    let mut reader = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in reader.by_ref() {
         let line = line.expect("utf-8 stdout");
         let done = line.contains("gRPC listening on");
         lines.push(line);
@@ -191,6 +191,8 @@ fn spawn_serve(env: &[(&str, &str)]) -> (std::process::Child, Vec<String>) {
             break;
         }
     }
+    // Keep draining, as a supervisor would, so later lines find a reader.
+    std::thread::spawn(move || reader.for_each(drop));
     (child, lines)
 }
 
@@ -210,11 +212,12 @@ fn terminate(child: &mut std::process::Child) -> std::process::ExitStatus {
 async fn first_serve_prints_the_manager_link_once_and_stops_on_sigterm(backend: Backend) {
     let dir = scratch_dir("serve");
     let database_url = fresh_database(backend, &dir).await;
-    let port = free_port().to_string();
-    let grpc_addr = format!("127.0.0.1:{port}");
+    let grpc_addr = format!("127.0.0.1:{}", free_port());
+    let http_addr = format!("127.0.0.1:{}", free_port());
     let env = [
         ("IDENTITY_DATABASE_URL", database_url.as_str()),
         ("IDENTITY_GRPC_ADDR", grpc_addr.as_str()),
+        ("IDENTITY_HTTP_ADDR", http_addr.as_str()),
         ("IDENTITY_BOOTSTRAP__SUBSCRIPTION_PREFIX", "first"),
     ];
 
@@ -259,7 +262,11 @@ fn serve_without_migrations_refuses_an_unmigrated_database() {
     let url = format!("sqlite://{}", dir.join("identity.db").display());
     let output = identity_cli(
         &["serve", "--no-migrate"],
-        &[("IDENTITY_DATABASE_URL", &url), ("IDENTITY_GRPC_ADDR", "127.0.0.1:0")],
+        &[
+            ("IDENTITY_DATABASE_URL", &url),
+            ("IDENTITY_GRPC_ADDR", "127.0.0.1:0"),
+            ("IDENTITY_HTTP_ADDR", "127.0.0.1:0"),
+        ],
         None,
     );
     assert!(!output.status.success());
