@@ -213,9 +213,13 @@ async fn housekeeping(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Err(error) = app.keys.reload(&app.store, now).await {
             tracing::warn!(%error, "could not reload signing keys");
         }
-        let longest_window_ms = crate::app::sessions::secs_to_ms(app.config.throttle.window_secs);
+        // Hourly windows (admin resets, self-service requests) share the table: keep them whole.
+        let longest_window_ms = crate::app::sessions::secs_to_ms(app.config.throttle.window_secs.max(3600));
         if let Err(error) = crate::store::rate::purge(app.store.connection(), now - longest_window_ms).await {
             tracing::warn!(%error, "could not purge throttle counters");
+        }
+        if let Err(error) = crate::store::nonces::purge(app.store.connection(), now).await {
+            tracing::warn!(%error, "could not purge spent captcha solutions");
         }
     }
 }

@@ -416,7 +416,29 @@ async fn audit_rows_name_the_source_address(backend: Backend) {
     assert_eq!(rows[0].outcome, "SUCCESS");
 }
 
+async fn guessing_the_current_password_locks_like_failed_logins(backend: Backend) {
+    let server = server(backend);
+    let t = tenant(server);
+    let session = login(server, &t.manager_login, &t.manager_password).await;
+    let mut auth = auth_client(server).await;
+    for _ in 0..5 {
+        let guess = pb::ChangePasswordRequest {
+            current_password: "guess".into(),
+            new_password: "zebra kettle orbit lantern".into(),
+        };
+        let status = auth.change_password(bearer(guess, &session.access_token)).await.unwrap_err();
+        assert!(status.code() == Code::InvalidArgument || status.code() == Code::Unauthenticated, "{status:?}");
+    }
+    assert_eq!(reason(&try_login(server, &t.manager_login, &t.manager_password).await.unwrap_err()), "ACCOUNT_LOCKED");
+    assert_eq!(common::audit_count(server, "user.lockout", &t.manager_login, None).await, 1);
+    // Five guesses, then the refused login just above.
+    assert_eq!(common::audit_count(server, "auth.login", &t.manager_login, Some("FAILURE")).await, 6);
+    let verdict = validate(server, &session.access_token).await;
+    assert!(!verdict.valid, "the lockout ends the session that was guessing");
+}
+
 on_both_backends!(
+    guessing_the_current_password_locks_like_failed_logins,
     unknown_login_and_wrong_password_get_the_same_answer,
     a_session_validates_refreshes_and_dies_on_refresh_reuse,
     concurrent_refreshes_with_one_token_rotate_once,

@@ -192,9 +192,11 @@ async fn superseded_and_expired_links_are_refused(backend: Backend) {
     let redeem =
         reset.redeem_activation(pb::RedeemActivationRequest { token: first, new_password: String::new() }).await;
     assert_eq!(reason(&redeem.unwrap_err()), "ACTIVATION_KEY_SUPERSEDED");
-    assert!(
-        reset.inspect_activation(inspect(welcome)).await.unwrap().into_inner().valid,
-        "other purposes are untouched"
+    let old_welcome = reset.inspect_activation(inspect(welcome)).await.unwrap().into_inner();
+    assert_eq!(
+        (old_welcome.valid, old_welcome.invalid_reason()),
+        (false, pb::ActivationInvalidReason::Superseded),
+        "a reset voids every earlier link, whatever its purpose"
     );
 
     // Time travel for this one link: its expiry moves into the past.
@@ -434,7 +436,31 @@ async fn the_emailed_link_arrives_over_smtp_and_works(backend: Backend) {
     login(&server, &target, &redeemed.generated_password).await;
 }
 
+async fn hourly_reset_counts_survive_housekeeping(backend: Backend) {
+    // Housekeeping every second, login throttle windows of one second: the
+    // hourly reset counters must still be kept whole.
+    let server = common::start(backend, |mut config| {
+        config.tokens.key_reload_secs = 1;
+        config.throttle.window_secs = 1;
+        config
+    });
+    let (t, token) = manager_session(&server).await;
+    let target = format!("{}_kept", t.prefix);
+    create_user(&server, &token, &target, Role::Reader, "").await;
+    let mut reset = reset_client(&server).await;
+    for _ in 0..3 {
+        assert!(
+            reset.reset_passwords(bearer(batch(&[&target], false), &token)).await.unwrap().into_inner().results[0]
+                .changed
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let fourth = reset.reset_passwords(bearer(batch(&[&target], false), &token)).await.unwrap().into_inner();
+    assert_eq!(fourth.results[0].reason(), ResetReason::Throttled);
+}
+
 on_both_backends!(
+    hourly_reset_counts_survive_housekeeping,
     the_emailed_link_arrives_over_smtp_and_works,
     a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes,
     email_one_sends_a_link_that_shows_the_password_once,

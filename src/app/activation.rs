@@ -79,9 +79,9 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
     let status = UserStatus::parse(&user.status);
     let usable = user.role != Role::Contact.as_str()
         && match purpose {
-            LinkPurpose::Welcome | LinkPurpose::AdminReset => {
-                matches!(status, Some(UserStatus::PendingActivation | UserStatus::Active))
-            }
+            // A welcome link activates: once the account is active it has served its purpose.
+            LinkPurpose::Welcome => status == Some(UserStatus::PendingActivation),
+            LinkPurpose::AdminReset => matches!(status, Some(UserStatus::PendingActivation | UserStatus::Active)),
             LinkPurpose::ForgotPassword => status == Some(UserStatus::Active),
         };
     if !usable {
@@ -153,6 +153,8 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
         // Someone redeemed it first (or it just expired): exactly one redemption wins.
         return Err(LinkProblem::Used.error());
     }
+    // The user holds the credentials now: every other link of theirs is void.
+    activation::supersede_all(&txn, &user.id, now).await?;
     if let Some(hash) = &hash {
         users::set_password_hash(&txn, &user.id, hash, now).await?;
     }
@@ -167,11 +169,9 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
         )
         .await?;
     }
-    let revoked = if live.purpose == LinkPurpose::ForgotPassword {
-        sessions::revoke_all(app, &txn, &user.id, "PASSWORD_RESET").await?
-    } else {
-        Vec::new()
-    };
+    // A new password ends every session made with the old one.
+    let revoked =
+        if hash.is_some() { sessions::revoke_all(app, &txn, &user.id, "PASSWORD_SET").await? } else { Vec::new() };
     let event = AuditRecord::new("activation.redeem", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
         .target(Some(&user.id), &user.user_login)

@@ -10,7 +10,7 @@ use crate::{
     crypto::{password::Verification, random},
     domain::{Error, Secret, UserLogin, password_policy::PasswordPolicy, permissions::Action},
     store::{
-        StoreError,
+        StoreError, activation,
         audit::{self, AuditRecord},
         entities::user,
         tenancy, users,
@@ -27,7 +27,7 @@ pub async fn change_password(
     ctx: &RequestContext,
 ) -> Result<Option<Secret>, Error> {
     let user = access::active_user(app, caller).await?;
-    check_current_password(app, &user, current.clone(), "current_password").await?;
+    check_current_password(app, &user, current.clone(), "current_password", ctx).await?;
     let subscription = tenancy::find_subscription(app.store.connection(), &user.subscription_id)
         .await?
         .ok_or_else(|| Error::internal("user without subscription"))?;
@@ -55,6 +55,7 @@ pub async fn change_password(
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
     users::set_password_hash(&txn, &user.id, &hash, now).await?;
+    activation::supersede_all(&txn, &user.id, now).await?;
     let revoked = sessions::revoke_all(app, &txn, &user.id, "PASSWORD_CHANGED").await?;
     let event = AuditRecord::new("password.change", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
@@ -83,7 +84,7 @@ pub async fn change_user_login(
     let own = target_login.is_empty() || target_login == caller.user_login;
     let target = if own {
         let user = access::active_user(app, caller).await?;
-        check_current_password(app, &user, current_password, "current_password").await?;
+        check_current_password(app, &user, current_password, "current_password", ctx).await?;
         user
     } else {
         let actor = access::active_user(app, caller).await?;
@@ -112,12 +113,15 @@ pub async fn change_user_login(
     Ok(new_login)
 }
 
-/// A wrong current password counts towards lockout like a failed login.
+/// A wrong current password counts towards lockout like a failed login,
+/// with its audit row, lockout email and session revocation: a stolen session
+/// must not become a password oracle.
 async fn check_current_password(
     app: &App,
     user: &user::Model,
     password: Secret,
     field: &'static str,
+    ctx: &RequestContext,
 ) -> Result<(), Error> {
     if password.is_empty() {
         return Err(Error::invalid(field, "is required"));
@@ -126,10 +130,7 @@ async fn check_current_password(
     match app.hasher.verify(password, stored).await? {
         Verification::Match { .. } => Ok(()),
         Verification::Mismatch => {
-            let threshold = tenancy::find_subscription(app.store.connection(), &user.subscription_id)
-                .await?
-                .map_or(super::bootstrap::DEFAULT_LOCKOUT_THRESHOLD, |s| s.lockout_threshold);
-            users::record_failed_login(app.store.connection(), &user.id, threshold, app.clock.now_ms()).await?;
+            super::login::fail(app, Some(user), &user.user_login, ctx, "INVALID_CURRENT_PASSWORD").await?;
             Err(Error::invalid(field, "is not correct"))
         }
     }

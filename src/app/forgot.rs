@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{App, caller::RequestContext, links};
+use super::{App, caller::RequestContext, links, notify};
 use crate::{
     crypto::{captcha::CaptchaError, random::token_hash},
     domain::{Error, Role, UserStatus, link::LinkPurpose},
@@ -12,9 +12,7 @@ use crate::{
     store::{
         StoreError,
         audit::{self, AuditRecord},
-        nonces,
-        outbox::{self, NewEmail},
-        rate, users,
+        nonces, rate, users,
     },
 };
 
@@ -101,11 +99,11 @@ async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Resul
             let link = links::issue(app, &txn, &user.id, LinkPurpose::ForgotPassword).await?;
             let mail =
                 templates::forgot_password(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
-            enqueue(app, &txn, user, &mail, now).await?;
+            notify::email(app, &txn, user, &mail).await?;
             event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login);
         }
         Some(user) if user.status == UserStatus::Inactive.as_str() => {
-            enqueue(app, &txn, user, &templates::account_inactive(&user.user_login), now).await?;
+            notify::email(app, &txn, user, &templates::account_inactive(&user.user_login)).await?;
             event = event
                 .subscription(&user.subscription_id)
                 .target(Some(&user.id), &user.user_login)
@@ -122,29 +120,5 @@ async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Resul
     }
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
-    Ok(())
-}
-
-async fn enqueue<C: sea_orm::ConnectionTrait>(
-    app: &App,
-    conn: &C,
-    user: &crate::store::entities::user::Model,
-    mail: &templates::Rendered,
-    now: i64,
-) -> Result<(), Error> {
-    outbox::enqueue(
-        conn,
-        NewEmail {
-            kind: mail.kind,
-            user_id: Some(&user.id),
-            recipient: &user.email,
-            subject: &mail.subject,
-            body_text: &mail.text,
-            body_html: &mail.html,
-        },
-        &app.message_domain(),
-        now,
-    )
-    .await?;
     Ok(())
 }

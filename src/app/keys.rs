@@ -36,10 +36,15 @@ impl KeyManager {
                 let key = jwt::key_from_pem(&pem)?;
                 // Only the public half goes to the database; the private key stays in the file.
                 let public_only = NewKey { private_pkcs8_der: Vec::new(), ..key.clone() };
-                match keys::insert(store.connection(), &public_only, now_ms).await {
+                let txn = store.begin_write().await?;
+                match keys::insert(&txn, &public_only, now_ms).await {
                     Ok(_) | Err(StoreError::Duplicate(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
+                // A replaced file (say, after a leak) or earlier database keys must stop
+                // verifying once the tokens they signed have expired.
+                keys::retire_all_but(&txn, Some(&key.kid), now_ms, publish_until(config, now_ms)).await?;
+                txn.commit().await.map_err(StoreError::from)?;
                 Some(key)
             }
             None => {
@@ -110,6 +115,12 @@ async fn load(store: &Store, pinned: Option<&NewKey>, now_ms: i64) -> Result<Key
     }
 }
 
+/// When a retired key stops verifying: one minute beyond the longest token
+/// life covers clock skew and the verification leeway.
+fn publish_until(config: &Config, now_ms: i64) -> i64 {
+    now_ms + super::sessions::secs_to_ms(config.tokens.access_ttl_secs) + 60_000
+}
+
 /// Starts signing with a new key. The old keys stay published until every
 /// token they signed has expired, so nobody is logged out.
 pub async fn rotate(store: &Store, config: &Config, now_ms: i64) -> Result<String, Error> {
@@ -119,12 +130,9 @@ pub async fn rotate(store: &Store, config: &Config, now_ms: i64) -> Result<Strin
             message: "tokens.signing_key_file is set: rotate by replacing that file".to_owned(),
         });
     }
-    let access_ttl_ms = i64::try_from(config.tokens.access_ttl_secs).unwrap_or(i64::MAX / 2000) * 1000;
-    // One minute beyond the longest token life covers clock skew and the verification leeway.
-    let publish_until = now_ms + access_ttl_ms + 60_000;
     let key = jwt::generate_key();
     let txn = store.begin_write().await?;
-    keys::retire_signing_keys(&txn, now_ms, publish_until).await?;
+    keys::retire_signing_keys(&txn, now_ms, publish_until(config, now_ms)).await?;
     keys::insert(&txn, &key, now_ms).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(key.kid)

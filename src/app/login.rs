@@ -17,7 +17,6 @@ use crate::{
         StoreError,
         audit::{self, AuditRecord},
         entities::user,
-        outbox::{self, NewEmail},
         tenancy, users,
     },
 };
@@ -97,7 +96,9 @@ async fn succeed(
     let new_hash = if needs_rehash { app.hasher.hash(password).await.ok() } else { None };
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
-    users::record_successful_login(&txn, &user.id, now).await?;
+    let user = users::record_successful_login(&txn, &user.id, now)
+        .await?
+        .ok_or(Error::AccountUnavailable(AccountProblem::Inactive))?;
     if let Some(hash) = &new_hash {
         users::set_password_hash(&txn, &user.id, hash, now).await?;
     }
@@ -135,7 +136,8 @@ pub(super) async fn fail(
     ctx: &RequestContext,
     reason: &'static str,
 ) -> Result<(), Error> {
-    let Some(user) = account.filter(|u| u.status == UserStatus::Active.as_str()) else {
+    // Only ACTIVE accounts that can hold a password count: Contacts never lock.
+    let Some(user) = account.filter(|u| u.status == UserStatus::Active.as_str() && may_hold_password(u)) else {
         return record_attempt(app, account, attempted, ctx, Some(reason)).await;
     };
     let threshold = match tenancy::find_subscription(app.store.connection(), &user.subscription_id).await? {
@@ -155,20 +157,7 @@ pub(super) async fn fail(
         audit::record(&txn, event, now).await?;
         revoked = sessions::revoke_all(app, &txn, &user.id, "LOCKED").await?;
         let mail = templates::account_locked(&user.user_login, failure.failed_logins);
-        outbox::enqueue(
-            &txn,
-            NewEmail {
-                kind: mail.kind,
-                user_id: Some(&user.id),
-                recipient: &user.email,
-                subject: &mail.subject,
-                body_text: &mail.text,
-                body_html: &mail.html,
-            },
-            &app.message_domain(),
-            now,
-        )
-        .await?;
+        super::notify::email(app, &txn, user, &mail).await?;
         tracing::warn!(user_id = %user.id, "account locked after consecutive failed logins");
     }
     txn.commit().await.map_err(StoreError::from)?;

@@ -12,6 +12,7 @@ pub mod forgot;
 pub mod keys;
 pub mod links;
 pub mod login;
+pub mod notify;
 pub mod platform;
 pub mod reset;
 pub mod second_factor;

@@ -18,10 +18,9 @@ use crate::{
     },
     mail::templates,
     store::{
-        StoreError,
+        StoreError, activation,
         audit::{self, AuditRecord},
         entities::user,
-        outbox::{self, NewEmail},
         rate, users,
     },
 };
@@ -96,44 +95,63 @@ pub async fn reset_passwords(
             "only Managers, Unit Managers and Administrators reset passwords".to_owned(),
         ));
     }
-    let (mut outcomes, targets) = resolve_targets(app, &actor, &input).await?;
+    let items = resolve_targets(app, &actor, &input).await?;
 
     // Generate and hash outside the transaction, on every core.
     let policy = PasswordPolicy::default();
-    let passwords: Vec<Secret> = targets.iter().map(|t| random::password(&policy, &t.user_login)).collect();
-    let hashes = app.hasher.hash_many(passwords.clone()).await?;
+    let to_reset: Vec<&user::Model> = items.iter().filter_map(|item| item.target.as_ref()).collect();
+    let passwords: Vec<Secret> = to_reset.iter().map(|t| random::password(&policy, &t.user_login)).collect();
+    let mut hashes = app.hasher.hash_many(passwords.clone()).await?.into_iter();
+    let mut passwords = passwords.into_iter();
 
     let now = app.clock.now_ms();
     let limit = i64::from(app.config.reset.admin_resets_per_hour);
     let txn = app.store.begin_write().await?;
     let mut revoked = Vec::new();
-    let mut changed = Vec::new();
-    for ((target, password), hash) in targets.into_iter().zip(passwords).zip(hashes) {
-        // Re-read inside the transaction: the user may have changed since.
-        let current = match users::find_by_id(&txn, &target.id).await? {
-            Some(current) => current,
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let refuse = |refusal: NotReset| ResetOutcome {
+            user_login: item.requested.clone(),
+            password: None,
+            not_reset: Some(refusal),
+        };
+        let Some(target) = &item.target else {
+            let refusal = item.refusal.unwrap_or(NotReset::UnknownUser);
+            record_refusal(&txn, &actor, &item.requested, item.known_id.as_deref(), refusal, ctx, now).await?;
+            outcomes.push(refuse(refusal));
+            continue;
+        };
+        let (password, hash) = match (passwords.next(), hashes.next()) {
+            (Some(password), Some(hash)) => (password, hash),
+            _ => return Err(Error::internal("fewer hashes than targets")),
+        };
+        // Re-check inside the transaction: the user may have changed since.
+        let refused = match users::find_by_id(&txn, &target.id).await? {
+            Some(current) => refusal(&actor, &current)?.map(|r| (r, current)),
             None => continue,
         };
-        if let Some(refusal) = refusal(&actor, &current)? {
+        if let Some((refusal, current)) = refused {
             record_refusal(&txn, &actor, &current.user_login, Some(&current.id), refusal, ctx, now).await?;
-            outcomes.push((target.user_login.clone(), None, Some(refusal)));
+            outcomes.push(refuse(refusal));
             continue;
         }
-        let (count, _) = rate::hit(&txn, &format!("reset:user:{}", current.id), RESET_WINDOW_MS, now).await?;
+        let (count, _) = rate::hit(&txn, &format!("reset:user:{}", target.id), RESET_WINDOW_MS, now).await?;
         if i64::from(count) > limit {
-            record_refusal(&txn, &actor, &current.user_login, Some(&current.id), NotReset::Throttled, ctx, now).await?;
-            outcomes.push((current.user_login.clone(), None, Some(NotReset::Throttled)));
+            record_refusal(&txn, &actor, &target.user_login, Some(&target.id), NotReset::Throttled, ctx, now).await?;
+            outcomes.push(refuse(NotReset::Throttled));
             continue;
         }
-        users::set_password_hash(&txn, &current.id, &hash, now).await?;
-        revoked.extend(sessions::revoke_all(app, &txn, &current.id, "PASSWORD_RESET").await?);
+        users::set_password_hash(&txn, &target.id, &hash, now).await?;
+        // Links sent before this reset (welcome, forgot-password) must not open the account.
+        activation::supersede_all(&txn, &target.id, now).await?;
+        revoked.extend(sessions::revoke_all(app, &txn, &target.id, "PASSWORD_RESET").await?);
         if input.notify_by_email {
-            notify(app, &txn, &current, &password).await?;
-        } else if current.status == UserStatus::PendingActivation.as_str() {
+            notify(app, &txn, target, &password).await?;
+        } else if target.status == UserStatus::PendingActivation.as_str() {
             // The caller holds the credentials now: the account is usable (legacy API rule).
             users::change_status(
                 &txn,
-                &current.id,
+                &target.id,
                 UserStatus::PendingActivation,
                 UserStatus::Active,
                 StatusReason::Administrative,
@@ -142,73 +160,62 @@ pub async fn reset_passwords(
             .await?;
         }
         let event = AuditRecord::new("password.reset", ctx.source_ip.clone())
-            .subscription(&current.subscription_id)
+            .subscription(&target.subscription_id)
             .actor(&actor.id, &actor.user_login)
-            .target(Some(&current.id), &current.user_login)
+            .target(Some(&target.id), &target.user_login)
             .detail(if input.notify_by_email { "notified by email" } else { "password returned to the caller" });
         audit::record(&txn, event, now).await?;
-        changed.push(current.user_login.clone());
-        outcomes.push((current.user_login, (!input.notify_by_email).then_some(password), None));
+        let password = (!input.notify_by_email).then_some(password);
+        outcomes.push(ResetOutcome { user_login: item.requested.clone(), password, not_reset: None });
     }
+    // Passwords leave only after the commit.
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
-    // Answer in request order; passwords leave only after the commit.
-    let order: Vec<String> = if input.all { changed } else { dedup(&input.user_logins) };
-    let mut by_login: std::collections::HashMap<String, (Option<Secret>, Option<NotReset>)> =
-        outcomes.into_iter().map(|(login, password, refusal)| (login, (password, refusal))).collect();
-    Ok(order
-        .into_iter()
-        .filter_map(|login| {
-            by_login.remove(&login).map(|(password, not_reset)| ResetOutcome { user_login: login, password, not_reset })
-        })
-        .collect())
+    Ok(outcomes)
 }
 
-type Pending = (String, Option<Secret>, Option<NotReset>);
+/// One distinct requested target: the user to reset, or why not.
+struct Item {
+    requested: String,
+    target: Option<user::Model>,
+    refusal: Option<NotReset>,
+    /// The refused user's id, when it is in the caller's subscription.
+    known_id: Option<String>,
+}
 
-/// Splits the request into refusals known up front and users to reset.
-async fn resolve_targets(
-    app: &App,
-    actor: &user::Model,
-    input: &ResetInput,
-) -> Result<(Vec<Pending>, Vec<user::Model>), Error> {
-    let mut outcomes = Vec::new();
-    let mut targets = Vec::new();
+/// Resolves the request, in request order, before any hashing.
+async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> Result<Vec<Item>, Error> {
     if input.all {
+        let mut items = Vec::new();
         for user in everyone_in_scope(app, actor).await? {
             if refusal(actor, &user)?.is_none() {
-                targets.push(user);
+                items.push(Item {
+                    requested: user.user_login.clone(),
+                    target: Some(user),
+                    refusal: None,
+                    known_id: None,
+                });
             }
         }
-        return Ok((outcomes, targets));
+        return Ok(items);
     }
-    let now = app.clock.now_ms();
+    let mut items = Vec::new();
     for login in dedup(&input.user_logins) {
-        let found = users::find_by_login(app.store.connection(), &login).await?;
-        let refused = match &found {
-            Some(user) if user.subscription_id == actor.subscription_id => refusal(actor, user)?,
-            _ => Some(NotReset::UnknownUser),
+        let found = users::find_by_login(app.store.connection(), &login)
+            .await?
+            .filter(|user| user.subscription_id == actor.subscription_id);
+        let item = match found {
+            None => Item { requested: login, target: None, refusal: Some(NotReset::UnknownUser), known_id: None },
+            Some(user) => match refusal(actor, &user)? {
+                None => Item { requested: login, target: Some(user), refusal: None, known_id: None },
+                Some(refusal) => {
+                    Item { requested: login, known_id: Some(user.id), target: None, refusal: Some(refusal) }
+                }
+            },
         };
-        match (found, refused) {
-            (Some(user), None) => targets.push(user),
-            (found, Some(refusal)) => {
-                let id = found.as_ref().filter(|u| u.subscription_id == actor.subscription_id).map(|u| u.id.clone());
-                record_refusal(
-                    app.store.connection(),
-                    actor,
-                    &login,
-                    id.as_deref(),
-                    refusal,
-                    &RequestContext::default(),
-                    now,
-                )
-                .await?;
-                outcomes.push((login, None, Some(refusal)));
-            }
-            (None, None) => {}
-        }
+        items.push(item);
     }
-    Ok((outcomes, targets))
+    Ok(items)
 }
 
 fn refusal(actor: &user::Model, target: &user::Model) -> Result<Option<NotReset>, Error> {
@@ -231,8 +238,16 @@ async fn everyone_in_scope(app: &App, actor: &user::Model) -> Result<Vec<user::M
     if access::role_of(actor)? == Role::UnitManager {
         query.business_unit_id = Some(actor.business_unit_id.as_deref().unwrap_or(""));
     }
-    query.limit = u64::try_from(app.config.reset.max_batch).unwrap_or(u64::MAX);
-    Ok(users::list(app.store.connection(), &query).await?)
+    let max = app.config.reset.max_batch;
+    query.limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    let everyone = users::list(app.store.connection(), &query).await?;
+    if everyone.len() > max {
+        return Err(Error::FailedPrecondition {
+            reason: "BATCH_TOO_LARGE",
+            message: format!("`all` covers more than {max} users here: name them in batches of at most {max}"),
+        });
+    }
+    Ok(everyone)
 }
 
 /// Each login once, in the order first given, white space trimmed.
@@ -249,20 +264,7 @@ async fn notify<C: sea_orm::ConnectionTrait>(
 ) -> Result<(), Error> {
     let link = links::issue_sealing(app, conn, &user.id, LinkPurpose::AdminReset, Some(password)).await?;
     let mail = templates::password_reset(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
-    outbox::enqueue(
-        conn,
-        NewEmail {
-            kind: mail.kind,
-            user_id: Some(&user.id),
-            recipient: &user.email,
-            subject: &mail.subject,
-            body_text: &mail.text,
-            body_html: &mail.html,
-        },
-        &app.message_domain(),
-        app.clock.now_ms(),
-    )
-    .await?;
+    super::notify::email(app, conn, user, &mail).await?;
     Ok(())
 }
 

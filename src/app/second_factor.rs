@@ -20,7 +20,6 @@ use crate::{
         StoreError,
         audit::{self, AuditRecord},
         entities::{login_challenge, user},
-        outbox::{self, NewEmail},
         second_factors, users,
     },
 };
@@ -52,6 +51,10 @@ pub enum PasscodeOutcome {
     Session(IssuedSession),
     /// First login, or after a PIN reset: choose a PIN.
     NewPin(ChallengeView),
+}
+
+fn inactive() -> Error {
+    Error::AccountUnavailable(crate::domain::error::AccountProblem::Inactive)
 }
 
 const CHALLENGE_EXPIRED: &str = "The login attempt expired or was already completed: log in again";
@@ -166,7 +169,7 @@ pub async fn submit_passcode(
     let outcome = if factor.new_pin_required {
         PasscodeOutcome::NewPin(open_challenge(app, &txn, &user.id, ChallengeKind::NewPin, true).await?)
     } else {
-        users::record_successful_login(&txn, &user.id, now).await?;
+        let user = users::record_successful_login(&txn, &user.id, now).await?.ok_or_else(inactive)?;
         let session = sessions::open(app, &txn, &user).await?;
         audit::record(&txn, login::login_event(&user, &user.user_login, ctx).detail("passcode accepted"), now).await?;
         PasscodeOutcome::Session(session)
@@ -190,7 +193,7 @@ pub async fn set_new_pin(
         return Err(Error::Unauthenticated(CHALLENGE_EXPIRED.to_owned()));
     }
     second_factors::set_pin(&txn, &user.id, &pin_hash, now).await?;
-    users::record_successful_login(&txn, &user.id, now).await?;
+    let user = users::record_successful_login(&txn, &user.id, now).await?.ok_or_else(inactive)?;
     let session = sessions::open(app, &txn, &user).await?;
     let event = AuditRecord::new("pin.set", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
@@ -252,20 +255,7 @@ pub async fn reset_pin(app: &App, caller: &Caller, login_name: &str, ctx: &Reque
     }
     if target.status == UserStatus::Active.as_str() || target.status == UserStatus::PendingActivation.as_str() {
         let mail = crate::mail::templates::pin_reset(&target.user_login);
-        outbox::enqueue(
-            &txn,
-            NewEmail {
-                kind: mail.kind,
-                user_id: Some(&target.id),
-                recipient: &target.email,
-                subject: &mail.subject,
-                body_text: &mail.text,
-                body_html: &mail.html,
-            },
-            &app.message_domain(),
-            now,
-        )
-        .await?;
+        super::notify::email(app, &txn, &target, &mail).await?;
     }
     let event = AuditRecord::new("pin.reset", ctx.source_ip.clone())
         .subscription(&target.subscription_id)

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Error, Role, StatusReason, UserLogin, UserStatus,
+        Error, Role, UserLogin, UserStatus,
         link::LinkPurpose,
         login::parse_email,
         page_token,
@@ -22,7 +22,6 @@ use crate::{
         StoreError,
         audit::{self, AuditRecord},
         entities::{business_unit, user},
-        outbox::{self, NewEmail},
         tenancy::{self, DEFAULT_UNIT},
         users::{self, NewUser, UserQuery, UserUpdate},
     },
@@ -113,20 +112,7 @@ pub async fn send_welcome<C: ConnectionTrait>(app: &App, conn: &C, user: &user::
     let link = links::issue(app, conn, &user.id, LinkPurpose::Welcome).await?;
     let login_url = &app.config.platform.current_entry().login_url;
     let mail = templates::welcome(&user.user_login, login_url, link.expose(), app.config.activation.ttl_secs / 3600);
-    outbox::enqueue(
-        conn,
-        NewEmail {
-            kind: mail.kind,
-            user_id: Some(&user.id),
-            recipient: &user.email,
-            subject: &mail.subject,
-            body_text: &mail.text,
-            body_html: &mail.html,
-        },
-        &app.message_domain(),
-        app.clock.now_ms(),
-    )
-    .await?;
+    super::notify::email(app, conn, user, &mail).await?;
     Ok(())
 }
 
@@ -248,12 +234,15 @@ pub async fn update_user(
     access::authorize(&actor, Action::Update, &target)?;
     let old_role = access::role_of(&target)?;
     let role = changes.role.unwrap_or(old_role);
-    let unit = match (&changes.business_unit, changes.role) {
-        (None, None) => match &target.business_unit_id {
-            Some(id) => tenancy::find_business_unit(app.store.connection(), id).await?,
-            None => None,
-        },
-        (name, _) => unit_for(app, &target.subscription_id, role, name.as_deref().unwrap_or("")).await?,
+    let current_unit = match &target.business_unit_id {
+        Some(id) => tenancy::find_business_unit(app.store.connection(), id).await?,
+        None => None,
+    };
+    let unit = match (&changes.business_unit, &current_unit) {
+        (Some(name), _) => unit_for(app, &target.subscription_id, role, name).await?,
+        // A role change alone keeps the user in their unit.
+        (None, Some(unit)) if !role.is_subscription_wide() => Some(unit.clone()),
+        (None, _) => unit_for(app, &target.subscription_id, role, "").await?,
     };
     let update = UserUpdate {
         email: changes.email.as_deref().map(parse_email).transpose()?.unwrap_or_else(|| target.email.clone()),
@@ -297,6 +286,10 @@ pub async fn update_user(
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
     users::update_profile(&txn, &target.id, &update, now).await?;
+    if update.email != target.email {
+        // Links already mailed to the old address must not open the account.
+        crate::store::activation::supersede_all(&txn, &target.id, now).await?;
+    }
     let mut revoked = Vec::new();
     if placement_changed {
         // Access tokens carry the role: make their holders log in again.
@@ -366,7 +359,6 @@ async fn change_status(
 ) -> Result<UserView, Error> {
     let from = access::status_of(&target)?;
     let (to, reason) = transition(from, event)?;
-    let reason = if event == StatusEvent::Activate { StatusReason::SelfService } else { reason };
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
     if !users::change_status(&txn, &target.id, from, to, reason, now).await? {

@@ -1,5 +1,6 @@
 //! Business rules in plain Rust: no I/O, no async, exhaustively unit-tested.
 
+pub mod client_address;
 pub mod error;
 pub mod link;
 pub mod login;

@@ -69,8 +69,8 @@ fn loggable_path(path: &str) -> &str {
     if path.starts_with("/activate/") { "/activate/***" } else { path }
 }
 
-/// The HTTP client's address: the peer, or the first forwarded address when
-/// the peer is a trusted proxy (the same rule as the gRPC side). Forwarded to
+/// The HTTP client's address, looking through trusted proxies (the same rule
+/// as the gRPC side). Forwarded to
 /// the gRPC calls so per-address throttles see the real client.
 pub struct ClientIp(pub Option<IpAddr>);
 
@@ -84,17 +84,8 @@ impl FromRequestParts<AppState> for ClientIp {
 }
 
 fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let forwarded = || {
-        headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    };
-    match peer {
-        Some(ip) if trusted.contains(&ip) => forwarded().or(Some(ip)),
-        other => other,
-    }
+    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    crate::domain::client_address::client_address(peer, forwarded, trusted)
 }
 
 /// True when a form post comes from another site: `Sec-Fetch-Site` other than
@@ -174,7 +165,7 @@ mod tests {
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {
         let trusted = [IpAddr::from([127, 0, 0, 1])];
-        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.1")]);
+        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9")]);
         let loopback = Some(IpAddr::from([127, 0, 0, 1]));
         let outsider = Some(IpAddr::from([198, 51, 100, 7]));
         assert_eq!(client_ip(loopback, &forwarded, &trusted), Some(IpAddr::from([203, 0, 113, 9])));

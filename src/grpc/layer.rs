@@ -134,22 +134,11 @@ fn unauthenticated(message: &str) -> Status {
     crate::domain::Error::Unauthenticated(message.to_owned()).into()
 }
 
-/// The client's address: the peer, or — when the peer is a trusted proxy such
-/// as the gateway — the first address it forwarded.
+/// The client's address, looking through trusted proxies such as the gateway.
 fn request_context<B>(request: &http::Request<B>, trusted_proxies: &[IpAddr]) -> RequestContext {
     let peer = request.extensions().get::<TcpConnectInfo>().and_then(|info| info.remote_addr()).map(|addr| addr.ip());
-    let forwarded = || {
-        request
-            .headers()
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    };
-    let source = match peer {
-        Some(ip) if trusted_proxies.contains(&ip) => forwarded().or(Some(ip)),
-        other => other,
-    };
+    let forwarded = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    let source = crate::domain::client_address::client_address(peer, forwarded, trusted_proxies);
     RequestContext { source_ip: source.map(|ip| ip.to_string()) }
 }
 
@@ -183,7 +172,7 @@ mod tests {
     #[test]
     fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
         let trusted = [IpAddr::from([127, 0, 0, 1])];
-        let via_gateway = request_context(&request("127.0.0.1:5000", Some("203.0.113.9, 10.0.0.1")), &trusted);
+        let via_gateway = request_context(&request("127.0.0.1:5000", Some("203.0.113.9")), &trusted);
         assert_eq!(via_gateway.source_ip.as_deref(), Some("203.0.113.9"));
         let spoofed = request_context(&request("198.51.100.7:5000", Some("203.0.113.9")), &trusted);
         assert_eq!(spoofed.source_ip.as_deref(), Some("198.51.100.7"));

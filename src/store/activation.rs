@@ -58,3 +58,15 @@ pub async fn consume<C: ConnectionTrait>(conn: &C, token_hash: &str, now_ms: i64
     .await?;
     Ok(changed == 1)
 }
+
+/// Supersedes every live link of a user, whatever its purpose: after a
+/// password or email change, links sent earlier must not open the account.
+pub async fn supersede_all<C: ConnectionTrait>(conn: &C, user_id: &str, now_ms: i64) -> StoreResult<()> {
+    super::sql::execute(
+        conn,
+        "UPDATE activation_tokens SET superseded_at = $1 WHERE user_id = $2 AND used_at IS NULL AND superseded_at IS NULL",
+        [now_ms.into(), user_id.into()],
+    )
+    .await?;
+    Ok(())
+}

@@ -39,13 +39,25 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, key: &NewKey, now_ms: i64) -> 
 /// `publish_until_ms` so the tokens they signed keep verifying. Insert the
 /// successor in the same transaction. Returns how many keys were retired.
 pub async fn retire_signing_keys<C: ConnectionTrait>(conn: &C, now_ms: i64, publish_until_ms: i64) -> StoreResult<u64> {
-    let result = signing_key::Entity::update_many()
+    retire_all_but(conn, None, now_ms, publish_until_ms).await
+}
+
+/// Retires every signing key except `keep`; each stays published (verifying)
+/// until `publish_until_ms`, when the tokens it signed have all expired.
+pub async fn retire_all_but<C: ConnectionTrait>(
+    conn: &C,
+    keep: Option<&str>,
+    now_ms: i64,
+    publish_until_ms: i64,
+) -> StoreResult<u64> {
+    let mut update = signing_key::Entity::update_many()
         .col_expr(signing_key::Column::RetiredAt, Expr::value(now_ms))
         .col_expr(signing_key::Column::ExpiresAt, Expr::value(publish_until_ms))
-        .filter(signing_key::Column::RetiredAt.is_null())
-        .exec(conn)
-        .await?;
-    Ok(result.rows_affected)
+        .filter(signing_key::Column::RetiredAt.is_null());
+    if let Some(kid) = keep {
+        update = update.filter(signing_key::Column::Kid.ne(kid));
+    }
+    Ok(update.exec(conn).await?.rows_affected)
 }
 
 #[cfg(test)]

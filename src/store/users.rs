@@ -113,15 +113,25 @@ pub struct FailedLogin {
     pub locked: bool,
 }
 
-/// After a success: the consecutive-failure count starts again.
-pub async fn record_successful_login<C: ConnectionTrait>(conn: &C, user_id: &str, now_ms: i64) -> StoreResult<()> {
-    super::sql::execute(
+/// After a success: the consecutive-failure count starts again. Returns the
+/// row as it is now, or None when the account stopped being ACTIVE meanwhile
+/// (deactivated, locked or deleted while the password was being checked):
+/// the session is then refused, and its claims come from the fresh row.
+pub async fn record_successful_login<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    now_ms: i64,
+) -> StoreResult<Option<user::Model>> {
+    let changed = super::sql::execute(
         conn,
-        "UPDATE users SET failed_logins = 0, last_login_at = $1 WHERE id = $2",
+        "UPDATE users SET failed_logins = 0, last_login_at = $1 WHERE id = $2 AND status = 'ACTIVE'",
         [now_ms.into(), user_id.into()],
     )
     .await?;
-    Ok(())
+    if changed == 0 {
+        return Ok(None);
+    }
+    find_by_id(conn, user_id).await
 }
 
 /// Renames a login; a taken login is a `Duplicate`.
@@ -288,13 +298,7 @@ pub async fn change_status<C: ConnectionTrait>(
 pub async fn drop_credentials<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64) -> StoreResult<()> {
     super::sql::execute(conn, "DELETE FROM password_credentials WHERE user_id = $1", [id.into()]).await?;
     super::sql::execute(conn, "DELETE FROM second_factors WHERE user_id = $1", [id.into()]).await?;
-    super::sql::execute(
-        conn,
-        "UPDATE activation_tokens SET superseded_at = $1 WHERE user_id = $2 AND used_at IS NULL AND superseded_at IS NULL",
-        [now_ms.into(), id.into()],
-    )
-    .await?;
-    Ok(())
+    super::activation::supersede_all(conn, id, now_ms).await
 }
 
 /// Which of these users hold a second-factor token.

@@ -3,6 +3,7 @@
 //! database (when `TEST_DATABASE_URL` names a PostgreSQL server).
 #![allow(dead_code)]
 
+pub mod http;
 pub mod smtp;
 
 use std::{

@@ -1,0 +1,310 @@
+//! HTTP helpers for the gateway stories: a server whose gateway address is
+//! known, curl as the client, xmllint as the DTD judge, and a small WebDriver
+//! client for headless Chromium. Everything talks to 127.0.0.1 only.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
+
+use identity::{config::Config, server::Server};
+
+use super::{Backend, TestServer, fresh_database, scratch_dir, test_config};
+
+/// A test server with its HTTP gateway.
+pub struct GatewayServer {
+    pub server: TestServer,
+    pub http_addr: SocketAddr,
+    /// `http://127.0.0.1:port` or `https://…` with TLS.
+    pub base: String,
+    /// The configured `public_url` (base of the DOCTYPE's DTD URL).
+    pub public_url: String,
+}
+
+impl std::ops::Deref for GatewayServer {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl GatewayServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn dtd_url(&self) -> String {
+        format!("{}/password_change_output.dtd", self.public_url.trim_end_matches('/'))
+    }
+}
+
+static SQLITE: OnceLock<GatewayServer> = OnceLock::new();
+static POSTGRES: OnceLock<GatewayServer> = OnceLock::new();
+
+/// The shared gateway server of this test binary for `backend`.
+pub fn gateway_server(backend: Backend) -> &'static GatewayServer {
+    let cell = match backend {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    };
+    cell.get_or_init(|| start_gateway(backend, |config| config))
+}
+
+/// Like `common::start`, and reports the gateway's address too.
+pub fn start_gateway(backend: Backend, adjust: impl FnOnce(Config) -> Config + Send + 'static) -> GatewayServer {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        runtime.block_on(async move {
+            let dir = scratch_dir("gateway");
+            let database_url = fresh_database(backend, &dir).await;
+            let config = adjust(test_config(&database_url, &dir));
+            let public_url = config.public_url.clone();
+            let server = Server::build(config).await.expect("server starts");
+            let ready = GatewayServer {
+                server: TestServer { grpc_addr: server.grpc_addr(), database_url, dir },
+                http_addr: server.http_addr(),
+                base: server.http_url(),
+                public_url,
+            };
+            ready_tx.send(ready).expect("report readiness");
+            server.run(std::future::pending()).await.expect("server runs");
+        });
+    });
+    ready_rx.recv_timeout(Duration::from_secs(60)).expect("server started in time")
+}
+
+/// One HTTP exchange as curl saw it.
+#[derive(Debug, Clone)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs curl with `args` (plus `-s -S -k`, headers to stdout, a time limit).
+pub fn curl(args: &[&str]) -> HttpResponse {
+    let output = Command::new("curl")
+        .args(["-s", "-S", "-k", "--max-time", "60", "-H", "Expect:", "-D", "-"])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    assert!(output.status.success(), "curl {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    parse_http(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// Runs a shell command line (a curl command copied from the docs) and returns its stdout.
+pub fn shell(command_line: &str) -> String {
+    let output = Command::new("bash").args(["-c", command_line]).output().expect("bash runs");
+    assert!(output.status.success(), "{command_line} failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn parse_http(raw: &str) -> HttpResponse {
+    let mut rest = raw;
+    loop {
+        let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
+        let mut lines = head.lines();
+        let status_line = lines.next().unwrap_or_default();
+        let status: u16 = status_line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        if (100..200).contains(&status) {
+            rest = body;
+            continue;
+        }
+        let headers = lines
+            .filter_map(|line| line.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        return HttpResponse { status, headers, body: body.to_owned() };
+    }
+}
+
+/// `xmllint --valid` on `xml`, whose DOCTYPE names `dtd_url`; an XML catalog
+/// maps that URL to `dtd` (as fetched from the gateway), so nothing leaves the machine.
+pub fn assert_valid_xml(xml: &str, dtd_url: &str, dtd: &str) {
+    let dir = scratch_dir("xmllint");
+    std::fs::write(dir.join("doc.xml"), xml).unwrap();
+    std::fs::write(dir.join("output.dtd"), dtd).unwrap();
+    let catalog = format!(
+        "<?xml version=\"1.0\"?>\n<catalog xmlns=\"urn:oasis:names:tc:entity:xmlns:xml:catalog\">\n  \
+         <system systemId=\"{dtd_url}\" uri=\"file://{}\"/>\n</catalog>\n",
+        dir.join("output.dtd").display()
+    );
+    std::fs::write(dir.join("catalog.xml"), catalog).unwrap();
+    let output = Command::new("xmllint")
+        .args(["--valid", "--noout", "--nonet"])
+        .arg(dir.join("doc.xml"))
+        .env("XML_CATALOG_FILES", dir.join("catalog.xml"))
+        .output()
+        .expect("xmllint runs (apt package libxml2-utils)");
+    assert!(output.status.success(), "not valid against the DTD:\n{}\n{xml}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The text of every `<NAME>…</NAME>` in `xml`, in order.
+pub fn elements(xml: &str, name: &str) -> Vec<String> {
+    let open = format!("<{name}>");
+    let close = format!("</{name}>");
+    let mut found = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let end = after.find(&close).expect("closed element");
+        found.push(after[..end].to_owned());
+        rest = &after[end + close.len()..];
+    }
+    found
+}
+
+/// The value of a PASSWORD element: its CDATA sections joined.
+pub fn cdata(text: &str) -> String {
+    let mut value = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<![CDATA[") {
+        let after = &rest[start + 9..];
+        let end = after.find("]]>").expect("closed CDATA");
+        value.push_str(&after[..end]);
+        rest = &after[end + 3..];
+    }
+    value
+}
+
+// ---- headless Chromium through chromedriver (W3C WebDriver over curl) -----
+
+/// A headless Chromium session; the driver and browser end when dropped.
+pub struct Browser {
+    driver: Child,
+    endpoint: String,
+    session: String,
+    _profile: PathBuf,
+}
+
+/// Whether Chromium and chromedriver are installed (CI installs them).
+pub fn browser_available() -> bool {
+    let present = Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists();
+    if !present {
+        assert!(std::env::var_os("CI").is_none(), "CI must install chromium and chromium-driver");
+        eprintln!("chromium or chromedriver missing: skipping the browser story");
+    }
+    present
+}
+
+impl Browser {
+    pub fn start() -> Browser {
+        let port = super::free_port();
+        let profile = scratch_dir("chromium-profile");
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let mut browser = Browser { driver, endpoint, session: String::new(), _profile: profile.clone() };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while webdriver(&browser.endpoint, "GET", "/status", None).is_none() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.display()),
+        ];
+        let capabilities = serde_json::json!({
+            "capabilities": { "alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+                "timeouts": { "pageLoad": 30000, "script": 30000, "implicit": 0 },
+            }}
+        });
+        let created = webdriver(&browser.endpoint, "POST", "/session", Some(capabilities)).expect("a browser session");
+        browser.session = created["value"]["sessionId"].as_str().expect("session id").to_owned();
+        browser
+    }
+
+    fn command(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let path = format!("/session/{}{path}", self.session);
+        let answer = webdriver(&self.endpoint, method, &path, body).expect("chromedriver answers");
+        assert!(answer["value"].get("error").is_none(), "WebDriver {method} {path}: {answer}");
+        answer["value"].clone()
+    }
+
+    pub fn goto(&self, url: &str) {
+        self.command("POST", "/url", Some(serde_json::json!({ "url": url })));
+    }
+
+    /// The element matching `css`, waiting up to 10 s for it.
+    pub fn find(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = format!("/session/{}/element", self.session);
+            let body = serde_json::json!({ "using": "css selector", "value": css });
+            let answer = webdriver(&self.endpoint, "POST", &path, Some(body)).expect("chromedriver answers");
+            if let Some(id) = answer["value"].as_object().and_then(|o| o.values().next()).and_then(|v| v.as_str())
+                && answer["value"].get("error").is_none()
+            {
+                return id.to_owned();
+            }
+            assert!(Instant::now() < deadline, "no element {css}: {answer}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn click(&self, element: &str) {
+        self.command("POST", &format!("/element/{element}/click"), Some(serde_json::json!({})));
+    }
+
+    pub fn type_text(&self, element: &str, text: &str) {
+        self.command("POST", &format!("/element/{element}/value"), Some(serde_json::json!({ "text": text })));
+    }
+
+    pub fn text(&self, element: &str) -> String {
+        self.command("GET", &format!("/element/{element}/text"), None).as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn source(&self) -> String {
+        self.command("GET", "/source", None).as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = webdriver(&self.endpoint, "DELETE", &format!("/session/{}", self.session), None);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// One WebDriver call; `None` when the driver cannot be reached.
+fn webdriver(endpoint: &str, method: &str, path: &str, body: Option<serde_json::Value>) -> Option<serde_json::Value> {
+    let mut command = Command::new("curl");
+    command.args(["-s", "--max-time", "60", "-X", method, &format!("{endpoint}{path}")]);
+    if let Some(body) = &body {
+        command.args(["-H", "Content-Type: application/json", "--data-binary", &body.to_string()]);
+    }
+    let output = command.output().ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&output.stdout).ok()
+}

@@ -1,0 +1,640 @@
+//! The HTTP gateway: the legacy `password_change.php` API exactly as its
+//! documentation shows it (curl commands, XML valid against the served DTD in
+//! every outcome), and the pages people reach from emails, in curl and in a
+//! real headless Chromium.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{
+    Backend, MEMBER_PASSWORD, bearer, create_user,
+    http::{
+        Browser, GatewayServer, HttpResponse, assert_valid_xml, browser_available, cdata, curl, elements,
+        gateway_server, shell, start_gateway,
+    },
+    latest_link, login_session, member, reset_client, tenant, users_client,
+};
+use identity::pb::{self, Role};
+
+const API: &str = "/msp/password_change.php";
+
+/// A manager of a fresh tenant and their session.
+async fn manager(gw: &GatewayServer) -> (common::Tenant, String) {
+    let t = tenant(gw);
+    let token = login_session(gw, &t.manager_login, &t.manager_password).await;
+    (t, token)
+}
+
+/// A legacy API call as the docs show it: Basic credentials and Requested-With.
+fn legacy(gw: &GatewayServer, user: &str, password: &str, query: &str) -> HttpResponse {
+    let credentials = format!("{user}:{password}");
+    curl(&["-H", "Requested-With:curl demo2", "-u", &credentials, &gw.url(&format!("{API}?{query}"))])
+}
+
+fn dtd(gw: &GatewayServer) -> String {
+    let response = curl(&[&gw.url("/password_change_output.dtd")]);
+    assert_eq!(response.status, 200);
+    response.body
+}
+
+/// The reply is XML of the DTD's shape, with the given status, and valid.
+fn assert_reply(gw: &GatewayServer, response: &HttpResponse, http: u16, status: &str) {
+    assert_eq!(response.status, http, "{}", response.body);
+    assert_eq!(response.header("content-type"), Some("text/xml; charset=UTF-8"));
+    assert!(response.body.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), "{}", response.body);
+    let doctype = format!("<!DOCTYPE PASSWORD_CHANGE_OUTPUT SYSTEM \"{}\">", gw.dtd_url());
+    assert!(response.body.contains(&doctype), "{}", response.body);
+    assert!(response.body.contains(&format!("<RETURN status=\"{status}\"")), "{}", response.body);
+    assert_valid_xml(&response.body, &gw.dtd_url(), &dtd(gw));
+}
+
+fn assert_failed(gw: &GatewayServer, response: &HttpResponse, http: u16, number: u32) {
+    assert_reply(gw, response, http, "FAILED");
+    assert!(response.body.contains(&format!("number=\"{number}\"")), "{}", response.body);
+    assert_eq!(response.header("cache-control"), Some("no-store"));
+}
+
+fn passwords(xml: &str) -> Vec<String> {
+    elements(xml, "PASSWORD").iter().map(|p| cdata(p)).collect()
+}
+
+async fn link_is_valid(gw: &GatewayServer, token: &str) -> bool {
+    reset_client(gw)
+        .await
+        .inspect_activation(pb::InspectActivationRequest { token: token.to_owned() })
+        .await
+        .unwrap()
+        .into_inner()
+        .valid
+}
+
+fn html_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+/// The text of `<output id="password" …>…</output>` on the page.
+fn shown_password(html: &str) -> String {
+    let start = html.find("id=\"password\"").expect("a password on the page");
+    let open_end = start + html[start..].find('>').unwrap() + 1;
+    let close = open_end + html[open_end..].find("</output>").unwrap();
+    html_unescape(&html[open_end..close])
+}
+
+fn assert_security_headers(response: &HttpResponse) {
+    let csp = response.header("content-security-policy").expect("a CSP");
+    assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(response.header("x-frame-options"), Some("DENY"));
+    assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+}
+
+// ---- the legacy API -------------------------------------------------------
+
+async fn the_api_pages_curl_commands_work(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (_, token) = manager(gw).await;
+    member(gw, &token, "john_d", Role::Manager, "").await;
+    create_user(gw, &token, "fran_m", Role::Reader, "").await;
+    create_user(gw, &token, "mike_fn", Role::Scanner, "").await;
+
+    // Sample 1, host replaced: email notification.
+    let sample1 = format!(
+        r#"curl -k -s -S -H 'Requested-With:curl demo2' -u "john_d:{MEMBER_PASSWORD}" "{}/msp/password_change.php?user_logins=fran_m,mike_fn&email=1""#,
+        gw.base
+    );
+    let xml = shell(&sample1);
+    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), "{xml}");
+    assert!(xml.contains(&format!("<!DOCTYPE PASSWORD_CHANGE_OUTPUT SYSTEM \"{}\">", gw.dtd_url())), "{xml}");
+    assert!(xml.contains("<API name=\"password_change.php\" username=\"john_d\" at=\""), "{xml}");
+    assert!(xml.contains("<RETURN status=\"SUCCESS\">"), "{xml}");
+    assert_eq!(elements(&xml, "MESSAGE"), ["The operation was successfully completed"]);
+    assert!(xml.contains("<CHANGES count=\"2\">"), "{xml}");
+    assert_eq!(elements(&xml, "USER_LOGIN"), ["fran_m", "mike_fn"]);
+    assert!(passwords(&xml).is_empty(), "email=1 returns no password");
+    assert_valid_xml(&xml, &gw.dtd_url(), &dtd(gw));
+    common::assert_mail_sent(gw, "fran_m", "password_reset").await;
+    common::assert_mail_sent(gw, "mike_fn", "password_reset").await;
+
+    // Sample 2: the passwords come back, in CDATA, and they work.
+    let sample2 = sample1.replace("email=1", "email=0");
+    let xml = shell(&sample2);
+    assert!(xml.contains("<RETURN status=\"SUCCESS\">") && xml.contains("<CHANGES count=\"2\">"), "{xml}");
+    assert_eq!(elements(&xml, "USER_LOGIN"), ["fran_m", "mike_fn"]);
+    assert!(xml.contains("<PASSWORD><![CDATA["), "{xml}");
+    assert_valid_xml(&xml, &gw.dtd_url(), &dtd(gw));
+    let new_passwords = passwords(&xml);
+    assert_eq!(new_passwords.len(), 2);
+    for (login, password) in ["fran_m", "mike_fn"].iter().zip(&new_passwords) {
+        assert!(password.len() >= 16);
+        common::login(gw, login, password).await;
+    }
+}
+
+async fn every_outcome_validates_against_the_dtd(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (t, token) = manager(gw).await;
+    let (p, mgr, pw) = (&t.prefix, t.manager_login.as_str(), t.manager_password.as_str());
+    create_user(gw, &token, &format!("{p}_a"), Role::Reader, "").await;
+    create_user(gw, &token, &format!("{p}_gone"), Role::Reader, "").await;
+    users_client(gw)
+        .await
+        .delete_user(bearer(pb::DeleteUserRequest { user_login: format!("{p}_gone") }, &token))
+        .await
+        .unwrap();
+    create_user(gw, &token, &format!("{p}_contact"), Role::Contact, "").await;
+
+    // WARNING: one changed, the others listed with their reason.
+    let query = format!("user_logins={p}_a,{p}_gone,{p}_contact,{p}_nobody,{mgr}&email=0");
+    let warning = legacy(gw, mgr, pw, &query);
+    assert_reply(gw, &warning, 200, "WARNING");
+    assert!(warning.body.contains("<CHANGES count=\"1\">"), "{}", warning.body);
+    assert!(warning.body.contains("<NOT_CHANGED count=\"4\">"), "{}", warning.body);
+    for code in ["DELETED", "CONTACT", "UNKNOWN_USER", "SELF"] {
+        assert!(warning.body.contains(&format!("<REASON code=\"{code}\">")), "{code}: {}", warning.body);
+    }
+    assert_eq!(passwords(&warning.body).len(), 1);
+
+    // Nothing done: each failure with its status and number.
+    let url = gw.url(&format!("{API}?user_logins={p}_a"));
+    let basic = format!("{mgr}:{pw}");
+    let no_header = curl(&["-u", &basic, &url]);
+    assert_failed(gw, &no_header, 400, 1920);
+    let with_bearer = curl(&["-H", "X-Requested-With: x", "-H", &format!("Authorization: Bearer {token}"), &url]);
+    assert_failed(gw, &with_bearer, 401, 2001);
+    let with_cookie = curl(&["-H", "X-Requested-With: x", "-u", &basic, "-b", "session=abc", &url]);
+    assert_failed(gw, &with_cookie, 401, 2001);
+    let anonymous = curl(&["-H", "X-Requested-With: x", &url]);
+    assert_failed(gw, &anonymous, 401, 2000);
+    assert!(anonymous.header("www-authenticate").is_some_and(|v| v.starts_with("Basic")));
+    assert_failed(gw, &legacy(gw, mgr, "wrong password", &format!("user_logins={p}_a")), 401, 2000);
+    assert_failed(gw, &legacy(gw, mgr, pw, &format!("user_logins={p}_a&echo_request=1")), 400, 1901);
+    assert_failed(gw, &legacy(gw, mgr, pw, &format!("user_logins={p}_a&email=2")), 400, 1905);
+    assert_failed(gw, &legacy(gw, mgr, pw, "email=1"), 400, 1903);
+    assert_failed(gw, &legacy(gw, mgr, pw, "user_logins=%20,%20"), 400, 1903);
+    let put = curl(&["-X", "PUT", "-H", "X-Requested-With: x", "-u", &basic, &url]);
+    assert_failed(gw, &put, 405, 1921);
+
+    // Oversize input, as a form body.
+    let big = common::scratch_dir("big").join("body");
+    std::fs::write(&big, format!("user_logins={}", "x,".repeat(100_000))).unwrap();
+    let oversize = curl(&[
+        "-H",
+        "X-Requested-With: x",
+        "-u",
+        &basic,
+        "--data-binary",
+        &format!("@{}", big.display()),
+        &gw.url(API),
+    ]);
+    assert_failed(gw, &oversize, 400, 1907);
+
+    // A POSTed form body works like a query string.
+    let posted = curl(&[
+        "-H",
+        "X-Requested-With: x",
+        "-u",
+        &basic,
+        "--data",
+        &format!("user_logins={p}_a&email=1"),
+        &gw.url(API),
+    ]);
+    assert_reply(gw, &posted, 200, "SUCCESS");
+
+    // No permission at all: a Reader.
+    member(gw, &token, &format!("{p}_reader"), Role::Reader, "").await;
+    let reader = legacy(gw, &format!("{p}_reader"), MEMBER_PASSWORD, &format!("user_logins={p}_a"));
+    assert_failed(gw, &reader, 403, 2100);
+
+    // Inactive account with the right password.
+    member(gw, &token, &format!("{p}_idle"), Role::Manager, "").await;
+    users_client(gw)
+        .await
+        .set_user_status(bearer(
+            pb::SetUserStatusRequest {
+                user_login: format!("{p}_idle"),
+                status: pb::UserStatus::Inactive.into(),
+                reason: String::new(),
+            },
+            &token,
+        ))
+        .await
+        .unwrap();
+    let idle = legacy(gw, &format!("{p}_idle"), MEMBER_PASSWORD, &format!("user_logins={p}_a"));
+    assert_failed(gw, &idle, 409, 2002);
+
+    // A second factor has no place in this API.
+    let token_holder = format!("{p}_tok");
+    member(gw, &token, &token_holder, Role::Manager, "").await;
+    users_client(gw)
+        .await
+        .assign_token(bearer(pb::AssignTokenRequest { user_login: token_holder.clone() }, &token))
+        .await
+        .unwrap();
+    let second_factor = legacy(gw, &token_holder, MEMBER_PASSWORD, &format!("user_logins={p}_a"));
+    assert_failed(gw, &second_factor, 403, 2013);
+
+    // Locked after repeated wrong passwords.
+    let locked_login = format!("{p}_locked");
+    member(gw, &token, &locked_login, Role::Manager, "").await;
+    for _ in 0..6 {
+        assert_failed(gw, &legacy(gw, &locked_login, "not my password", &format!("user_logins={p}_a")), 401, 2000);
+    }
+    let locked = legacy(gw, &locked_login, MEMBER_PASSWORD, &format!("user_logins={p}_a"));
+    assert_failed(gw, &locked, 409, 2012);
+}
+
+async fn logins_are_trimmed_collapsed_and_all_means_everyone(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (t, token) = manager(gw).await;
+    let p = &t.prefix;
+    for name in ["x", "y"] {
+        create_user(gw, &token, &format!("{p}_{name}"), Role::Reader, "").await;
+    }
+    let basic = format!("{}:{}", t.manager_login, t.manager_password);
+    let messy = curl(&[
+        "-G",
+        "-H",
+        "X-Requested-With: x",
+        "-u",
+        &basic,
+        "--data-urlencode",
+        &format!("user_logins=  {p}_x , {p}_x,,\t{p}_y  ,{p}_x"),
+        "--data-urlencode",
+        "email=0",
+        &gw.url(API),
+    ]);
+    assert_reply(gw, &messy, 200, "SUCCESS");
+    assert_eq!(elements(&messy.body, "USER_LOGIN"), [format!("{p}_x"), format!("{p}_y")]);
+
+    let all = legacy(gw, &t.manager_login, &t.manager_password, "user_logins=all&email=0");
+    assert_reply(gw, &all, 200, "SUCCESS");
+    let logins = elements(&all.body, "USER_LOGIN");
+    assert!(logins.contains(&format!("{p}_x")) && logins.contains(&format!("{p}_y")), "{logins:?}");
+    assert!(!logins.contains(&t.manager_login), "`all` excludes the caller");
+    assert_eq!(passwords(&all.body).len(), logins.len());
+}
+
+async fn concurrent_gateway_requests_all_succeed(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (t, token) = manager(gw).await;
+    let logins: Vec<String> = (0..6).map(|i| format!("{}_c{i}", t.prefix)).collect();
+    for login in &logins {
+        create_user(gw, &token, login, Role::Reader, "").await;
+    }
+    let replies: Vec<HttpResponse> = std::thread::scope(|scope| {
+        let calls: Vec<_> = logins
+            .iter()
+            .map(|login| {
+                let query = format!("user_logins={login}&email=0");
+                let (user, password) = (t.manager_login.clone(), t.manager_password.clone());
+                scope.spawn(move || legacy(gw, &user, &password, &query))
+            })
+            .collect();
+        calls.into_iter().map(|call| call.join().expect("curl thread")).collect()
+    });
+    for (login, reply) in logins.iter().zip(&replies) {
+        assert_reply(gw, reply, 200, "SUCCESS");
+        assert_eq!(elements(&reply.body, "USER_LOGIN"), std::slice::from_ref(login));
+        common::login(gw, login, &passwords(&reply.body)[0]).await;
+    }
+}
+
+// ---- pages ----------------------------------------------------------------
+
+async fn activation_links_survive_scanners_and_are_redeemed_once(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (t, token) = manager(gw).await;
+    let target = format!("{}_r", t.prefix);
+    create_user(gw, &token, &target, Role::Reader, "").await;
+    let reset = legacy(gw, &t.manager_login, &t.manager_password, &format!("user_logins={target}&email=1"));
+    assert_reply(gw, &reset, 200, "SUCCESS");
+    let link = latest_link(gw, &target, "password_reset").await;
+    let page_url = gw.url(&format!("/activate/{link}"));
+
+    // A scanner's GET and HEAD see the button and consume nothing.
+    let get = curl(&[&page_url]);
+    assert_eq!(get.status, 200, "{}", get.body);
+    assert!(get.body.contains("Show my new password") && get.body.contains(&target), "{}", get.body);
+    assert!(!get.body.contains("<script"), "no script on the link page");
+    assert_security_headers(&get);
+    assert_eq!(get.header("cache-control"), Some("no-store"));
+    let head = curl(&["-I", &page_url]);
+    assert_eq!(head.status, 200);
+    assert!(link_is_valid(gw, &link).await, "GET and HEAD leave the link valid");
+
+    // Cross-site posts are refused and consume nothing.
+    let forged = curl(&["-X", "POST", "-H", "Origin: https://evil.example", "--data", "", &page_url]);
+    assert_eq!(forged.status, 403);
+    let forged = curl(&["-X", "POST", "-H", "Sec-Fetch-Site: cross-site", "--data", "", &page_url]);
+    assert_eq!(forged.status, 403);
+    assert!(link_is_valid(gw, &link).await);
+
+    // The button: the password, once.
+    let origin = gw.base.clone();
+    let shown = curl(&["-X", "POST", "-H", &format!("Origin: {origin}"), "--data", "", &page_url]);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    assert_eq!(shown.header("cache-control"), Some("no-store"));
+    let password = shown_password(&shown.body);
+    common::login(gw, &target, &password).await;
+
+    for again in [curl(&[&page_url]), curl(&["-X", "POST", "--data", "", &page_url])] {
+        assert_eq!(again.status, 404);
+        assert!(again.body.contains("The activation key is not valid"), "{}", again.body);
+        assert!(again.body.contains("href=\"/forgot-password\""), "{}", again.body);
+    }
+    assert_eq!(curl(&[&gw.url("/activate/not-a-real-token")]).status, 404);
+}
+
+async fn welcome_links_ask_for_a_new_password(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (t, token) = manager(gw).await;
+    let login = format!("{}_w", t.prefix);
+    create_user(gw, &token, &login, Role::Reader, "").await;
+    let link = latest_link(gw, &login, "welcome").await;
+    let page_url = gw.url(&format!("/activate/{link}"));
+
+    assert!(curl(&[&page_url]).body.contains("Choose my password"));
+    let form = curl(&["-X", "POST", "--data", "", &page_url]);
+    assert_eq!(form.status, 200);
+    assert!(form.body.contains("name=\"new_password\"") && form.body.contains("name=\"confirm_password\""));
+    assert!(form.body.contains("<ul id=\"rules\""), "policy hints: {}", form.body);
+    assert!(link_is_valid(gw, &link).await, "showing the form consumes nothing");
+
+    let mismatch = curl(&["--data", "new_password=aaaa&confirm_password=bbbb", &page_url]);
+    assert_eq!(mismatch.status, 400);
+    assert!(mismatch.body.contains("not the same"), "{}", mismatch.body);
+    let weak = curl(&["--data", "new_password=short&confirm_password=short", &page_url]);
+    assert_eq!(weak.status, 400, "{}", weak.body);
+    assert!(weak.body.contains("class=\"error\""), "{}", weak.body);
+    assert!(link_is_valid(gw, &link).await);
+
+    let chosen = "violet canyon lantern drift";
+    let done = curl(&[
+        "--data-urlencode",
+        &format!("new_password={chosen}"),
+        "--data-urlencode",
+        &format!("confirm_password={chosen}"),
+        &page_url,
+    ]);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("is set"), "{}", done.body);
+    common::login(gw, &login, chosen).await;
+    assert!(curl(&[&page_url]).body.contains("The activation key is not valid"));
+}
+
+fn captcha_of(page: &str) -> (String, u32) {
+    let attribute = |name: &str| {
+        let start = page.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
+        page[start..start + page[start..].find('"').unwrap()].to_owned()
+    };
+    (attribute("data-challenge"), attribute("data-bits").parse().unwrap())
+}
+
+async fn forgot_password_answers_the_same_whatever_the_outcome(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (t, _) = manager(gw).await;
+    let page_url = gw.url("/forgot-password");
+    let mut answers = Vec::new();
+    for (login, email) in [
+        (t.manager_login.clone(), format!("{}@example.com", t.prefix)),
+        (format!("{}_nobody", t.prefix), "nobody@example.com".to_owned()),
+    ] {
+        let form = curl(&[&page_url]);
+        assert_eq!(form.status, 200);
+        assert_security_headers(&form);
+        assert!(form.header("content-security-policy").unwrap().contains("script-src 'sha256-"));
+        let (challenge, bits) = captcha_of(&form.body);
+        let nonce = identity::crypto::captcha::solve(&challenge, bits).to_string();
+        let sent = curl(&[
+            "--data-urlencode",
+            &format!("user_login={login}"),
+            "--data-urlencode",
+            &format!("email={email}"),
+            "--data-urlencode",
+            &format!("challenge={challenge}"),
+            "--data-urlencode",
+            &format!("nonce={nonce}"),
+            &page_url,
+        ]);
+        assert_eq!(sent.status, 200, "{}", sent.body);
+        answers.push(sent.body);
+    }
+    assert_eq!(answers[0], answers[1], "no enumeration");
+    assert!(answers[0].contains("id=\"done\""));
+    common::assert_mail_sent(gw, &t.manager_login, "forgot_password").await;
+
+    let (challenge, _) = captcha_of(&curl(&[&page_url]).body);
+    let unsolved = curl(&[
+        "--data-urlencode",
+        &format!("user_login={}", t.manager_login),
+        "--data-urlencode",
+        "email=x@example.com",
+        "--data-urlencode",
+        &format!("challenge={challenge}"),
+        "--data-urlencode",
+        "nonce=",
+        &page_url,
+    ]);
+    assert_eq!(unsolved.status, 400, "{}", unsolved.body);
+    assert!(unsolved.body.contains("class=\"error\"") && unsolved.body.contains("data-challenge"));
+    let forged = curl(&["-H", "Origin: https://evil.example", "--data", "user_login=a", &page_url]);
+    assert_eq!(forged.status, 403);
+}
+
+async fn status_keys_and_dtd_are_served(backend: Backend) {
+    let gw = gateway_server(backend);
+    let status = curl(&[&gw.url("/status")]);
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert!(status.body.contains("All systems operational"), "{}", status.body);
+    assert_security_headers(&status);
+
+    let jwks = curl(&[&gw.url("/.well-known/jwks.json")]);
+    assert_eq!(jwks.status, 200);
+    let set: serde_json::Value = serde_json::from_str(&jwks.body).unwrap();
+    let from_grpc = common::auth_client(gw).await.get_jwks(pb::GetJwksRequest {}).await.unwrap().into_inner();
+    assert_eq!(set["keys"].as_array().unwrap().len(), from_grpc.keys.len());
+    let key = &set["keys"][0];
+    assert_eq!(
+        (key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
+    assert_eq!(key["kid"].as_str(), Some(from_grpc.keys[0].kid.as_str()));
+
+    let served = curl(&[&gw.url("/password_change_output.dtd")]);
+    assert_eq!(served.body, identity::gateway::DTD);
+    assert!(served.header("content-type").unwrap().starts_with("application/xml-dtd"));
+    assert_eq!(curl(&[&gw.url("/nowhere")]).status, 404);
+}
+
+on_both_backends!(
+    the_api_pages_curl_commands_work,
+    every_outcome_validates_against_the_dtd,
+    logins_are_trimmed_collapsed_and_all_means_everyone,
+    concurrent_gateway_requests_all_succeed,
+    activation_links_survive_scanners_and_are_redeemed_once,
+    welcome_links_ask_for_a_new_password,
+    forgot_password_answers_the_same_whatever_the_outcome,
+    status_keys_and_dtd_are_served,
+);
+
+// ---- stories with a server of their own (SQLite) ---------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_rate_limit_is_reported_and_enforced_per_api_user() {
+    let gw = start_gateway(Backend::Sqlite, |mut config| {
+        config.gateway.rate_limit_per_user = 2;
+        config.gateway.rate_limit_window_secs = 60;
+        config
+    });
+    let (t, token) = manager(&gw).await;
+    let target = format!("{}_t", t.prefix);
+    create_user(&gw, &token, &target, Role::Reader, "").await;
+    let query = format!("user_logins={target}");
+    for remaining in ["1", "0"] {
+        let reply = legacy(&gw, &t.manager_login, &t.manager_password, &query);
+        assert_reply(&gw, &reply, 200, "SUCCESS");
+        assert_eq!(reply.header("x-ratelimit-limit"), Some("2"));
+        assert_eq!(reply.header("x-ratelimit-window-sec"), Some("60"));
+        assert_eq!(reply.header("x-ratelimit-remaining"), Some(remaining));
+    }
+    let refused = legacy(&gw, &t.manager_login, &t.manager_password, &query);
+    assert_failed(&gw, &refused, 429, 1965);
+    assert_eq!(refused.header("x-ratelimit-remaining"), Some("0"));
+    assert!(refused.header("retry-after").is_some_and(|s| s.parse::<u64>().unwrap() <= 60));
+
+    // Another API user has a budget of their own.
+    let other = format!("{}_m2", t.prefix);
+    member(&gw, &token, &other, Role::Manager, "").await;
+    let reply = legacy(&gw, &other, MEMBER_PASSWORD, &query);
+    assert_eq!(reply.header("x-ratelimit-remaining"), Some("1"), "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_speaks_https_when_given_a_certificate() {
+    let dir = common::scratch_dir("tls");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let gw = start_gateway(Backend::Sqlite, move |mut config| {
+        config.http_tls_cert = Some(cert);
+        config.http_tls_key = Some(key);
+        config
+    });
+    assert!(gw.base.starts_with("https://"), "{}", gw.base);
+    let (t, token) = manager(&gw).await;
+    let target = format!("{}_t", t.prefix);
+    create_user(&gw, &token, &target, Role::Reader, "").await;
+    let xml = shell(&format!(
+        r#"curl -k -s -S -H 'Requested-With:curl demo2' -u "{}:{}" "{}/msp/password_change.php?user_logins={target}&email=0""#,
+        t.manager_login, t.manager_password, gw.base
+    ));
+    assert!(xml.contains("<RETURN status=\"SUCCESS\">"), "{xml}");
+    assert_valid_xml(&xml, &gw.dtd_url(), identity::gateway::DTD);
+    common::login(&gw, &target, &passwords(&xml)[0]).await;
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", &format!("http://{}/status", gw.http_addr)])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("Platform status"), "no plaintext on the TLS port");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_reveals_an_admin_reset_password_once() {
+    if !browser_available() {
+        return;
+    }
+    let gw = gateway_server(Backend::Sqlite);
+    let (t, token) = manager(gw).await;
+    let target = format!("{}_browser", t.prefix);
+    create_user(gw, &token, &target, Role::Reader, "").await;
+    let reset = legacy(gw, &t.manager_login, &t.manager_password, &format!("user_logins={target}&email=1"));
+    assert_reply(gw, &reset, 200, "SUCCESS");
+    let link = latest_link(gw, &target, "password_reset").await;
+    let page_url = gw.url(&format!("/activate/{link}"));
+    let forgot_url = gw.url("/forgot-password");
+    let forgot_login = t.manager_login.clone();
+    // A mail scanner passes first.
+    assert_eq!(curl(&[&page_url]).status, 200);
+    assert_eq!(curl(&["-I", &page_url]).status, 200);
+    assert!(link_is_valid(gw, &link).await);
+
+    let browse = tokio::task::spawn_blocking(move || {
+        let browser = Browser::start();
+        browser.goto(&page_url);
+        let button = browser.find("#redeem");
+        browser.click(button.as_str());
+        let password = browser.text(&browser.find("#password"));
+        browser.goto(&page_url);
+        let invalid = browser.text(&browser.find("#invalid"));
+        let forgot_link = browser.source().contains("href=\"/forgot-password\"");
+        // The forgot-password page: the inline script (allowed by its CSP hash) solves the captcha.
+        browser.goto(&forgot_url);
+        browser.type_text(&browser.find("#user_login"), &forgot_login);
+        browser.type_text(&browser.find("#email"), "someone@example.com");
+        let submit = browser.find("button[type=submit]");
+        browser.click(&submit);
+        let confirmation = browser.text(&browser.find("#done"));
+        (password, invalid, forgot_link, confirmation)
+    });
+    let (password, invalid, forgot_link, confirmation) =
+        tokio::time::timeout(Duration::from_secs(180), browse).await.expect("the browser story ends in time").unwrap();
+    assert!(password.len() >= 16, "{password:?}");
+    common::login(gw, &target, &password).await;
+    assert_eq!(invalid, "The activation key is not valid.");
+    assert!(forgot_link);
+    assert_eq!(confirmation, identity::app::forgot::ANSWER);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_runs_alone_and_stops_on_sigterm() {
+    let gw = gateway_server(Backend::Sqlite);
+    let port = common::free_port();
+    let mut child = common::cli_command(
+        &["gateway", "--grpc", &gw.server.url()],
+        &[("IDENTITY_HTTP_ADDR", &format!("127.0.0.1:{port}"))],
+    )
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .spawn()
+    .expect("start `identity gateway`");
+    let jwks_url = format!("http://127.0.0.1:{port}/.well-known/jwks.json");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let jwks = loop {
+        let output = std::process::Command::new("curl").args(["-s", "--max-time", "5", &jwks_url]).output().unwrap();
+        if output.status.success() {
+            break String::from_utf8_lossy(&output.stdout).into_owned();
+        }
+        assert!(std::time::Instant::now() < deadline, "the standalone gateway did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(jwks.contains("\"kty\":\"OKP\""), "{jwks}");
+    let stopped = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the standalone gateway ignored SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "graceful stop exits 0: {status:?}");
+}
