@@ -207,3 +207,126 @@ print(claims["login"], claims["role"])
     assert!(output.status.success(), "PyJWT refused the token: {}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("{} MANAGER", t.manager_login));
 }
+
+async fn a_manager_renames_a_users_login_but_not_outside_their_scope(backend: Backend) {
+    let server = common::server(backend);
+    let t = tenant(server);
+    let manager = common::login_session(server, &t.manager_login, &t.manager_password).await;
+    let reader = format!("{}_old", t.prefix);
+    let session = common::member(server, &manager, &reader, pb::Role::Reader, "").await;
+    let mut auth = auth_client(server).await;
+    let rename = pb::ChangeUserLoginRequest {
+        user_login: reader.clone(),
+        new_user_login: format!("{}_new", t.prefix),
+        current_password: String::new(),
+    };
+    let renamed = auth.change_user_login(common::bearer(rename, &manager)).await.expect("renamed").into_inner();
+    assert_eq!(renamed.user_login, format!("{}_new", t.prefix));
+    let verdict = auth.validate_token(pb::ValidateTokenRequest { access_token: session.clone() }).await.unwrap();
+    assert!(!verdict.into_inner().valid, "the renamed user's sessions end");
+    login(server, &format!("{}_new", t.prefix), common::MEMBER_PASSWORD).await;
+    let back = pb::ChangeUserLoginRequest {
+        user_login: t.manager_login.clone(),
+        new_user_login: format!("{}_boss", t.prefix),
+        current_password: String::new(),
+    };
+    let reader_session = common::login_session(server, &format!("{}_new", t.prefix), common::MEMBER_PASSWORD).await;
+    let denied = auth.change_user_login(common::bearer(back, &reader_session)).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "a Reader renames nobody else");
+}
+
+async fn subscriptions_without_chosen_passwords_generate_them(backend: Backend) {
+    let server = common::server(backend);
+    let operator = unique_operator(server).await;
+    let prefix = common::unique("g");
+    let request = pb::CreateSubscriptionRequest {
+        name: "Generated".into(),
+        login_prefix: prefix.clone(),
+        users_define_own_password: false,
+        lockout_threshold: 0,
+        manager: Some(pb::create_subscription_request::NewManager {
+            user_login: format!("{prefix}_mgr"),
+            email: "gen@example.com".into(),
+            first_name: String::new(),
+            last_name: String::new(),
+        }),
+    };
+    pb::users_client::UsersClient::new(server.channel().await)
+        .create_subscription(common::bearer(request, &operator))
+        .await
+        .unwrap();
+    let manager = format!("{prefix}_mgr");
+    let link = common::latest_link(server, &manager, "welcome").await;
+    let mut reset = common::reset_client(server).await;
+    let seen =
+        reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
+    assert!(!seen.requires_new_password, "this subscription generates passwords");
+    let first = reset
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .generated_password;
+    let session = login(server, &manager, &first).await;
+    let mut auth = auth_client(server).await;
+    let chosen =
+        pb::ChangePasswordRequest { current_password: first.clone(), new_password: "my own choice please".into() };
+    let refused = auth.change_password(common::bearer(chosen, &session.access_token)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let generate = pb::ChangePasswordRequest { current_password: first, new_password: String::new() };
+    let generated = auth.change_password(common::bearer(generate, &session.access_token)).await.unwrap().into_inner();
+    assert!(generated.generated_password.len() >= 16);
+    login(server, &manager, &generated.generated_password).await;
+}
+
+async fn unique_operator(server: &common::TestServer) -> String {
+    let login = common::unique("op");
+    let output = common::identity_cli(
+        &["operator", "create", "--login", &login, "--email", "ops@example.com", "--password-stdin"],
+        &[("IDENTITY_DATABASE_URL", &server.database_url)],
+        Some("operator pass phrase long\n"),
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    common::login_session(server, &login, "operator pass phrase long").await
+}
+
+async fn a_configured_pem_key_signs_and_retires_database_keys(backend: Backend) {
+    use base64::Engine;
+    let first = start(backend, |config| config); // creates and signs with a database key
+    let key = identity::crypto::jwt::generate_key();
+    let body = base64::engine::general_purpose::STANDARD.encode(&key.private_pkcs8_der);
+    let pem_path = common::scratch_dir("pem").join("signing.pem");
+    std::fs::write(&pem_path, format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n")).unwrap();
+    let url = first.database_url.clone();
+    let path = pem_path.clone();
+    let second = common::start_with(backend, Some(url), move |mut config| {
+        config.tokens.signing_key_file = Some(path);
+        config
+    });
+    let t = tenant(&second);
+    let session = login(&second, &t.manager_login, &t.manager_password).await;
+    let kid = jsonwebtoken::decode_header(&session.access_token).unwrap().kid.unwrap();
+    assert_eq!(kid, key.kid, "the configured key signs");
+    let verdict = auth_client(&second)
+        .await
+        .validate_token(pb::ValidateTokenRequest { access_token: session.access_token })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(verdict.valid);
+    let list = common::identity_cli(&["keys", "list"], &[("IDENTITY_DATABASE_URL", &second.database_url)], None);
+    let listing = common::stdout(&list);
+    assert!(listing.contains(&format!("{} signing", key.kid)), "{listing}");
+    assert_eq!(listing.matches("verify-only").count(), 1, "the database key now only verifies: {listing}");
+    use identity::store::keys;
+    let store = common::store(&second).await;
+    let published = keys::published(store.connection(), 0).await.unwrap();
+    let pinned = published.iter().find(|k| k.kid == key.kid).unwrap();
+    assert!(pinned.private_key.is_empty(), "the private key stays in the file");
+}
+
+on_both_backends!(
+    a_manager_renames_a_users_login_but_not_outside_their_scope,
+    subscriptions_without_chosen_passwords_generate_them,
+    a_configured_pem_key_signs_and_retires_database_keys,
+);

@@ -638,3 +638,56 @@ async fn the_gateway_runs_alone_and_stops_on_sigterm() {
     };
     assert!(status.success(), "graceful stop exits 0: {status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_matches_the_status_page() {
+    let gw = gateway_server(Backend::Sqlite);
+    let response = curl(&[&gw.url("/status.json")]);
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert!(response.header("content-type").is_some_and(|t| t.starts_with("application/json")));
+    let status: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    assert_eq!(status["overall"], "COMPONENT_STATE_OPERATIONAL");
+    let names: Vec<&str> =
+        status["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["database", "email", "signing_keys", "password_hashing", "logins"]);
+    assert!(status["checked_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let page = curl(&[&gw.url("/status")]);
+    for name in names {
+        assert!(page.body.contains(name), "the page shows {name} too");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_or_unreachable_service_still_answers_valid_xml() {
+    let gw = start_gateway(Backend::Sqlite, |mut config| {
+        config.throttle.login_per_user = 1;
+        config
+    });
+    let t = tenant(&gw);
+    let query = format!("user_logins={}", t.manager_login);
+    assert_failed(&gw, &legacy(&gw, &t.manager_login, "wrong", &query), 401, 2000);
+    let throttled = legacy(&gw, &t.manager_login, "wrong", &query);
+    assert_failed(&gw, &throttled, 429, 1966);
+
+    // A gateway whose gRPC service is gone answers 503, still valid.
+    let port = common::free_port();
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let mut child =
+        common::cli_command(&["gateway", "--grpc", &dead], &[("IDENTITY_HTTP_ADDR", &format!("127.0.0.1:{port}"))])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start `identity gateway`");
+    let dtd_url = format!("http://127.0.0.1:{port}/password_change_output.dtd");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::process::Command::new("curl").args(["-sf", "--max-time", "5", &dtd_url]).status().unwrap().success() {
+        assert!(std::time::Instant::now() < deadline, "the standalone gateway did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let reply =
+        curl(&["-H", "Requested-With:test", "-u", "a:b", &format!("http://127.0.0.1:{port}{API}?user_logins=a")]);
+    let _ = child.kill();
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(reply.body.contains("number=\"1999\""), "{}", reply.body);
+    assert_valid_xml(&reply.body, "http://127.0.0.1:8080/password_change_output.dtd", identity::gateway::DTD);
+}

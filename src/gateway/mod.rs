@@ -94,6 +94,7 @@ pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router
         .route("/activate/{token}", get(pages::activation_page).post(pages::activation_submit))
         .route("/forgot-password", get(pages::forgot_page).post(pages::forgot_submit))
         .route("/status", get(pages::status_page))
+        .route("/status.json", get(pages::status_json))
         .route("/.well-known/jwks.json", get(pages::jwks))
         .route("/", get(pages::home))
         .fallback(pages::not_found)

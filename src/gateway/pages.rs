@@ -371,6 +371,48 @@ pub async fn status_page(State(state): State<AppState>, ClientIp(client): Client
     }
 }
 
+/// The same status as `/status`, for monitors: component states as the
+/// proto spells them (`COMPONENT_STATE_OPERATIONAL`, …), times in RFC 3339.
+pub async fn status_json(State(state): State<AppState>, ClientIp(client): ClientIp) -> Response {
+    let stamp = |ts: &Option<prost_types::Timestamp>| {
+        ts.as_ref()
+            .and_then(|ts| OffsetDateTime::from_unix_timestamp(ts.seconds).ok())
+            .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+    };
+    match state.clients.platform().get_status(call(pb::GetStatusRequest {}, client, None)).await {
+        Ok(response) => {
+            let status = response.into_inner();
+            let body = serde_json::json!({
+                "platform": status.platform.as_ref().map(|p| serde_json::json!({
+                    "id": p.id, "code": p.code, "login_url": p.login_url, "api_url": p.api_url,
+                })),
+                "overall": status.overall().as_str_name(),
+                "components": status.components.iter().map(|c| serde_json::json!({
+                    "name": c.name, "state": c.state().as_str_name(), "detail": c.detail,
+                })).collect::<Vec<_>>(),
+                "maintenance_windows": status.maintenance_windows.iter().map(|m| serde_json::json!({
+                    "id": m.id, "title": m.title, "start_time": stamp(&m.start_time),
+                    "end_time": stamp(&m.end_time), "components": m.components,
+                })).collect::<Vec<_>>(),
+                "checked_at": stamp(&status.checked_at),
+            });
+            let code = if status.overall() == pb::ComponentState::Operational {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            (code, Json(body)).into_response()
+        }
+        Err(error) => {
+            let body = serde_json::json!({
+                "overall": pb::ComponentState::Outage.as_str_name(),
+                "error": format!("the identity service cannot be reached ({:?})", error.code()),
+            });
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
+}
+
 async fn fallback_status(state: &AppState, checked_at: String) -> Response {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
     let answer = state.clients.health().check(HealthCheckRequest { service: String::new() }).await;
