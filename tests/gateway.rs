@@ -687,6 +687,7 @@ async fn a_throttled_or_unreachable_service_still_answers_valid_xml() {
     let reply =
         curl(&["-H", "Requested-With:test", "-u", "a:b", &format!("http://127.0.0.1:{port}{API}?user_logins=a")]);
     let _ = child.kill();
+    let _ = child.wait();
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert!(reply.body.contains("number=\"1999\""), "{}", reply.body);
     assert_valid_xml(&reply.body, "http://127.0.0.1:8080/password_change_output.dtd", identity::gateway::DTD);
