@@ -55,6 +55,8 @@ pub struct Config {
     pub hashing: HashingConfig,
     pub activation: ActivationConfig,
     pub reset: ResetConfig,
+    /// Rules for chosen passwords (generated ones satisfy them too).
+    pub password_policy: crate::domain::password_policy::PasswordPolicy,
     pub second_factor: SecondFactorConfig,
     pub tokens: TokenConfig,
     pub bootstrap: BootstrapConfig,
@@ -452,6 +454,7 @@ impl Default for Config {
             hashing: HashingConfig::default(),
             activation: ActivationConfig::default(),
             reset: ResetConfig::default(),
+            password_policy: crate::domain::password_policy::PasswordPolicy::default(),
             second_factor: SecondFactorConfig::default(),
             tokens: TokenConfig::default(),
             bootstrap: BootstrapConfig::default(),
@@ -533,6 +536,16 @@ impl Config {
         }
         if self.second_factor.issuer.trim().is_empty() || self.second_factor.issuer.contains(':') {
             return Err(bad("second_factor.issuer", "must be a name without ':'"));
+        }
+        let policy = &self.password_policy;
+        if !(8..=128).contains(&policy.min_length) {
+            return Err(bad("password_policy.min_length", "must be 8 to 128"));
+        }
+        if policy.max_length < policy.min_length || policy.max_length > 1024 {
+            return Err(bad("password_policy.max_length", "must be at least `min_length` and at most 1024"));
+        }
+        if policy.min_strength > 4 {
+            return Err(bad("password_policy.min_strength", "must be a zxcvbn score, 0 to 4"));
         }
         if self.reset.admin_resets_per_hour == 0 {
             return Err(bad("reset.admin_resets_per_hour", "must be at least 1"));

@@ -325,7 +325,29 @@ async fn a_configured_pem_key_signs_and_retires_database_keys(backend: Backend) 
     assert!(pinned.private_key.is_empty(), "the private key stays in the file");
 }
 
+async fn the_password_policy_is_configurable(backend: Backend) {
+    let server = start(backend, |mut config| {
+        config.password_policy.min_length = 24;
+        config
+    });
+    let t = tenant(&server);
+    let session = login(&server, &t.manager_login, &t.manager_password).await;
+    let mut auth = auth_client(&server).await;
+    let short = pb::ChangePasswordRequest {
+        current_password: t.manager_password.clone(),
+        new_password: "zebra kettle orbit lamp".into(),
+    };
+    let refused = auth.change_password(common::bearer(short, &session.access_token)).await.unwrap_err();
+    assert!(refused.message().contains("24 to 128 characters"), "{}", refused.message());
+    let long = pb::ChangePasswordRequest {
+        current_password: t.manager_password.clone(),
+        new_password: "zebra kettle orbit lantern".into(),
+    };
+    auth.change_password(common::bearer(long, &session.access_token)).await.expect("long enough");
+}
+
 on_both_backends!(
+    the_password_policy_is_configurable,
     a_manager_renames_a_users_login_but_not_outside_their_scope,
     subscriptions_without_chosen_passwords_generate_them,
     a_configured_pem_key_signs_and_retires_database_keys,

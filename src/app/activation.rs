@@ -5,7 +5,7 @@
 use super::{App, caller::RequestContext, sessions};
 use crate::{
     crypto::{random, seal},
-    domain::{Error, Role, Secret, StatusReason, UserStatus, link::LinkPurpose, password_policy::PasswordPolicy},
+    domain::{Error, Role, Secret, StatusReason, UserStatus, link::LinkPurpose},
     store::{
         StoreError, activation,
         audit::{self, AuditRecord},
@@ -104,7 +104,11 @@ pub async fn inspect(app: &App, token: &Secret) -> Result<Result<LinkInfo, LinkP
         user_login: live.user.user_login,
         expires_at_ms: live.link.expires_at,
         requires_new_password: live.requires_new_password,
-        password_rules: if live.requires_new_password { PasswordPolicy::default().rules() } else { Vec::new() },
+        password_rules: if live.requires_new_password {
+            app.config.password_policy.clone().rules()
+        } else {
+            Vec::new()
+        },
     }))
 }
 
@@ -130,7 +134,7 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
             if new_password.is_empty() {
                 return Err(Error::invalid("new_password", "is required: choose a password"));
             }
-            PasswordPolicy::default().check(
+            app.config.password_policy.clone().check(
                 &new_password,
                 &user.user_login,
                 &[&user.email, &user.first_name, &user.last_name],
@@ -138,7 +142,7 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
             (Some(new_password), None)
         }
         (_, false) => {
-            let generated = random::password(&PasswordPolicy::default(), &user.user_login);
+            let generated = random::password(&app.config.password_policy.clone(), &user.user_login);
             (Some(generated.clone()), Some(generated))
         }
     };

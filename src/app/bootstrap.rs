@@ -8,7 +8,6 @@ use crate::{
         Error, Role, Secret, UserLogin, UserStatus,
         link::LinkPurpose,
         login::{TAIL_ALPHABET, parse_email, parse_login_prefix},
-        password_policy::PasswordPolicy,
     },
     store::{
         StoreError,
@@ -124,7 +123,7 @@ pub async fn create_subscription(
     };
     let password_hash = match &request.manager_password {
         Some(password) => {
-            PasswordPolicy::default().check(password, login.as_str(), &[&email])?;
+            app.config.password_policy.clone().check(password, login.as_str(), &[&email])?;
             Some(app.hasher.hash(password.clone()).await?)
         }
         None => None,
@@ -204,7 +203,7 @@ pub async fn create_operator(
     let email = parse_email(email)?;
     let password_hash = match &password {
         Some(password) => {
-            PasswordPolicy::default().check(password, login.as_str(), &[&email])?;
+            app.config.password_policy.clone().check(password, login.as_str(), &[&email])?;
             Some(app.hasher.hash(password.clone()).await?)
         }
         None => None,

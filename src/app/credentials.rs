@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     crypto::{password::Verification, random},
-    domain::{Error, Secret, UserLogin, password_policy::PasswordPolicy, permissions::Action},
+    domain::{Error, Secret, UserLogin, permissions::Action},
     store::{
         StoreError, activation,
         audit::{self, AuditRecord},
@@ -31,7 +31,7 @@ pub async fn change_password(
     let subscription = tenancy::find_subscription(app.store.connection(), &user.subscription_id)
         .await?
         .ok_or_else(|| Error::internal("user without subscription"))?;
-    let policy = PasswordPolicy::default();
+    let policy = app.config.password_policy.clone();
     let (password, generated) = if subscription.users_define_own_password {
         if new.is_empty() {
             return Err(Error::invalid("new_password", "is required"));

@@ -13,7 +13,6 @@ use crate::{
     domain::{
         Error, Role, Secret, StatusReason, UserStatus,
         link::LinkPurpose,
-        password_policy::PasswordPolicy,
         permissions::{Action, Decision, Denial},
     },
     mail::templates,
@@ -98,7 +97,7 @@ pub async fn reset_passwords(
     let items = resolve_targets(app, &actor, &input).await?;
 
     // Generate and hash outside the transaction, on every core.
-    let policy = PasswordPolicy::default();
+    let policy = app.config.password_policy.clone();
     let to_reset: Vec<&user::Model> = items.iter().filter_map(|item| item.target.as_ref()).collect();
     let passwords: Vec<Secret> = to_reset.iter().map(|t| random::password(&policy, &t.user_login)).collect();
     let mut hashes = app.hasher.hash_many(passwords.clone()).await?.into_iter();

@@ -69,12 +69,14 @@ const SYMBOLS: &[u8] = b"!#$%&()*+,-./:;<=?@^_{|}~";
 
 pub const GENERATED_PASSWORD_LENGTH: usize = 20;
 
-/// A generated password: 20 characters from a CSPRNG with every character
-/// class, checked against `policy` (and so against the login).
+/// A generated password: 20 characters (or the policy's minimum, if longer)
+/// from a CSPRNG with every character class, checked against `policy` (and so
+/// against the login).
 pub fn password(policy: &crate::domain::password_policy::PasswordPolicy, login: &str) -> Secret {
     let all: Vec<u8> = [LOWER, UPPER, DIGITS, SYMBOLS].concat();
+    let length = GENERATED_PASSWORD_LENGTH.max(policy.min_length);
     loop {
-        let mut chars: Vec<char> = string_from(&all, GENERATED_PASSWORD_LENGTH - 4).chars().collect();
+        let mut chars: Vec<char> = string_from(&all, length - 4).chars().collect();
         for class in [LOWER, UPPER, DIGITS, SYMBOLS] {
             let c = string_from(class, 1).chars().next().unwrap_or('x');
             let at = rand::rng().random_range(0..=chars.len());

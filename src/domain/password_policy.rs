@@ -3,7 +3,8 @@
 
 use super::{Error, Secret};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct PasswordPolicy {
     pub min_length: usize,
     pub max_length: usize,
