@@ -24,7 +24,8 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     /// Legacy gateway and pages listen address (`IDENTITY_HTTP_ADDR`).
     pub http_addr: SocketAddr,
-    /// Prometheus `/metrics` listen address (`IDENTITY_METRICS_ADDR`); unset: no metrics listener.
+    /// Reserved for the Prometheus `/metrics` listener (`IDENTITY_METRICS_ADDR`), which
+    /// is not built yet: setting it only logs a warning.
     pub metrics_addr: Option<SocketAddr>,
     /// `sqlite://path` or `postgres://…` (`IDENTITY_DATABASE_URL`).
     pub database_url: String,

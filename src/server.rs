@@ -52,6 +52,9 @@ impl Server {
         let grpc_addr = grpc_listener.local_addr()?;
         let gateway = Gateway::bind(&config, &gateway::loopback_url(grpc_addr)).await?;
         let mail = Transport::from_config(&config).context("cannot set up email delivery")?;
+        if let Some(addr) = config.metrics_addr {
+            tracing::warn!(%addr, "metrics_addr is set, but the metrics listener is not built yet: nothing listens there");
+        }
         let app = Arc::new(App::start(config, store).await?);
         let first_run = bootstrap_if_empty(&app).await?;
         Ok(Self { app, grpc_listener, grpc_addr, gateway, first_run, mail })
