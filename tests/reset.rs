@@ -459,7 +459,35 @@ async fn hourly_reset_counts_survive_housekeeping(backend: Backend) {
     assert_eq!(fourth.results[0].reason(), ResetReason::Throttled);
 }
 
+async fn concurrent_resets_leave_one_live_link(backend: Backend) {
+    let server = server(backend);
+    let (t, token) = manager_session(server).await;
+    let target = format!("{}_twice", t.prefix);
+    create_user(server, &token, &target, Role::Reader, "").await;
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let (mut reset, token, target) = (reset_client(server).await, token.clone(), target.clone());
+        calls.push(tokio::spawn(async move { reset.reset_passwords(bearer(batch(&[&target], true), &token)).await }));
+    }
+    for call in calls {
+        assert!(call.await.unwrap().expect("each batch commits").into_inner().results[0].changed);
+    }
+    use identity::store::entities::activation_token;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let store = common::store(server).await;
+    let user = identity::store::users::find_by_login(store.connection(), &target).await.unwrap().unwrap();
+    let live = activation_token::Entity::find()
+        .filter(activation_token::Column::UserId.eq(user.id))
+        .filter(activation_token::Column::UsedAt.is_null())
+        .filter(activation_token::Column::SupersededAt.is_null())
+        .count(store.connection())
+        .await
+        .unwrap();
+    assert_eq!(live, 1, "only the newest link stays live");
+}
+
 on_both_backends!(
+    concurrent_resets_leave_one_live_link,
     hourly_reset_counts_survive_housekeeping,
     the_emailed_link_arrives_over_smtp_and_works,
     a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes,

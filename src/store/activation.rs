@@ -15,6 +15,12 @@ pub struct NewLink<'a> {
 
 /// Supersedes the user's live links of the same purpose, then stores the new one.
 pub async fn issue<C: ConnectionTrait>(conn: &C, link: NewLink<'_>, now_ms: i64) -> StoreResult<()> {
+    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Serialise issuers per user: under READ COMMITTED the UPDATE below cannot see
+        // a link another open transaction is inserting, and both would stay live.
+        // (SQLite writers are serialised already by BEGIN IMMEDIATE.)
+        super::sql::execute(conn, "SELECT 1 FROM users WHERE id = $1 FOR UPDATE", [link.user_id.into()]).await?;
+    }
     activation_token::Entity::update_many()
         .col_expr(activation_token::Column::SupersededAt, Expr::value(now_ms))
         .filter(activation_token::Column::UserId.eq(link.user_id))
