@@ -104,11 +104,7 @@ pub async fn inspect(app: &App, token: &Secret) -> Result<Result<LinkInfo, LinkP
         user_login: live.user.user_login,
         expires_at_ms: live.link.expires_at,
         requires_new_password: live.requires_new_password,
-        password_rules: if live.requires_new_password {
-            app.config.password_policy.clone().rules()
-        } else {
-            Vec::new()
-        },
+        password_rules: if live.requires_new_password { app.config.password_policy.rules() } else { Vec::new() },
     }))
 }
 
@@ -134,7 +130,7 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
             if new_password.is_empty() {
                 return Err(Error::invalid("new_password", "is required: choose a password"));
             }
-            app.config.password_policy.clone().check(
+            app.config.password_policy.check(
                 &new_password,
                 &user.user_login,
                 &[&user.email, &user.first_name, &user.last_name],
@@ -142,7 +138,7 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
             (Some(new_password), None)
         }
         (_, false) => {
-            let generated = random::password(&app.config.password_policy.clone(), &user.user_login);
+            let generated = random::password(&app.config.password_policy, &user.user_login);
             (Some(generated.clone()), Some(generated))
         }
     };

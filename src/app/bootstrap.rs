@@ -121,13 +121,7 @@ pub async fn create_subscription(
         Some(login) => UserLogin::parse(login)?,
         None => generate_login(app, &prefix).await?,
     };
-    let password_hash = match &request.manager_password {
-        Some(password) => {
-            app.config.password_policy.clone().check(password, login.as_str(), &[&email])?;
-            Some(app.hasher.hash(password.clone()).await?)
-        }
-        None => None,
-    };
+    let password_hash = first_password_hash(app, request.manager_password.as_ref(), &login, &email).await?;
 
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
@@ -201,13 +195,7 @@ pub async fn create_operator(
 ) -> Result<Bootstrapped, Error> {
     let login = UserLogin::parse(login)?;
     let email = parse_email(email)?;
-    let password_hash = match &password {
-        Some(password) => {
-            app.config.password_policy.clone().check(password, login.as_str(), &[&email])?;
-            Some(app.hasher.hash(password.clone()).await?)
-        }
-        None => None,
-    };
+    let password_hash = first_password_hash(app, password.as_ref(), &login, &email).await?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
     let subscription = match tenancy::find_subscription_by_prefix(&txn, OPERATOR_PREFIX).await? {
@@ -287,6 +275,22 @@ pub async fn generate_login(app: &App, prefix: &str) -> Result<UserLogin, Error>
         }
     }
     Err(Error::internal("no free login found after 16 random tails"))
+}
+
+/// A first password given on the command line: checked against the policy, hashed.
+async fn first_password_hash(
+    app: &App,
+    password: Option<&Secret>,
+    login: &UserLogin,
+    email: &str,
+) -> Result<Option<String>, Error> {
+    match password {
+        Some(password) => {
+            app.config.password_policy.check(password, login.as_str(), &[email])?;
+            Ok(Some(app.hasher.hash(password.clone()).await?))
+        }
+        None => Ok(None),
+    }
 }
 
 fn duplicate_as(error: StoreError, message: String) -> Error {

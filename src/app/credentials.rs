@@ -31,7 +31,7 @@ pub async fn change_password(
     let subscription = tenancy::find_subscription(app.store.connection(), &user.subscription_id)
         .await?
         .ok_or_else(|| Error::internal("user without subscription"))?;
-    let policy = app.config.password_policy.clone();
+    let policy = &app.config.password_policy;
     let (password, generated) = if subscription.users_define_own_password {
         if new.is_empty() {
             return Err(Error::invalid("new_password", "is required"));
