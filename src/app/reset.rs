@@ -99,7 +99,7 @@ pub async fn reset_passwords(
     // Generate and hash outside the transaction, on every core.
     let policy = &app.config.password_policy;
     let to_reset: Vec<&user::Model> = items.iter().filter_map(|item| item.target.as_ref()).collect();
-    let passwords: Vec<Secret> = to_reset.iter().map(|t| random::password(&policy, &t.user_login)).collect();
+    let passwords: Vec<Secret> = to_reset.iter().map(|t| random::password(policy, &t.user_login)).collect();
     let mut hashes = app.hasher.hash_many(passwords.clone()).await?.into_iter();
     let mut passwords = passwords.into_iter();
 
