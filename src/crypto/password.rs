@@ -92,14 +92,19 @@ impl PasswordHasher {
     }
 
     /// Hashes many secrets, in parallel on every worker. A batch waits for
-    /// workers instead of being refused: it was admitted as one request.
+    /// workers instead of being refused (it is one request), but keeps at most
+    /// one hash per worker in the queue, so a login arriving meanwhile waits
+    /// about one hash, not the whole batch.
     pub async fn hash_many(&self, secrets: Vec<Secret>) -> Result<Vec<String>, Error> {
+        let in_flight = Arc::new(Semaphore::new(self.inner.worker_count));
         let mut tasks = tokio::task::JoinSet::new();
         for (index, secret) in secrets.into_iter().enumerate() {
             let this = self.clone();
             let params = self.inner.params.clone();
+            let turn = Arc::clone(&in_flight).acquire_owned().await.map_err(Error::internal)?;
             tasks.spawn(async move {
                 let hash = this.run(None, move || hash_blocking(&params, secret.expose())).await;
+                drop(turn);
                 (index, hash)
             });
         }
@@ -280,6 +285,24 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
         assert!(hasher.hash(Secret::new("b")).await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_login_during_a_batch_does_not_wait_for_the_whole_batch() {
+        let slow = Argon2Config { memory_kib: 4 * 1024, iterations: 4, ..cheap() };
+        let hasher = pool(&slow, 1, 4);
+        let batch = {
+            let hasher = hasher.clone();
+            tokio::spawn(
+                async move { hasher.hash_many((0..12).map(|i| Secret::new(format!("pw{i}"))).collect()).await },
+            )
+        };
+        while hasher.busy_workers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(hasher.verify(Secret::new("x"), None).await.unwrap(), Verification::Mismatch);
+        assert!(!batch.is_finished(), "the login was served between the batch's hashes");
+        assert_eq!(batch.await.unwrap().unwrap().len(), 12);
     }
 
     #[tokio::test]
