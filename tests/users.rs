@@ -66,20 +66,8 @@ async fn new_users_start_pending_with_a_welcome_email_and_contacts_get_nothing(b
         .user
         .unwrap();
     assert_eq!(still.status(), UserStatus::Active, "guessing a Contact's login locks nothing");
-    let reset = reset_client(server)
-        .await
-        .reset_passwords(bearer(
-            pb::ResetPasswordsRequest {
-                user_logins: vec![contact.user_login.clone()],
-                all: false,
-                notify_by_email: false,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reset.results[0].reason(), pb::ResetReason::Contact);
+    let reset = common::reset_results(server, &token, &[&contact.user_login]).await;
+    assert_eq!(reset[0].reason(), pb::ResetReason::Contact);
 }
 
 async fn unit_managers_see_and_change_only_their_own_unit(backend: Backend) {
@@ -133,21 +121,9 @@ async fn unit_managers_see_and_change_only_their_own_unit(backend: Backend) {
     };
     users.create_user(bearer(new_red, &um)).await.expect("a Unit Manager creates in their unit");
 
-    let reset = reset_client(server)
-        .await
-        .reset_passwords(bearer(
-            pb::ResetPasswordsRequest {
-                user_logins: vec![red.user_login.clone(), blue.user_login.clone()],
-                all: false,
-                notify_by_email: false,
-            },
-            &um,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(reset.results[0].changed);
-    assert_eq!((reset.results[1].changed, reset.results[1].reason()), (false, pb::ResetReason::OutOfScope));
+    let reset = common::reset_results(server, &um, &[&red.user_login, &blue.user_login]).await;
+    assert!(reset[0].changed);
+    assert_eq!((reset[1].changed, reset[1].reason()), (false, pb::ResetReason::OutOfScope));
 }
 
 async fn managers_cannot_touch_administrators_and_nobody_administers_themselves(backend: Backend) {
@@ -273,16 +249,8 @@ async fn the_status_machine_guards_every_change(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(reuse.code(), Code::AlreadyExists, "a deleted login is never reused");
-    let reset = reset_client(server)
-        .await
-        .reset_passwords(bearer(
-            pb::ResetPasswordsRequest { user_logins: vec![login.clone()], all: false, notify_by_email: false },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reset.results[0].reason(), pb::ResetReason::Deleted);
+    let reset = common::reset_results(server, &token, &[&login]).await;
+    assert_eq!(reset[0].reason(), pb::ResetReason::Deleted);
 }
 
 async fn listing_pages_stay_stable_while_users_are_added(backend: Backend) {
@@ -422,20 +390,8 @@ async fn another_subscriptions_users_do_not_exist(backend: Backend) {
         ..Default::default()
     };
     assert_eq!(users.update_user(bearer(update, &token)).await.unwrap_err().code(), Code::NotFound);
-    let reset = reset_client(server)
-        .await
-        .reset_passwords(bearer(
-            pb::ResetPasswordsRequest {
-                user_logins: vec![other.manager_login.clone()],
-                all: false,
-                notify_by_email: false,
-            },
-            &token,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(reset.results[0].reason(), pb::ResetReason::UnknownUser);
+    let reset = common::reset_results(server, &token, &[&other.manager_login]).await;
+    assert_eq!(reset[0].reason(), pb::ResetReason::UnknownUser);
 }
 
 async fn bad_input_is_refused_clearly_and_writes_nothing(backend: Backend) {

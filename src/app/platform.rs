@@ -229,13 +229,7 @@ pub async fn schedule(
         now,
     )
     .await?;
-    let event = AuditRecord::new("maintenance.schedule", ctx.source_ip.clone())
-        .subscription(&operator.subscription_id)
-        .actor(&operator.id, &operator.user_login)
-        .detail(format!("{} `{}`", window.id, window.title));
-    audit::record(&txn, event, now).await?;
-    txn.commit().await.map_err(StoreError::from)?;
-    app.status_cache.forget();
+    audit_and_commit(app, txn, &operator, "maintenance.schedule", &window, ctx, now).await?;
     Ok(window)
 }
 
@@ -254,7 +248,20 @@ pub async fn cancel(app: &App, caller: &Caller, id: &str, ctx: &RequestContext) 
             message: format!("the window `{}` is already cancelled or over", window.title),
         });
     }
-    let event = AuditRecord::new("maintenance.cancel", ctx.source_ip.clone())
+    audit_and_commit(app, txn, &operator, "maintenance.cancel", &window, ctx, now).await
+}
+
+/// Records what the operator did to `window`, commits, and drops the cached status.
+async fn audit_and_commit(
+    app: &App,
+    txn: sea_orm::DatabaseTransaction,
+    operator: &crate::store::entities::user::Model,
+    action: &'static str,
+    window: &maintenance_window::Model,
+    ctx: &RequestContext,
+    now: i64,
+) -> Result<(), Error> {
+    let event = AuditRecord::new(action, ctx.source_ip.clone())
         .subscription(&operator.subscription_id)
         .actor(&operator.id, &operator.user_login)
         .detail(format!("{} `{}`", window.id, window.title));

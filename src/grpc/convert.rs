@@ -18,6 +18,11 @@ pub fn timestamp(ms: i64) -> Option<Timestamp> {
     Some(Timestamp { seconds: ms.div_euclid(1000), nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0) })
 }
 
+/// Milliseconds since the epoch of an optional proto timestamp.
+pub fn timestamp_ms(timestamp: Option<Timestamp>) -> Option<i64> {
+    timestamp.map(|t| t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos / 1_000_000)))
+}
+
 /// The caller the authentication layer established.
 pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
     request
@@ -135,6 +140,14 @@ mod tests {
     fn timestamps_split_milliseconds() {
         assert_eq!(timestamp(1_500), Some(Timestamp { seconds: 1, nanos: 500_000_000 }));
         assert_eq!(timestamp(-1), Some(Timestamp { seconds: -1, nanos: 999_000_000 }));
+    }
+
+    #[test]
+    fn timestamps_and_milliseconds_round_trip() {
+        for ms in [0, 1_500, 1_700_000_000_123] {
+            assert_eq!(timestamp_ms(timestamp(ms)), Some(ms));
+        }
+        assert_eq!(timestamp_ms(None), None);
     }
 
     #[test]

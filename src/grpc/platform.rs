@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{caller, context, timestamp};
+use super::convert::{caller, context, timestamp, timestamp_ms};
 use crate::{
     app::{
         App,
@@ -56,10 +56,6 @@ fn window_to_proto(window: &maintenance_window::Model) -> pb::MaintenanceWindow 
     }
 }
 
-fn millis(timestamp: Option<prost_types::Timestamp>) -> Option<i64> {
-    timestamp.map(|t| t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos / 1_000_000)))
-}
-
 #[tonic::async_trait]
 impl Platform for PlatformService {
     async fn locate_platform(
@@ -103,8 +99,8 @@ impl Platform for PlatformService {
         let body = request.into_inner();
         let input = WindowInput {
             title: body.title,
-            starts_at_ms: millis(body.start_time),
-            ends_at_ms: millis(body.end_time),
+            starts_at_ms: timestamp_ms(body.start_time),
+            ends_at_ms: timestamp_ms(body.end_time),
             components: body.components,
         };
         let window = platform::schedule(&self.app, &caller, input, &ctx).await?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{caller, context, role_from_proto, status_from_proto, timestamp, user_to_proto};
+use super::convert::{caller, context, role_from_proto, status_from_proto, timestamp, timestamp_ms, user_to_proto};
 use crate::{
     app::{
         App, access, audit_log,
@@ -32,10 +32,6 @@ fn optional_role(value: i32, field: &'static str) -> Result<Option<crate::domain
         Ok(role) => Ok(role_from_proto(role)),
         Err(_) => Err(Error::invalid(field, "is not a known role")),
     }
-}
-
-fn millis(timestamp: Option<prost_types::Timestamp>) -> Option<i64> {
-    timestamp.map(|t| t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos / 1_000_000)))
 }
 
 #[tonic::async_trait]
@@ -218,8 +214,8 @@ impl Users for UsersService {
             actor_login: body.actor_login,
             target_login: body.target_login,
             action: body.action,
-            from_ms: millis(body.start_time),
-            until_ms: millis(body.end_time),
+            from_ms: timestamp_ms(body.start_time),
+            until_ms: timestamp_ms(body.end_time),
         };
         let (rows, next_page_token) = audit_log::list(&self.app, &caller, filter).await?;
         let events = rows

@@ -356,6 +356,22 @@ pub async fn create_user(
         .expect("user")
 }
 
+/// Resets `logins` as the holder of `token` (email=0) and returns the per-user results.
+pub async fn reset_results(server: &TestServer, token: &str, logins: &[&str]) -> Vec<identity::pb::ResetResult> {
+    let request = identity::pb::ResetPasswordsRequest {
+        user_logins: logins.iter().map(|l| (*l).to_owned()).collect(),
+        all: false,
+        notify_by_email: false,
+    };
+    reset_client(server)
+        .await
+        .reset_passwords(bearer(request, token))
+        .await
+        .unwrap_or_else(|status| panic!("reset {logins:?}: {status:?}"))
+        .into_inner()
+        .results
+}
+
 /// A new password for `login`, set by the holder of `token` (email=0: the
 /// password comes back and a pending account becomes active).
 pub async fn reset_password(server: &TestServer, token: &str, login: &str) -> String {
