@@ -15,7 +15,7 @@ use figment::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::domain::login::LoginRule;
+use crate::domain::{client_address::TrustedProxy, login::LoginRule};
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -50,7 +50,7 @@ pub struct Config {
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
     /// Peers whose `x-forwarded-for` is believed (the gateway, a trusted proxy).
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<TrustedProxy>,
     pub throttle: ThrottleConfig,
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
@@ -449,7 +449,10 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
             shutdown_grace_secs: 20,
-            trusted_proxies: vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)],
+            trusted_proxies: vec![
+                IpAddr::from([127, 0, 0, 1]).into(),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST).into(),
+            ],
             throttle: ThrottleConfig::default(),
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
@@ -760,6 +763,23 @@ mod tests {
             jail.set_env("IDENTITY_GRPC_ADDR", "not-an-address");
             let error = Config::load(None).unwrap_err().to_string().to_lowercase();
             assert!(error.contains("grpc_addr"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_ranges() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IDENTITY_TRUSTED_PROXIES", "[10.244.0.0/16, 127.0.0.1]");
+            let config = Config::load(None).map_err(|e| e.to_string())?;
+            let listed: Vec<String> = config.trusted_proxies.iter().map(ToString::to_string).collect();
+            assert_eq!(listed, ["10.244.0.0/16", "127.0.0.1"]);
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IDENTITY_TRUSTED_PROXIES", "[10.0.0.0/40]");
+            let error = Config::load(None).unwrap_err().to_string();
+            assert!(error.to_lowercase().contains("trusted_proxies") && error.contains("10.0.0.0/40"), "{error}");
             Ok(())
         });
     }

@@ -4,10 +4,12 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod fuzzing;
 pub mod gateway;
 pub mod grpc;
 pub mod mail;

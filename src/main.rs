@@ -70,6 +70,8 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Measure the service against its hardware limits (docs/PERFORMANCE.md).
+    Bench(identity::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -148,10 +150,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(error) = identity::telemetry::init(&config) {
-        eprintln!("identity: {error:#}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -159,7 +157,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    // The OTLP exporter's channel lives on the runtime: enter it first.
+    let telemetry = match runtime.block_on(async { identity::telemetry::init(&config) }) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("identity: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let outcome = runtime.block_on(run(cli.command, config));
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("identity: {error:#}");
@@ -190,6 +198,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             say!("identity: HTTP gateway listening on {} (gRPC service at {grpc})", gateway.url());
             gateway.serve(shutdown).await
         }
+        Command::Bench(args) => identity::bench::run(args, &config).await,
         Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Keys { action } => {
             let store = connect_migrated(&config).await?;

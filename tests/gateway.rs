@@ -11,7 +11,7 @@ use common::{
     Backend, MEMBER_PASSWORD, bearer, create_user,
     http::{
         Browser, GatewayServer, HttpResponse, assert_valid_xml, browser_available, cdata, curl, elements,
-        gateway_server, shell, start_gateway,
+        gateway_server, shell, shown_password, start_gateway,
     },
     latest_link, login_session, member, reset_client, tenant, users_client,
 };
@@ -67,24 +67,6 @@ async fn link_is_valid(gw: &GatewayServer, token: &str) -> bool {
         .unwrap()
         .into_inner()
         .valid
-}
-
-fn html_unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#x27;", "'")
-        .replace("&#39;", "'")
-        .replace("&#x2f;", "/")
-        .replace("&amp;", "&")
-}
-
-/// The text of `<output id="password" …>…</output>` on the page.
-fn shown_password(html: &str) -> String {
-    let start = html.find("id=\"password\"").expect("a password on the page");
-    let open_end = start + html[start..].find('>').unwrap() + 1;
-    let close = open_end + html[open_end..].find("</output>").unwrap();
-    html_unescape(&html[open_end..close])
 }
 
 fn assert_security_headers(response: &HttpResponse) {
@@ -194,7 +176,7 @@ async fn every_outcome_validates_against_the_dtd(backend: Backend) {
         &format!("@{}", big.display()),
         &gw.url(API),
     ]);
-    assert_failed(gw, &oversize, 400, 1907);
+    assert_failed(gw, &oversize, 413, 1907);
 
     // A POSTed form body works like a query string.
     let posted = curl(&[

@@ -4,14 +4,10 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use common::{Backend, bearer, login_session, tenant, try_login, unique};
+use common::{Backend, bearer, login_session, proxy::Proxy, tenant, try_login, unique};
 use identity::{config::PlatformEntry, pb};
-use tokio::{net::TcpListener, task::JoinHandle};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -145,12 +141,16 @@ async fn maintenance_windows_are_scheduled_listed_and_cancelled_by_operators(bac
 }
 
 async fn wait_for_health(server: &common::TestServer, wanted: ServingStatus) {
+    wait_for_service_health(server, "", wanted).await;
+}
+
+async fn wait_for_service_health(server: &common::TestServer, service: &str, wanted: ServingStatus) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let channel = tonic::transport::Channel::from_shared(server.url()).unwrap().connect().await;
         let status = match channel {
             Ok(channel) => HealthClient::new(channel)
-                .check(HealthCheckRequest { service: String::new() })
+                .check(HealthCheckRequest { service: service.to_owned() })
                 .await
                 .map(|r| r.into_inner().status())
                 .unwrap_or(ServingStatus::Unknown),
@@ -159,7 +159,7 @@ async fn wait_for_health(server: &common::TestServer, wanted: ServingStatus) {
         if status == wanted {
             return;
         }
-        assert!(Instant::now() < deadline, "health never became {wanted:?} (is {status:?})");
+        assert!(Instant::now() < deadline, "health of {service:?} never became {wanted:?} (is {status:?})");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -232,45 +232,6 @@ on_both_backends!(
     email_degrades_while_smtp_is_down_and_recovers,
 );
 
-/// A TCP proxy in front of PostgreSQL that a test can cut and restore.
-struct Proxy {
-    port: u16,
-    upstream: String,
-    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let proxy = Proxy { port: common::free_port(), upstream, tasks: Arc::default() };
-        proxy.open().await;
-        proxy
-    }
-
-    async fn open(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.expect("proxy port");
-        let (upstream, tasks) = (self.upstream.clone(), Arc::clone(&self.tasks));
-        let accept = tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                let upstream = upstream.clone();
-                let conn = tokio::spawn(async move {
-                    if let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-                tasks.lock().unwrap().push(conn);
-            }
-        });
-        self.tasks.lock().unwrap().push(accept);
-    }
-
-    /// The database becomes unreachable: no new connections, open ones die.
-    fn cut(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-    }
-}
-
 /// PostgreSQL only: an embedded SQLite file cannot become unreachable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_reports_a_database_outage_and_recovers_by_itself() {
@@ -303,6 +264,8 @@ async fn status_reports_a_database_outage_and_recovers_by_itself() {
     let status = platform_client(&server).await.get_status(pb::GetStatusRequest {}).await.unwrap().into_inner();
     assert_eq!(status.overall(), pb::ComponentState::Outage);
     wait_for_health(&server, ServingStatus::NotServing).await;
+    // Unready, not dead: the liveness probe must not restart replicas over a database outage.
+    wait_for_service_health(&server, identity::server::LIVENESS_SERVICE, ServingStatus::Serving).await;
     let refused = try_login(&server, "anyone_at_all", "password").await.unwrap_err();
     assert_eq!(refused.code(), Code::Unavailable, "a clear UNAVAILABLE while the database is away");
 

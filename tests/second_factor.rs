@@ -5,100 +5,12 @@
 mod common;
 
 use common::{
-    Backend, MEMBER_PASSWORD, bearer, login_session, member, reason, reset_client, server, tenant, users_client,
+    Backend, MEMBER_PASSWORD, bearer, login_session, member, reason, reset_client,
+    second_factor::{assign, enrolled, set_pin, start, submit},
+    server, tenant, users_client,
 };
-use identity::{crypto::totp, pb};
+use identity::pb;
 use tonic::Code;
-
-struct Token {
-    secret: Vec<u8>,
-    /// The time step of the first code a story uses; later codes use later steps.
-    step: i64,
-}
-
-impl Token {
-    fn code(&self, offset: i64) -> String {
-        totp::code_at(&self.secret, self.step + offset).unwrap()
-    }
-}
-
-fn base32_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut value, mut out) = (0u32, 0u32, Vec::new());
-    for c in text.bytes().filter(|c| *c != b'=') {
-        value = (value << 5) | ALPHABET.iter().position(|a| *a == c).expect("base32") as u32;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((value >> bits) as u8);
-        }
-    }
-    out
-}
-
-async fn assign(server: &common::TestServer, manager: &str, login: &str) -> Token {
-    let response = users_client(server)
-        .await
-        .assign_token(bearer(pb::AssignTokenRequest { user_login: login.to_owned() }, manager))
-        .await
-        .expect("token assigned")
-        .into_inner();
-    assert!(response.otpauth_uri.starts_with(&format!("otpauth://totp/identity:{login}?")), "{}", response.otpauth_uri);
-    assert!(response.qr_code_svg.starts_with("<svg") && response.qr_code_png.starts_with(b"\x89PNG"));
-    let secret = response.otpauth_uri.split("secret=").nth(1).unwrap().split('&').next().unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    Token { secret: base32_decode(secret), step: now / totp::STEP_SECS }
-}
-
-async fn start(server: &common::TestServer, login: &str, password: &str) -> pb::Challenge {
-    match common::try_login(server, login, password).await.expect("password accepted").result {
-        Some(pb::login_response::Result::Challenge(challenge)) => challenge,
-        other => panic!("expected a passcode challenge, got {other:?}"),
-    }
-}
-
-async fn submit(
-    server: &common::TestServer,
-    challenge: &pb::Challenge,
-    passcode: &str,
-) -> Result<pb::SubmitPasscodeResponse, tonic::Status> {
-    common::auth_client(server)
-        .await
-        .submit_passcode(pb::SubmitPasscodeRequest {
-            challenge_id: challenge.challenge_id.clone(),
-            passcode: passcode.to_owned(),
-        })
-        .await
-        .map(tonic::Response::into_inner)
-}
-
-async fn set_pin(
-    server: &common::TestServer,
-    challenge: &pb::Challenge,
-    pin: &str,
-) -> Result<pb::Session, tonic::Status> {
-    common::auth_client(server)
-        .await
-        .set_new_pin(pb::SetNewPinRequest { challenge_id: challenge.challenge_id.clone(), pin: pin.to_owned() })
-        .await
-        .map(|r| r.into_inner().session.expect("session"))
-}
-
-/// A user with a token and PIN `2468`, the first code (offset 0) already used.
-async fn enrolled(server: &common::TestServer, suffix: &str) -> (String, String, Token) {
-    let t = tenant(server);
-    let manager = login_session(server, &t.manager_login, &t.manager_password).await;
-    let login = format!("{}_{suffix}", t.prefix);
-    member(server, &manager, &login, pb::Role::Reader, "").await;
-    let token = assign(server, &manager, &login).await;
-    let challenge = start(server, &login, MEMBER_PASSWORD).await;
-    let next = submit(server, &challenge, &token.code(0)).await.expect("tokencode alone").result;
-    let Some(pb::submit_passcode_response::Result::Challenge(new_pin)) = next else {
-        panic!("expected NEW_PIN, got {next:?}")
-    };
-    set_pin(server, &new_pin, "2468").await.expect("PIN accepted");
-    (login, manager, token)
-}
 
 async fn first_login_sets_a_pin_then_pin_and_tokencode_log_in(backend: Backend) {
     let server = server(backend);

@@ -85,6 +85,16 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
             LinkPurpose::ForgotPassword => status == Some(UserStatus::Active),
         };
     if !usable {
+        // The user was read after the link: a redemption landing in between
+        // activates the account, and then the link's own state is the reason.
+        if let Some(current) = activation::find_by_hash(conn, &link.token_hash).await? {
+            if current.used_at.is_some() {
+                return Ok(Err(LinkProblem::Used));
+            }
+            if current.superseded_at.is_some() {
+                return Ok(Err(LinkProblem::Superseded));
+            }
+        }
         return Ok(Err(LinkProblem::AccountUnavailable));
     }
     let requires_new_password = match purpose {

@@ -37,10 +37,7 @@ impl KeyManager {
                 // Only the public half goes to the database; the private key stays in the file.
                 let public_only = NewKey { private_pkcs8_der: Vec::new(), ..key.clone() };
                 let txn = store.begin_write().await?;
-                match keys::insert(&txn, &public_only, now_ms).await {
-                    Ok(_) | Err(StoreError::Duplicate(_)) => {}
-                    Err(e) => return Err(e.into()),
-                }
+                keys::insert_if_absent(&txn, &public_only, now_ms).await?;
                 // A replaced file (say, after a leak) or earlier database keys must stop
                 // verifying once the tokens they signed have expired.
                 keys::retire_all_but(&txn, Some(&key.kid), now_ms, publish_until(config, now_ms)).await?;

@@ -26,6 +26,10 @@ use crate::{
 pub const PASSWORD_INPUT_MAX: usize = 1024;
 pub const LOGIN_INPUT_MAX: usize = 256;
 
+/// An id no row has: the paths of unknown logins run the same statements as
+/// those of real accounts, on this id, and find or change nothing.
+const NO_ROW: &str = "";
+
 pub enum LoginOutcome {
     Session(IssuedSession),
     /// The user holds a token: a passcode comes next.
@@ -48,10 +52,9 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
         }
     };
     let account = users::find_by_login(app.store.connection(), user_login).await?;
-    let stored_hash = match &account {
-        Some(user) if may_hold_password(user) => users::password_hash(app.store.connection(), &user.id).await?,
-        _ => None,
-    };
+    // Accounts without a password look theirs up too (finding none): same queries, same time.
+    let holder = account.as_ref().filter(|user| may_hold_password(user)).map_or(NO_ROW, |user| user.id.as_str());
+    let stored_hash = users::password_hash(app.store.connection(), holder).await?;
     // Unknown logins are checked against a dummy hash: same work, same time.
     let verification = match app.hasher.verify(password.clone(), stored_hash).await {
         Ok(verification) => verification,
@@ -137,19 +140,22 @@ pub(super) async fn fail(
     reason: &'static str,
 ) -> Result<(), Error> {
     // Only ACTIVE accounts that can hold a password count: Contacts never lock.
-    let Some(user) = account.filter(|u| u.status == UserStatus::Active.as_str() && may_hold_password(u)) else {
-        return record_attempt(app, account, attempted, ctx, Some(reason)).await;
-    };
-    let threshold = match tenancy::find_subscription(app.store.connection(), &user.subscription_id).await? {
+    let counting = account.filter(|u| u.status == UserStatus::Active.as_str() && may_hold_password(u));
+    // Failures that count nothing (unknown login, inactive account) still run every
+    // statement of one that counts, on no row: the time of "Invalid credentials"
+    // must not tell whether the account exists (a transaction costs round trips).
+    let subscription_id = counting.map_or(NO_ROW, |user| user.subscription_id.as_str());
+    let threshold = match tenancy::find_subscription(app.store.connection(), subscription_id).await? {
         Some(subscription) => subscription.lockout_threshold,
         None => super::bootstrap::DEFAULT_LOCKOUT_THRESHOLD,
     };
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
-    let counted = users::record_failed_login(&txn, &user.id, threshold, now).await?;
-    audit::record(&txn, login_event(user, attempted, ctx).failed(reason), now).await?;
+    let counted =
+        users::record_failed_login(&txn, counting.map_or(NO_ROW, |user| user.id.as_str()), threshold, now).await?;
+    audit::record(&txn, attempt_event(account, attempted, ctx).failed(reason), now).await?;
     let mut revoked = Vec::new();
-    if let Some(failure) = counted.filter(|f| f.locked) {
+    if let Some((user, failure)) = counting.zip(counted.filter(|f| f.locked)) {
         let event = AuditRecord::new("user.lockout", ctx.source_ip.clone())
             .subscription(&user.subscription_id)
             .target(Some(&user.id), &user.user_login)
@@ -159,6 +165,7 @@ pub(super) async fn fail(
         let mail = templates::account_locked(&user.user_login, failure.failed_logins);
         super::notify::email(app, &txn, user, &mail).await?;
         tracing::warn!(user_id = %user.id, "account locked after consecutive failed logins");
+        metrics::counter!(crate::telemetry::metrics::LOCKOUTS).increment(1);
     }
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
@@ -179,15 +186,20 @@ async fn record_attempt(
     ctx: &RequestContext,
     reason: Option<&'static str>,
 ) -> Result<(), Error> {
-    let mut event = match account {
-        Some(user) => login_event(user, attempted, ctx),
-        None => AuditRecord::new("auth.login", ctx.source_ip.clone()).target(None, truncate(attempted)),
-    };
+    let mut event = attempt_event(account, attempted, ctx);
     if let Some(reason) = reason {
         event = event.failed(reason);
     }
     audit::record(app.store.connection(), event, app.clock.now_ms()).await?;
     Ok(())
+}
+
+/// The audit row of a login attempt, on an account or on a login that names none.
+fn attempt_event(account: Option<&user::Model>, attempted: &str, ctx: &RequestContext) -> AuditRecord {
+    match account {
+        Some(user) => login_event(user, attempted, ctx),
+        None => AuditRecord::new("auth.login", ctx.source_ip.clone()).target(None, truncate(attempted)),
+    }
 }
 
 /// Unknown logins are recorded as typed, cut to the column's width.

@@ -102,27 +102,39 @@ pub async fn reset_passwords(
     let passwords: Vec<Secret> = to_reset.iter().map(|t| random::password(policy, &t.user_login)).collect();
     let mut hashes = app.hasher.hash_many(passwords.clone()).await?.into_iter();
     let mut passwords = passwords.into_iter();
+    let mut work = Vec::with_capacity(items.len());
+    for item in items {
+        let secrets = if item.target.is_some() {
+            match (passwords.next(), hashes.next()) {
+                (Some(password), Some(hash)) => Some((password, hash)),
+                _ => return Err(Error::internal("fewer hashes than targets")),
+            }
+        } else {
+            None
+        };
+        work.push((item, secrets));
+    }
+    // Rows are locked user by user in one order whatever the request's, so two
+    // batches over the same users wait for each other instead of deadlocking.
+    let mut order: Vec<usize> = (0..work.len()).collect();
+    order.sort_by_key(|&i| work[i].0.target.as_ref().map(|t| t.id.clone()));
 
     let now = app.clock.now_ms();
     let limit = i64::from(app.config.reset.admin_resets_per_hour);
     let txn = app.store.begin_write().await?;
     let mut revoked = Vec::new();
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let refuse = |refusal: NotReset| ResetOutcome {
-            user_login: item.requested.clone(),
-            password: None,
-            not_reset: Some(refusal),
+    let mut outcomes: Vec<Option<ResetOutcome>> = work.iter().map(|_| None).collect();
+    for index in order {
+        let (item, secrets) = &work[index];
+        let outcome = &mut outcomes[index];
+        let refuse = |refusal: NotReset| {
+            Some(ResetOutcome { user_login: item.requested.clone(), password: None, not_reset: Some(refusal) })
         };
-        let Some(target) = &item.target else {
+        let (Some(target), Some((password, hash))) = (&item.target, secrets) else {
             let refusal = item.refusal.unwrap_or(NotReset::UnknownUser);
             record_refusal(&txn, &actor, &item.requested, item.known_id.as_deref(), refusal, ctx, now).await?;
-            outcomes.push(refuse(refusal));
+            *outcome = refuse(refusal);
             continue;
-        };
-        let (password, hash) = match (passwords.next(), hashes.next()) {
-            (Some(password), Some(hash)) => (password, hash),
-            _ => return Err(Error::internal("fewer hashes than targets")),
         };
         // Re-check inside the transaction: the user may have changed since.
         let refused = match users::find_by_id(&txn, &target.id).await? {
@@ -131,21 +143,21 @@ pub async fn reset_passwords(
         };
         if let Some((refusal, current)) = refused {
             record_refusal(&txn, &actor, &current.user_login, Some(&current.id), refusal, ctx, now).await?;
-            outcomes.push(refuse(refusal));
+            *outcome = refuse(refusal);
             continue;
         }
         let (count, _) = rate::hit(&txn, &format!("reset:user:{}", target.id), RESET_WINDOW_MS, now).await?;
         if i64::from(count) > limit {
             record_refusal(&txn, &actor, &target.user_login, Some(&target.id), NotReset::Throttled, ctx, now).await?;
-            outcomes.push(refuse(NotReset::Throttled));
+            *outcome = refuse(NotReset::Throttled);
             continue;
         }
-        users::set_password_hash(&txn, &target.id, &hash, now).await?;
+        users::set_password_hash(&txn, &target.id, hash, now).await?;
         // Links sent before this reset (welcome, forgot-password) must not open the account.
         activation::supersede_all(&txn, &target.id, now).await?;
         revoked.extend(sessions::revoke_all(app, &txn, &target.id, "PASSWORD_RESET").await?);
         if input.notify_by_email {
-            notify(app, &txn, target, &password).await?;
+            notify(app, &txn, target, password).await?;
         } else if target.status == UserStatus::PendingActivation.as_str() {
             // The caller holds the credentials now: the account is usable (legacy API rule).
             users::change_status(
@@ -164,13 +176,13 @@ pub async fn reset_passwords(
             .target(Some(&target.id), &target.user_login)
             .detail(if input.notify_by_email { "notified by email" } else { "password returned to the caller" });
         audit::record(&txn, event, now).await?;
-        let password = (!input.notify_by_email).then_some(password);
-        outcomes.push(ResetOutcome { user_login: item.requested.clone(), password, not_reset: None });
+        let password = (!input.notify_by_email).then(|| password.clone());
+        *outcome = Some(ResetOutcome { user_login: item.requested.clone(), password, not_reset: None });
     }
     // Passwords leave only after the commit.
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
-    Ok(outcomes)
+    Ok(outcomes.into_iter().flatten().collect())
 }
 
 /// One distinct requested target: the user to reset, or why not.

@@ -1,5 +1,7 @@
 //! Opaque page tokens (AIP-158): the keyset cursor plus a fingerprint of the
-//! filters, so a token is refused when replayed with other filters or altered.
+//! filters and the cursor, so a token is refused when replayed with other
+//! filters or altered. The fingerprint is a checksum, not a signature: a
+//! forged cursor only moves where a listing starts, never what it may show.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
@@ -11,7 +13,7 @@ use super::Error;
 struct Payload {
     /// The cursor: the last key of the previous page.
     a: String,
-    /// Fingerprint of the query the token belongs to.
+    /// Fingerprint of the query the token belongs to and of the cursor.
     f: String,
 }
 
@@ -26,7 +28,7 @@ pub fn fingerprint(parts: &[&str]) -> String {
 }
 
 pub fn encode(cursor: &str, fingerprint: &str) -> String {
-    let payload = Payload { a: cursor.to_owned(), f: fingerprint.to_owned() };
+    let payload = Payload { a: cursor.to_owned(), f: self::fingerprint(&[fingerprint, cursor]) };
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(&payload).unwrap_or_default())
 }
 
@@ -41,7 +43,8 @@ pub fn decode(token: &str, fingerprint: &str) -> Result<Option<String>, Error> {
     }
     let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| invalid())?;
     let payload: Payload = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
-    if payload.f != fingerprint || payload.a.is_empty() {
+    // Only the very token `encode` writes: no other spelling of the same payload.
+    if payload.a.is_empty() || encode(&payload.a, fingerprint) != token {
         return Err(invalid());
     }
     Ok(Some(payload.a))

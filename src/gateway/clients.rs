@@ -62,5 +62,6 @@ pub fn call<T>(message: T, client: Option<IpAddr>, bearer: Option<&str>) -> toni
     {
         metadata.insert("authorization", value);
     }
+    crate::telemetry::propagation::inject_current(&mut request);
     request
 }

@@ -72,8 +72,8 @@ impl Failing {
             Failing::UnknownParameter
             | Failing::MissingParameter
             | Failing::InvalidValue
-            | Failing::InputTooLarge
             | Failing::MissingRequestedWith => StatusCode::BAD_REQUEST,
+            Failing::InputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Failing::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Failing::BadCredentials | Failing::UnsupportedAuth => StatusCode::UNAUTHORIZED,
             Failing::NoPermission | Failing::SecondFactor => StatusCode::FORBIDDEN,
@@ -95,6 +95,14 @@ pub struct Failure {
 impl Failure {
     fn new(kind: Failing, message: impl Into<String>) -> Self {
         Self { kind, message: message.into(), retry_after: None }
+    }
+
+    pub fn kind(&self) -> Failing {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
     }
 
     /// A refusal of the gRPC services, by status code and ErrorInfo reason.
@@ -147,7 +155,7 @@ pub async fn dtd() -> impl IntoResponse {
     )
 }
 
-pub async fn password_change(State(state): State<AppState>, ClientIp(client): ClientIp, request: Request) -> Response {
+pub(super) async fn password_change(State(state): State<AppState>, ClientIp(client): ClientIp, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let credentials = Credentials::from_headers(&parts.headers);
     let username = match &credentials {
@@ -238,10 +246,15 @@ async fn handle(
             return Err(Failure::new(Failing::BadCredentials, "The HTTP Basic credentials are malformed"));
         }
     };
-    let params = read_params(query, headers, body, state.settings.limits.max_body_bytes).await?;
-    let timeout = Duration::from_secs(state.settings.limits.request_timeout_secs);
-    tokio::time::timeout(timeout, reset(state, client, &user, password, params, rate)).await.unwrap_or_else(|_| {
-        Err(Failure::new(Failing::Unavailable, "The service did not answer in time: try again shortly"))
+    let limits = &state.settings.limits;
+    // A slow client's body counts against the same deadline as the service's answer,
+    // so that running out of time still answers XML.
+    let work = async {
+        let params = read_params(query, headers, body, limits.max_body_bytes).await?;
+        reset(state, client, &user, password, params, rate).await
+    };
+    tokio::time::timeout(Duration::from_secs(limits.request_timeout_secs), work).await.unwrap_or_else(|_| {
+        Err(Failure::new(Failing::Unavailable, "The request did not complete in time: try again shortly"))
     })
 }
 
@@ -332,7 +345,7 @@ fn reason_code(reason: pb::ResetReason) -> &'static str {
 
 /// How the caller authenticated: HTTP Basic only; a session cookie or any
 /// other `Authorization` scheme (a bearer token) is refused.
-enum Credentials {
+pub enum Credentials {
     Basic(String, Secret),
     Missing,
     Malformed,
@@ -340,7 +353,7 @@ enum Credentials {
 }
 
 impl Credentials {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    pub fn from_headers(headers: &HeaderMap) -> Self {
         if headers.contains_key(header::COOKIE) {
             return Credentials::Refused;
         }
@@ -388,6 +401,12 @@ async fn read_params(query: Option<&str>, headers: &HeaderMap, body: Body, max: 
 
 /// The parameters from the query string and the form body together.
 pub fn parse_params(query: &[u8], body: &[u8]) -> Result<Params, Failure> {
+    // Decoding would turn invalid UTF-8 into U+FFFD, and a mangled login would come
+    // back as an unknown user; refusing says what is wrong.
+    let utf8 = |input: &[u8]| percent_encoding::percent_decode(input).decode_utf8().is_ok();
+    if !utf8(query) || !utf8(body) {
+        return Err(Failure::new(Failing::InvalidValue, "The parameters must be UTF-8 text"));
+    }
     let mut user_logins: Option<String> = None;
     let mut email: Option<String> = None;
     let mut unknown = Vec::new();
@@ -421,12 +440,14 @@ pub fn parse_params(query: &[u8], body: &[u8]) -> Result<Params, Failure> {
     let targets = if raw.trim() == "all" {
         Targets::All
     } else {
-        let mut logins: Vec<String> = Vec::new();
-        for login in raw.split(',').map(str::trim).filter(|login| !login.is_empty()) {
-            if !logins.iter().any(|seen| seen == login) {
-                logins.push(login.to_owned());
-            }
-        }
+        // A set, not a scan of the list: a body of 128 KiB names tens of thousands of logins.
+        let mut seen = std::collections::HashSet::new();
+        let logins: Vec<String> = raw
+            .split(',')
+            .map(str::trim)
+            .filter(|login| !login.is_empty() && seen.insert(*login))
+            .map(str::to_owned)
+            .collect();
         if logins.is_empty() {
             return Err(missing());
         }
@@ -463,6 +484,9 @@ mod tests {
         assert_eq!(parse("user_logins=a&email="), Err(Failing::InvalidValue));
         assert_eq!(parse("user_logins=a&user_logins=b"), Err(Failing::InvalidValue));
         assert_eq!(parse("user_logins=a&echo_request=1"), Err(Failing::UnknownParameter));
+        assert_eq!(parse("user_logins=%FF%FE"), Err(Failing::InvalidValue));
+        assert_eq!(parse_params(b"", b"user_logins=\xC3(").map_err(|f| f.kind), Err(Failing::InvalidValue));
+        assert!(parse("user_logins=%C3%A9l%C3%A9onore").is_ok(), "percent-encoded UTF-8 is fine");
         let failure = parse_params(b"user_logins=a&x=1&y=2", b"").unwrap_err();
         assert_eq!(failure.message, "Unrecognized parameter(s): x, y");
     }

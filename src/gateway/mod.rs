@@ -4,10 +4,10 @@
 
 mod clients;
 mod http_util;
-mod legacy;
+pub mod legacy;
 mod pages;
 mod ratelimit;
-mod xml;
+pub mod xml;
 
 use std::{
     future::Future,
@@ -24,7 +24,10 @@ use axum::{
 use tokio::net::TcpListener;
 
 pub use self::clients::GrpcClients;
-use crate::config::{Config, GatewayConfig};
+use crate::{
+    config::{Config, GatewayConfig},
+    domain::client_address::TrustedProxy,
+};
 
 /// The DTD of the legacy API's reply, served at [`DTD_PATH`].
 pub const DTD: &str = include_str!("password_change_output.dtd");
@@ -37,7 +40,7 @@ pub struct Settings {
     pub public_url: String,
     pub limits: GatewayConfig,
     /// Peers whose `x-forwarded-for` is believed (as on the gRPC side).
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<TrustedProxy>,
     pub shutdown_grace: Duration,
 }
 
@@ -100,6 +103,7 @@ pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next| http_util::guard(timeout, request, next)))
+        .layer(axum::middleware::from_fn(crate::telemetry::http::trace_request))
         .with_state(state))
 }
 
@@ -110,6 +114,8 @@ pub struct Gateway {
     router: Router,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     grace: Duration,
+    /// How long a client may take to send a request's head.
+    head_timeout: Duration,
 }
 
 impl Gateway {
@@ -127,7 +133,8 @@ impl Gateway {
             .with_context(|| format!("cannot listen on {} (http_addr)", config.http_addr))?;
         let addr = listener.local_addr()?;
         let grace = settings.shutdown_grace;
-        Ok(Self { listener, addr, router: router(clients, settings)?, tls, grace })
+        let head_timeout = settings.request_timeout();
+        Ok(Self { listener, addr, router: router(clients, settings)?, tls, grace, head_timeout })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -151,7 +158,12 @@ impl Gateway {
         });
         tracing::info!(addr = %self.addr, tls = self.tls.is_some(), "HTTP gateway listening");
         let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum_server::Server::<SocketAddr>::from_listener(self.listener).handle(handle);
+        // A client that trickles its request head (slowloris) holds a connection and a
+        // task for as long as it likes unless the head has a deadline: axum-server sets none.
+        let mut server = axum_server::Server::<SocketAddr>::from_listener(self.listener)
+            .handle(handle)
+            .first_request_timeout(self.head_timeout);
+        server.http_builder().http1().header_read_timeout(self.head_timeout);
         match self.tls {
             Some(tls) => server.acceptor(axum_server::tls_rustls::RustlsAcceptor::new(tls)).serve(service).await,
             None => server.serve(service).await,

@@ -100,9 +100,16 @@ fn write_document(
                         text_element(w, "USER_LOGIN", &user.user_login)?;
                         if let Some(password) = &user.password {
                             w.write_event(Event::Start(BytesStart::new("PASSWORD")))?;
-                            // `]]>` cannot occur in generated passwords; split it anyway.
-                            for part in BytesCData::escaped(&xml_safe(password.expose())) {
-                                w.write_event(Event::CData(part))?;
+                            // Neither `]]>` nor `\r` occurs in generated passwords; both are
+                            // kept anyway: `]]>` split across two sections, and `\r` (which
+                            // parsers read inside CDATA as `\n`) as a reference between sections.
+                            for (i, line) in xml_safe(password.expose()).split('\r').enumerate() {
+                                if i > 0 {
+                                    w.write_event(Event::Text(BytesText::from_escaped("&#13;")))?;
+                                }
+                                for part in BytesCData::escaped(line) {
+                                    w.write_event(Event::CData(part))?;
+                                }
                             }
                             w.write_event(Event::End(BytesEnd::new("PASSWORD")))?;
                         }

@@ -44,8 +44,14 @@ impl Auth for AuthService {
     async fn login(&self, request: Request<pb::LoginRequest>) -> Result<Response<pb::LoginResponse>, Status> {
         let ctx = context(&request);
         let body = request.into_inner();
-        let outcome = login::login(&self.app, &body.user_login, Secret::new(body.password), &ctx).await?;
-        let result = match outcome {
+        let outcome = login::login(&self.app, &body.user_login, Secret::new(body.password), &ctx).await;
+        let label = match &outcome {
+            Ok(LoginOutcome::Session(_)) => "session",
+            Ok(LoginOutcome::Challenge(_)) => "challenge",
+            Err(error) => error.reason(),
+        };
+        metrics::counter!(crate::telemetry::metrics::LOGIN_OUTCOMES, "outcome" => label).increment(1);
+        let result = match outcome? {
             LoginOutcome::Session(issued) => login_response::Result::Session(session(issued)),
             LoginOutcome::Challenge(view) => login_response::Result::Challenge(challenge(view)),
         };

@@ -5,7 +5,6 @@
 
 use std::{
     future::Future,
-    net::IpAddr,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -14,10 +13,13 @@ use std::{
 use tonic::{Status, transport::server::TcpConnectInfo};
 use tower::{Layer, Service};
 
-use crate::app::{
-    App,
-    caller::{Caller, RequestContext},
-    sessions::{self, TokenProblem},
+use crate::{
+    app::{
+        App,
+        caller::{Caller, RequestContext},
+        sessions::{self, TokenProblem},
+    },
+    domain::client_address::TrustedProxy,
 };
 
 /// Methods anyone may call: logging in, recovering access, reading public facts.
@@ -95,6 +97,7 @@ where
             if requires_caller(request.uri().path()) {
                 match authenticate(&app, request.headers()).await {
                     Ok(caller) => {
+                        tracing::Span::current().record("identity.subscription", caller.subscription_id.as_str());
                         request.extensions_mut().insert(caller);
                     }
                     Err(status) => return Ok(status.into_http()),
@@ -135,7 +138,7 @@ fn unauthenticated(message: &str) -> Status {
 }
 
 /// The client's address, looking through trusted proxies such as the gateway.
-fn request_context<B>(request: &http::Request<B>, trusted_proxies: &[IpAddr]) -> RequestContext {
+fn request_context<B>(request: &http::Request<B>, trusted_proxies: &[TrustedProxy]) -> RequestContext {
     let peer = request.extensions().get::<TcpConnectInfo>().and_then(|info| info.remote_addr()).map(|addr| addr.ip());
     let forwarded = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
     let source = crate::domain::client_address::client_address(peer, forwarded, trusted_proxies);
@@ -171,7 +174,7 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_are_believed_only_from_trusted_proxies() {
-        let trusted = [IpAddr::from([127, 0, 0, 1])];
+        let trusted = [TrustedProxy::from(std::net::IpAddr::from([127, 0, 0, 1]))];
         let via_gateway = request_context(&request("127.0.0.1:5000", Some("203.0.113.9")), &trusted);
         assert_eq!(via_gateway.source_ip.as_deref(), Some("203.0.113.9"));
         let spoofed = request_context(&request("198.51.100.7:5000", Some("203.0.113.9")), &trusted);

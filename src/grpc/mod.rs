@@ -13,6 +13,7 @@ use std::sync::Arc;
 use self::{auth::AuthService, platform::PlatformService, reset::ResetService, users::UsersService};
 use crate::{
     app::App,
+    config::Config,
     pb::{
         auth_server::AuthServer, platform_server::PlatformServer, reset_server::ResetServer, users_server::UsersServer,
     },
@@ -31,11 +32,26 @@ pub struct Services {
 pub const SERVICE_NAMES: [&str; 4] =
     ["identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform"];
 
+/// Smallest limit on a request message, in bytes. Every request but a big
+/// ResetPasswords batch is a few KiB at most; tonic's default (4 MiB) would let
+/// any caller make each call buffer that much.
+pub const MIN_REQUEST_LIMIT_BYTES: usize = 1024 * 1024;
+
+/// Largest request message accepted: room for a ResetPasswords batch of
+/// `reset.max_batch` logins of the longest valid length, and never less than
+/// [`MIN_REQUEST_LIMIT_BYTES`]. Larger messages get OUT_OF_RANGE before decoding.
+pub fn request_limit_bytes(config: &Config) -> usize {
+    // Each login costs its bytes plus a tag and a length prefix on the wire.
+    let batch = config.reset.max_batch.saturating_mul(crate::domain::login::LOGIN_MAX + 8);
+    batch.max(MIN_REQUEST_LIMIT_BYTES)
+}
+
 pub fn services(app: Arc<App>) -> Services {
+    let limit = request_limit_bytes(&app.config);
     Services {
-        auth: AuthServer::new(AuthService::new(Arc::clone(&app))),
-        users: UsersServer::new(UsersService::new(Arc::clone(&app))),
-        reset: ResetServer::new(ResetService::new(Arc::clone(&app))),
-        platform: PlatformServer::new(PlatformService::new(app)),
+        auth: AuthServer::new(AuthService::new(Arc::clone(&app))).max_decoding_message_size(limit),
+        users: UsersServer::new(UsersService::new(Arc::clone(&app))).max_decoding_message_size(limit),
+        reset: ResetServer::new(ResetService::new(Arc::clone(&app))).max_decoding_message_size(limit),
+        platform: PlatformServer::new(PlatformService::new(app)).max_decoding_message_size(limit),
     }
 }

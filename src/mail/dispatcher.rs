@@ -12,6 +12,7 @@ use super::transport::{self, FailureKind, Transport};
 use crate::{
     app::App,
     store::{StoreResult, entities::email_outbox, outbox},
+    telemetry::metrics::EMAIL_DELIVERIES,
 };
 
 /// Rows read per query.
@@ -137,6 +138,7 @@ impl Dispatcher {
         let failure = match result {
             Ok(()) => {
                 outbox::mark_sent(conn, &email.id, now).await?;
+                metrics::counter!(EMAIL_DELIVERIES, "result" => "sent").increment(1);
                 tracing::info!(message_id, kind, attempt, "email delivered");
                 tracing::debug!(message_id, recipient = %email.recipient, "email recipient");
                 return Ok(Next::Continue);
@@ -148,12 +150,14 @@ impl Dispatcher {
         let reason = failure.summary.as_str();
         if failure.is_permanent() || i64::from(attempt) >= i64::from(mail.max_attempts) {
             outbox::mark_failed(conn, &email.id, now, &detail).await?;
+            metrics::counter!(EMAIL_DELIVERIES, "result" => "failed").increment(1);
             tracing::warn!(message_id, kind, attempt, reason, "email undeliverable, given up");
         } else {
             let failures = u32::try_from(attempt).unwrap_or(u32::MAX);
             let wait_ms = backoff_ms(mail.retry_base_ms, mail.retry_max_ms, failures);
             let next = now.saturating_add(i64::try_from(wait_ms).unwrap_or(i64::MAX));
             outbox::mark_retry(conn, &email.id, next, &detail).await?;
+            metrics::counter!(EMAIL_DELIVERIES, "result" => "retry").increment(1);
             tracing::warn!(message_id, kind, attempt, reason, retry_in_ms = wait_ms, "email not delivered, will retry");
         }
         tracing::debug!(message_id, recipient = %email.recipient, detail = %detail, "email failure");

@@ -35,6 +35,26 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, key: &NewKey, now_ms: i64) -> 
     .await?)
 }
 
+/// Like [`insert`], but a key already stored (put there by another replica
+/// configured with the same file) is left as it is. One statement: on
+/// PostgreSQL a failed INSERT would abort the surrounding transaction.
+pub async fn insert_if_absent<C: ConnectionTrait>(conn: &C, key: &NewKey, now_ms: i64) -> StoreResult<()> {
+    super::sql::execute(
+        conn,
+        "INSERT INTO signing_keys (kid, algorithm, private_key, public_key, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (kid) DO NOTHING",
+        [
+            key.kid.clone().into(),
+            ALGORITHM.into(),
+            key.private_pkcs8_der.clone().into(),
+            key.public_raw.to_vec().into(),
+            now_ms.into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Stops the current signing keys signing, but keeps them published until
 /// `publish_until_ms` so the tokens they signed keep verifying. Insert the
 /// successor in the same transaction. Returns how many keys were retired.

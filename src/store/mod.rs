@@ -51,12 +51,32 @@ fn is_unavailable(error: &DbErr) -> bool {
     use sea_orm::{RuntimeErr, sqlx};
     match error {
         DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            e.as_ref(),
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
-        ),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => match e.as_ref() {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
+            sqlx::Error::Database(db) => {
+                let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+                db.code().is_some_and(|code| is_transient_code(sqlite, &code))
+            }
+            _ => false,
+        },
         _ => false,
     }
+}
+
+/// Errors about the database's state, not the request's: storage that takes
+/// no writes now (disk full, read-only, I/O errors), a lock held too long, or
+/// a conflict the database broke by aborting this side. Retrying later helps.
+fn is_transient_code(sqlite: bool, code: &str) -> bool {
+    if sqlite {
+        // The extended result code; its low byte is the primary one:
+        // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, FULL 13.
+        return code.parse::<i32>().is_ok_and(|extended| matches!(extended & 0xff, 5 | 6 | 8 | 10 | 13));
+    }
+    // SQLSTATE: class 53 insufficient resources (53100 disk full), read-only
+    // transaction, serialization failure, deadlock.
+    code.starts_with("53") || matches!(code, "25006" | "40001" | "40P01")
 }
 
 impl From<StoreError> for Error {
@@ -77,6 +97,12 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PoolUsage {
+    pub size: u32,
+    pub idle: u32,
 }
 
 impl Store {
@@ -104,7 +130,7 @@ impl Store {
                     .foreign_keys(true)
             });
         }
-        let db = Database::connect(options).await?;
+        let db = Database::connect(options).await.map_err(|error| explain_open_failure(url, error))?;
         Ok(Self { db })
     }
 
@@ -116,6 +142,22 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    /// Connections open and idle in the pool right now.
+    pub fn pool_usage(&self) -> PoolUsage {
+        let (size, idle) = match self.backend() {
+            DbBackend::Sqlite => {
+                let pool = self.db.get_sqlite_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            DbBackend::Postgres => {
+                let pool = self.db.get_postgres_connection_pool();
+                (pool.size(), pool.num_idle())
+            }
+            _ => (0, 0),
+        };
+        PoolUsage { size, idle: u32::try_from(idle).unwrap_or(u32::MAX) }
+    }
+
     /// Starts a transaction that will write. On SQLite it takes the write
     /// lock at once (`BEGIN IMMEDIATE`): a deferred transaction that reads and
     /// then writes fails with SQLITE_BUSY_SNAPSHOT, which ignores busy_timeout.
@@ -125,6 +167,26 @@ impl Store {
             ..TransactionOptions::default()
         };
         Ok(self.db.begin_with_options(options).await?)
+    }
+
+    /// Fails when the database takes no writes: SQLite opens a read-only file
+    /// (or a file on a read-only volume) read-only without a word, and a
+    /// PostgreSQL standby answers reads only. Writes nothing that matters.
+    pub async fn check_writable(&self) -> StoreResult<()> {
+        if self.backend() == DbBackend::Sqlite {
+            // Writing the header's user_version back unchanged is a real write.
+            let version = sql::query_one(&self.db, "PRAGMA user_version", []).await?;
+            let version: i64 = version.map(|row| row.try_get_by_index(0)).transpose()?.unwrap_or(0);
+            self.db.execute_unprepared(&format!("PRAGMA user_version = {version}")).await?;
+            return Ok(());
+        }
+        let read_only = sql::query_one(&self.db, "SHOW transaction_read_only", []).await?;
+        match read_only.map(|row| row.try_get_by_index::<String>(0)).transpose()? {
+            Some(value) if value == "on" => {
+                Err(StoreError::Unavailable(DbErr::Custom("the database is read-only (a standby?)".to_owned())))
+            }
+            _ => Ok(()),
+        }
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -155,9 +217,35 @@ impl Store {
             .collect())
     }
 
-    /// True when the schema is complete: every migration applied.
+    /// True when every migration this binary knows is applied. Applied
+    /// migrations it does not know (the next release's, applied by the upgrade
+    /// Job while this release's replicas still serve, or after a rollback of
+    /// the code alone) do not make it unready: sea-orm's pending-migration
+    /// check fails outright in that case.
     pub async fn is_migrated(&self) -> StoreResult<bool> {
-        Ok(Migrator::get_pending_migrations(&self.db).await?.is_empty())
+        let applied: std::collections::HashSet<String> =
+            Migrator::get_migration_models(&self.db).await?.into_iter().map(|m| m.version).collect();
+        Ok(Migrator::migrations().iter().all(|m| applied.contains(m.name())))
+    }
+}
+
+/// SQLite answers "unable to open database file" when the folder takes no
+/// writes (a WAL database needs its -wal and -shm files there): say so.
+fn explain_open_failure(url: &str, error: DbErr) -> StoreError {
+    let Some(folder) = sqlite_path(url).map(|path| Path::new(path).parent().unwrap_or(Path::new("."))) else {
+        return error.into();
+    };
+    let folder = if folder.as_os_str().is_empty() { Path::new(".") } else { folder };
+    let probe = folder.join(format!(".identity-write-check-{}", new_id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            error.into()
+        }
+        Err(io) => StoreError::Unavailable(DbErr::Custom(format!(
+            "{error}; the folder {} takes no writes: {io}",
+            folder.display()
+        ))),
     }
 }
 
@@ -175,6 +263,22 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_trouble_is_transient_and_constraint_errors_are_not() {
+        for code in ["13", "8", "778", "1032", "5", "517"] {
+            assert!(is_transient_code(true, code), "SQLite {code}");
+        }
+        for code in ["19", "2067", "1", "11"] {
+            assert!(!is_transient_code(true, code), "SQLite {code}");
+        }
+        for code in ["53100", "53200", "25006", "40001", "40P01"] {
+            assert!(is_transient_code(false, code), "PostgreSQL {code}");
+        }
+        for code in ["23505", "42P01", "22001"] {
+            assert!(!is_transient_code(false, code), "PostgreSQL {code}");
+        }
+    }
 
     #[test]
     fn sqlite_paths_are_read_from_urls() {

@@ -308,3 +308,21 @@ fn webdriver(endpoint: &str, method: &str, path: &str, body: Option<serde_json::
     }
     serde_json::from_slice(&output.stdout).ok()
 }
+
+pub fn html_unescape(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#x27;", "'")
+        .replace("&#39;", "'")
+        .replace("&#x2f;", "/")
+        .replace("&amp;", "&")
+}
+
+/// The text of `<output id="password" …>…</output>` on the page.
+pub fn shown_password(html: &str) -> String {
+    let start = html.find("id=\"password\"").expect("a password on the page");
+    let open_end = start + html[start..].find('>').unwrap() + 1;
+    let close = open_end + html[open_end..].find("</output>").unwrap();
+    html_unescape(&html[open_end..close])
+}

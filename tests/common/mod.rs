@@ -4,6 +4,10 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod otlp;
+pub mod process;
+pub mod proxy;
+pub mod second_factor;
 pub mod smtp;
 
 use std::{

@@ -1,5 +1,8 @@
 //! A real SMTP server for stories: Python's aiosmtpd on loopback, saving each
 //! message it accepts as a file. Recipients containing "reject" get a 550.
+//! A sink can be stopped and started again on the same port and folder, and
+//! made slow: it then stores each message at once but answers 250 only after
+//! the delay, so a sender killed meanwhile has delivered without knowing it.
 
 use std::{
     io::{BufRead, BufReader},
@@ -9,7 +12,7 @@ use std::{
 };
 
 const SCRIPT: &str = r#"
-import itertools, os, sys, threading, time
+import asyncio, itertools, os, sys, threading, time
 from aiosmtpd.controller import Controller
 
 port, folder = int(sys.argv[1]), sys.argv[2]
@@ -28,6 +31,11 @@ class Sink:
         with open(temporary, "wb") as f:
             f.write(envelope.original_content)
         os.rename(temporary, os.path.join(folder, name + ".eml"))
+        try:
+            with open(os.path.join(folder, ".delay_ms")) as f:
+                await asyncio.sleep(int(f.read()) / 1000)
+        except FileNotFoundError:
+            pass
         return "250 Message accepted"
 
 controller = Controller(Sink(), hostname="127.0.0.1", port=port)
@@ -39,7 +47,7 @@ threading.Event().wait()
 pub struct SmtpSink {
     pub port: u16,
     dir: PathBuf,
-    child: Child,
+    child: Option<Child>,
 }
 
 impl SmtpSink {
@@ -50,7 +58,23 @@ impl SmtpSink {
 
     /// A sink on `port`, once it accepts connections.
     pub fn start_on(port: u16) -> Self {
-        let dir = super::scratch_dir("smtp");
+        let mut sink = Self { port, dir: super::scratch_dir("smtp"), child: None };
+        sink.resume();
+        sink
+    }
+
+    /// The server goes away: connections are refused until [`SmtpSink::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Listens again on the same port, keeping what was received.
+    pub fn resume(&mut self) {
+        self.stop();
+        let (port, dir) = (self.port, &self.dir);
         let mut child = Command::new("python3")
             .args(["-c", SCRIPT, &port.to_string(), &dir.display().to_string()])
             .stdin(Stdio::null())
@@ -65,7 +89,12 @@ impl SmtpSink {
             let _ = child.kill();
             panic!("the SMTP sink did not start on port {port} (is aiosmtpd installed?)");
         }
-        Self { port, dir, child }
+        self.child = Some(child);
+    }
+
+    /// Each message is stored on arrival, then answered after `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        std::fs::write(self.dir.join(".delay_ms"), delay.as_millis().to_string()).expect("write the sink's delay");
     }
 
     pub fn url(&self) -> String {
@@ -98,7 +127,6 @@ impl SmtpSink {
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

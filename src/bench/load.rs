@@ -1,0 +1,146 @@
+//! The load generator: many concurrent callers of one operation for a fixed
+//! time after a warm-up, closed-loop (each caller sends its next request when
+//! the previous one answered) or paced at a fixed total rate.
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// One request's outcome: `Err` carries the gRPC code (or another label).
+pub type Outcome = Result<(), String>;
+pub type OpFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// Makes the request of caller `worker`; `seq` counts that caller's requests.
+pub type Operation = Arc<dyn Fn(usize, u64) -> OpFuture + Send + Sync>;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Phase {
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// Requests per second across all callers; `None` is closed-loop.
+    pub rate: Option<f64>,
+}
+
+/// What one measured phase saw.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    /// Successful requests that completed inside the measured window.
+    pub completed: u64,
+    pub window: Duration,
+    /// Latencies of successful requests started inside the window, sorted, in microseconds.
+    pub latencies_us: Vec<u64>,
+    /// Failed requests by code.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Sample {
+    pub fn throughput(&self) -> f64 {
+        let secs = self.window.as_secs_f64();
+        if secs > 0.0 { self.completed as f64 / secs } else { 0.0 }
+    }
+
+    /// The `q`-quantile (0 ≤ q ≤ 1) of latency, in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> Option<f64> {
+        quantile(&self.latencies_us, q).map(|us| us as f64 / 1000.0)
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// Nearest-rank quantile of sorted values.
+pub fn quantile(sorted: &[u64], q: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.saturating_sub(1).min(sorted.len() - 1)])
+}
+
+#[derive(Default)]
+struct WorkerTally {
+    completed: u64,
+    latencies_us: Vec<u64>,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Runs `op` from `phase.concurrency` callers and measures the window after the warm-up.
+pub async fn run(phase: Phase, op: Operation) -> Sample {
+    let concurrency = phase.concurrency.max(1);
+    let start = Instant::now();
+    let measure_from = start + phase.warmup;
+    let end = measure_from + phase.duration;
+    // Paced callers share the total rate; each starts at its own offset so sends interleave.
+    let interval = phase.rate.filter(|r| *r > 0.0).map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency {
+        let op = Arc::clone(&op);
+        let first = interval.map(|every| start + every.mul_f64(worker as f64 / concurrency as f64));
+        workers.spawn(async move {
+            let mut tally = WorkerTally::default();
+            let mut next = first;
+            let mut previous_done = start;
+            let mut seq = 0;
+            loop {
+                let scheduled = match next {
+                    Some(at) => {
+                        tokio::time::sleep_until(at.into()).await;
+                        Some(at)
+                    }
+                    None => None,
+                };
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                // A caller held up by its own previous request counts the delay from its
+                // scheduled time (no coordinated omission); a late timer wake-up does not
+                // count against the service.
+                let sent = match scheduled {
+                    Some(at) if previous_done > at => at,
+                    _ => now,
+                };
+                let outcome = op(worker, seq).await;
+                seq += 1;
+                let done = Instant::now();
+                previous_done = done;
+                // Throughput counts completions inside the window, whenever they started.
+                if outcome.is_ok() && (measure_from..=end).contains(&done) {
+                    tally.completed += 1;
+                }
+                if sent >= measure_from {
+                    match outcome {
+                        Ok(()) => tally.latencies_us.push(micros(done - sent)),
+                        Err(code) => *tally.errors.entry(code).or_default() += 1,
+                    }
+                }
+                next = next.zip(interval).map(|(at, every)| at + every);
+            }
+            tally
+        });
+    }
+    let mut sample = Sample { window: phase.duration, ..Sample::default() };
+    while let Some(joined) = workers.join_next().await {
+        let Ok(tally) = joined else {
+            *sample.errors.entry("caller panicked".to_owned()).or_default() += 1;
+            continue;
+        };
+        sample.completed += tally.completed;
+        sample.latencies_us.extend(tally.latencies_us);
+        for (code, count) in tally.errors {
+            *sample.errors.entry(code).or_default() += count;
+        }
+    }
+    sample.latencies_us.sort_unstable();
+    sample
+}
+
+fn micros(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,244 @@
+//! The legacy gateway's `password_change.php` for one user per request,
+//! driven by a load generator that is not ours (wrk), against the same two
+//! calls (Login, then ResetPasswords with email=0) made over gRPC directly.
+//!
+//! The server hashes with cheap argon2 parameters here: with OWASP's, each
+//! request would spend ~30 ms hashing and a sub-millisecond overhead would
+//! vanish in the noise. The gateway does no hashing of its own, so cheap
+//! parameters change both sides alike.
+
+use std::{
+    process::{Command, Stdio},
+    sync::Arc,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use base64::Engine as _;
+use tonic::transport::Channel;
+
+use super::{Found, code_label};
+use crate::{
+    bench::{
+        Bench, Bound, Check, Measurement,
+        fixtures::{self, Tenant},
+        load::{self, Operation},
+        server::{ServerSpec, ServerUnderTest},
+    },
+    config::Argon2Config,
+    pb::{self, auth_client::AuthClient, reset_client::ResetClient},
+};
+
+const SCENARIO: &str = "gateway";
+
+/// What wrk reported for one run.
+struct WrkRun {
+    ok: u64,
+    failed: u64,
+    duration: Duration,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
+    if Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_err() {
+        bail!("wrk is not installed (Debian: apt-get install wrk)");
+    }
+    let argon2 = Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1, ..bench.argon2.clone() };
+    let server = ServerUnderTest::start(bench, &ServerSpec { argon2, env: Vec::new() }).await?;
+    let tenant = fixtures::tenant(bench, &server).await?;
+    let concurrency = bench.concurrency();
+    // One target per caller: concurrent resets of one user would queue on its row.
+    let targets = fixtures::create_users(&server, &tenant, "g", concurrency, 8).await?;
+    // wrk runs whole seconds; the gRPC side is measured for the same time.
+    let seconds = bench.args.duration.as_secs_f64().ceil().max(1.0) as u64;
+    let phase = |callers| load::Phase { duration: Duration::from_secs(seconds), ..bench.phase(callers) };
+    let channels = server.channels(bench.connections()).await?;
+
+    let mut levels = vec![1, concurrency];
+    levels.dedup();
+    for callers in levels {
+        server.reset_peak_rss();
+        let wrk = wrk(bench, &server, &tenant, &targets[..callers], callers, seconds).await?;
+        let gateway_rate = wrk.ok as f64 / wrk.duration.as_secs_f64();
+        let mut errors = std::collections::BTreeMap::new();
+        if wrk.failed > 0 {
+            errors.insert("not SUCCESS".to_owned(), wrk.failed);
+        }
+        found.measured(
+            Measurement {
+                concurrency: Some(callers),
+                completed: wrk.ok,
+                throughput: Some(gateway_rate),
+                p50_ms: Some(wrk.p50_ms),
+                p99_ms: Some(wrk.p99_ms),
+                errors,
+                ..Measurement::new(SCENARIO, "password_change.php via wrk (email=0)")
+            }
+            .rss_kib(server.peak_rss_kib()),
+        );
+
+        server.reset_peak_rss();
+        let operation = pair_operation(channels.clone(), &tenant, targets[..callers].to_vec());
+        let grpc = load::run(phase(callers), operation).await;
+        found.measured(
+            Measurement::from_sample(SCENARIO, "Login + ResetPasswords over gRPC (email=0)", callers, &grpc)
+                .rss_kib(server.peak_rss_kib()),
+        );
+        if callers == 1 {
+            let overhead = wrk.p50_ms - grpc.quantile_ms(0.50).unwrap_or(f64::NAN);
+            found.check(Check::new(
+                SCENARIO,
+                "overhead per request, p50 latency, 1 caller",
+                overhead,
+                Bound::Below,
+                1.0,
+                " ms",
+            ));
+        } else {
+            let overhead = 1000.0 / gateway_rate - 1000.0 / grpc.throughput();
+            found.check(Check::new(
+                SCENARIO,
+                format!("overhead per request, 1/throughput, {callers} callers"),
+                overhead,
+                Bound::Below,
+                1.0,
+                " ms",
+            ));
+        }
+    }
+    server.stop().await
+}
+
+/// What the gateway does, done by us: Login with the Manager's password, then
+/// ResetPasswords of caller `i`'s target with the token, email=0.
+fn pair_operation(channels: Vec<Channel>, tenant: &Tenant, targets: Vec<String>) -> Operation {
+    let channels = Arc::new(channels);
+    let targets = Arc::new(targets);
+    let (login, password) = (tenant.manager_login.clone(), tenant.manager_password.clone());
+    Arc::new(move |worker, _seq| {
+        let channel = channels[worker % channels.len()].clone();
+        let target = targets[worker % targets.len()].clone();
+        let (login, password) = (login.clone(), password.clone());
+        Box::pin(async move {
+            let answer = AuthClient::new(channel.clone())
+                .login(pb::LoginRequest { user_login: login, password })
+                .await
+                .map_err(|status| code_label(&status))?
+                .into_inner();
+            let Some(pb::login_response::Result::Session(session)) = answer.result else {
+                return Err("NoSession".to_owned());
+            };
+            let request = fixtures::bearer(
+                pb::ResetPasswordsRequest { user_logins: vec![target], all: false, notify_by_email: false },
+                &session.access_token,
+            )
+            .map_err(|_| "BadToken".to_owned())?;
+            let results = ResetClient::new(channel)
+                .reset_passwords(request)
+                .await
+                .map_err(|status| code_label(&status))?
+                .into_inner()
+                .results;
+            if results.iter().all(|r| r.changed) { Ok(()) } else { Err("NotChanged".to_owned()) }
+        })
+    })
+}
+
+/// The wrk script: Basic auth, the required X-Requested-With header, a form
+/// body naming one target per request (round robin), and a count of replies
+/// that are not a 200 with `status="SUCCESS"`.
+fn script(tenant: &Tenant, targets: &[String]) -> String {
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{}:{}", tenant.manager_login, tenant.manager_password));
+    let targets = targets.iter().map(|t| format!("{t:?}")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"local targets = {{ {targets} }}
+local sent = 0
+failures = 0
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Basic {basic}"
+wrk.headers["X-Requested-With"] = "identity-bench"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+
+request = function()
+  sent = sent + 1
+  local target = targets[(sent % #targets) + 1]
+  return wrk.format(nil, nil, nil, "user_logins=" .. target .. "&email=0")
+end
+
+response = function(status, headers, body)
+  if status ~= 200 or not string.find(body, 'status="SUCCESS"', 1, true) then
+    failures = failures + 1
+  end
+end
+
+local threads = {{}}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+
+done = function(summary, latency, requests)
+  local failed = 0
+  for _, thread in ipairs(threads) do
+    failed = failed + thread:get("failures")
+  end
+  local e = summary.errors
+  io.write(string.format("BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d failed=%d socket_errors=%d\n",
+    summary.requests, summary.duration, math.floor(latency:percentile(50)), math.floor(latency:percentile(99)),
+    failed, e.connect + e.read + e.write + e.timeout))
+end
+"#
+    )
+}
+
+/// Runs wrk (one thread, `connections` keep-alive connections): a warm-up run, then the measured one.
+async fn wrk(
+    bench: &Bench,
+    server: &ServerUnderTest,
+    tenant: &Tenant,
+    targets: &[String],
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<WrkRun> {
+    let script_path = server.dir.join(format!("password_change-{connections}.lua"));
+    std::fs::write(&script_path, script(tenant, targets))?;
+    let url = format!("{}/msp/password_change.php", server.http_url);
+    let warmup = bench.args.warmup.as_secs_f64().ceil() as u64;
+    let mut runs = Vec::new();
+    if warmup > 0 {
+        runs.push(warmup);
+    }
+    runs.push(seconds);
+    let mut last = None;
+    for run in runs {
+        let mut command = Command::new("wrk");
+        command
+            .args(["-t1", &format!("-c{connections}"), &format!("-d{run}s"), "--timeout", "10s", "-s"])
+            .arg(&script_path)
+            .arg(&url);
+        let output = tokio::task::spawn_blocking(move || command.output()).await?.context("cannot run wrk")?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!("wrk failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
+        }
+        last = Some(parse(&stdout).with_context(|| format!("unexpected wrk output:\n{stdout}"))?);
+    }
+    last.context("wrk did not run")
+}
+
+fn parse(stdout: &str) -> Option<WrkRun> {
+    let line = stdout.lines().find_map(|line| line.strip_prefix("BENCH "))?;
+    let field = |name: &str| -> Option<u64> {
+        line.split_whitespace().find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    };
+    // Socket errors are not among the completed requests; refused replies are.
+    let (requests, refused) = (field("requests")?, field("failed")?);
+    Some(WrkRun {
+        ok: requests.saturating_sub(refused),
+        failed: refused + field("socket_errors")?,
+        duration: Duration::from_micros(field("duration_us")?),
+        p50_ms: field("p50_us")? as f64 / 1000.0,
+        p99_ms: field("p99_us")? as f64 / 1000.0,
+    })
+}

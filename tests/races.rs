@@ -1,0 +1,358 @@
+//! Races against a real server, on SQLite and PostgreSQL: many callers at the
+//! same instant on one account, one link, one refresh token or overlapping
+//! batches. Each story says what exactly one winner, or no lost row, means.
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc};
+
+use common::{Backend, MEMBER_PASSWORD, TestServer, bearer, create_user, latest_link, member, reason, tenant};
+use identity::{
+    pb::{self, Role},
+    store::{
+        entities::{audit_event, email_outbox},
+        users,
+    },
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use tokio::{sync::Barrier, task::JoinSet};
+use tonic::{Code, transport::Channel};
+
+/// Runs `calls` copies of `call` at the same instant (all released by one
+/// barrier) and returns their results in completion order.
+async fn all_at_once<T, F, Fut>(calls: usize, call: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(calls));
+    let mut set = JoinSet::new();
+    for i in 0..calls {
+        let (barrier, future) = (Arc::clone(&barrier), call(i));
+        set.spawn(async move {
+            barrier.wait().await;
+            future.await
+        });
+    }
+    set.join_all().await
+}
+
+async fn manager(server: &TestServer) -> (common::Tenant, String) {
+    let t = tenant(server);
+    let token = common::login_session(server, &t.manager_login, &t.manager_password).await;
+    (t, token)
+}
+
+async fn user_row(server: &TestServer, login: &str) -> identity::store::entities::user::Model {
+    let store = common::store(server).await;
+    users::find_by_login(store.connection(), login).await.expect("read the user").expect("the user exists")
+}
+
+async fn outbox_count(server: &TestServer, user_id: &str, kind: &str) -> u64 {
+    let store = common::store(server).await;
+    email_outbox::Entity::find()
+        .filter(email_outbox::Column::UserId.eq(user_id))
+        .filter(email_outbox::Column::Kind.eq(kind))
+        .count(store.connection())
+        .await
+        .expect("count outbox rows")
+}
+
+async fn audit_rows(server: &TestServer, action: &str, target_login: &str) -> Vec<audit_event::Model> {
+    let store = common::store(server).await;
+    audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq(action))
+        .filter(audit_event::Column::TargetLogin.eq(target_login))
+        .all(store.connection())
+        .await
+        .expect("read audit rows")
+}
+
+fn tally(codes: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for code in codes {
+        *counts.entry(code).or_insert(0) += 1;
+    }
+    counts
+}
+
+const WRONG_LOGINS: usize = 200;
+
+/// 200 wrong passwords at once on one account: it locks exactly once. The
+/// hashing pool is kept small (one worker, 16 waiting, argon2 at 4 MiB) so
+/// that part of the flood is turned away before the password check with
+/// RESOURCE_EXHAUSTED / OVERLOADED. An *attempt* is a call that reached the
+/// password check: it answers "Invalid credentials" and leaves exactly one
+/// `auth.login` FAILURE row; a turned-away call leaves none.
+async fn two_hundred_wrong_logins_lock_the_account_exactly_once(backend: Backend) {
+    let server = common::start(backend, |mut config| {
+        config.argon2.memory_kib = 4096;
+        config.hashing.workers = 1;
+        config.hashing.queue = 16;
+        config
+    });
+    let (t, token) = manager(&server).await;
+    let login = format!("{}_target", t.prefix);
+    member(&server, &token, &login, Role::Reader, "").await;
+    let channel = server.channel().await;
+
+    let results = all_at_once(WRONG_LOGINS, |i| {
+        let (mut auth, login) = (pb::auth_client::AuthClient::new(channel.clone()), login.clone());
+        async move {
+            let request = pb::LoginRequest { user_login: login, password: format!("wrong password {i}") };
+            match auth.login(request).await {
+                Ok(response) => format!("OK {:?}", response.into_inner().result),
+                Err(status) => format!("{:?} {}", status.code(), reason(&status)),
+            }
+        }
+    })
+    .await;
+    let counts = tally(results);
+    let attempts = counts.get("Unauthenticated INVALID_CREDENTIALS").copied().unwrap_or(0);
+    let overloaded = counts.get("ResourceExhausted OVERLOADED").copied().unwrap_or(0);
+    eprintln!(
+        "{backend:?}: {WRONG_LOGINS} wrong logins: {attempts} reached the password check, {overloaded} OVERLOADED"
+    );
+    assert_eq!(attempts + overloaded, WRONG_LOGINS, "only those two outcomes: {counts:?}");
+    assert!(attempts >= 5, "enough attempts to reach the threshold: {counts:?}");
+
+    let user = user_row(&server, &login).await;
+    assert_eq!(
+        (user.status.as_str(), user.status_reason.as_deref(), user.failed_logins),
+        ("INACTIVE", Some("LOCKED"), 5),
+        "locked by the fifth counted failure; later ones count nothing"
+    );
+    assert_eq!(audit_rows(&server, "user.lockout", &login).await.len(), 1, "one lockout");
+    assert_eq!(outbox_count(&server, &user.id, "account_locked").await, 1, "one lockout email");
+    let failures = common::audit_count(&server, "auth.login", &login, Some("FAILURE")).await;
+    assert_eq!(failures, attempts as u64, "one audit row per attempt, none for calls turned away");
+
+    let refused = common::try_login(&server, &login, MEMBER_PASSWORD).await.unwrap_err();
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "ACCOUNT_LOCKED"));
+}
+
+const REDEEMERS: usize = 20;
+
+/// 20 redemptions of one link at once, each with its own password: exactly
+/// one wins and its password is the one stored; the others are told the key
+/// is used. The same for a reset link, whose password is shown to one only.
+async fn twenty_redemptions_of_one_link_let_exactly_one_through(backend: Backend) {
+    let server = common::start(backend, |config| config);
+    let (t, token) = manager(&server).await;
+    let login = format!("{}_new", t.prefix);
+    create_user(&server, &token, &login, Role::Reader, "").await;
+    let link = latest_link(&server, &login, "welcome").await;
+    let channel = server.channel().await;
+
+    let results = redeem_all(&channel, &link, true).await;
+    let (winners, losers): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(winners.len(), 1, "exactly one redemption wins: {losers:?}");
+    let losers = tally(losers.into_iter().map(|l| l.unwrap_err()));
+    assert_eq!(losers, HashMap::from([("FailedPrecondition ACTIVATION_KEY_USED".to_owned(), REDEEMERS - 1)]));
+    let (chosen, _) = winners.into_iter().next().unwrap().unwrap();
+    common::login(&server, &login, &chosen).await;
+    let other = if chosen.ends_with(" 0") { format!("{MEMBER_PASSWORD} 1") } else { format!("{MEMBER_PASSWORD} 0") };
+    assert_eq!(common::try_login(&server, &login, &other).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(audit_rows(&server, "activation.redeem", &login).await.len(), 1);
+
+    // A reset link reveals its generated password once, to one of the 20.
+    let reset = pb::ResetPasswordsRequest { user_logins: vec![login.clone()], all: false, notify_by_email: true };
+    common::reset_client(&server).await.reset_passwords(bearer(reset, &token)).await.expect("reset by email");
+    let link = latest_link(&server, &login, "password_reset").await;
+    let results = redeem_all(&channel, &link, false).await;
+    let shown: Vec<String> = results.iter().filter_map(|r| r.as_ref().ok()).map(|(_, shown)| shown.clone()).collect();
+    assert_eq!(shown.len(), 1, "one caller sees the password: {results:?}");
+    assert!(!shown[0].is_empty());
+    common::login(&server, &login, &shown[0]).await;
+    assert_eq!(audit_rows(&server, "activation.redeem", &login).await.len(), 2);
+}
+
+type Redemption = Result<(String, String), String>;
+
+/// Redeems `link` 20 times at once: Ok((chosen password, shown password)) or
+/// Err("code reason").
+async fn redeem_all(channel: &Channel, link: &str, with_password: bool) -> Vec<Redemption> {
+    all_at_once(REDEEMERS, |i| {
+        let mut reset = pb::reset_client::ResetClient::new(channel.clone());
+        let new_password = if with_password { format!("{MEMBER_PASSWORD} {i}") } else { String::new() };
+        let request = pb::RedeemActivationRequest { token: link.to_owned(), new_password: new_password.clone() };
+        async move {
+            match reset.redeem_activation(request).await {
+                Ok(response) => Ok((new_password, response.into_inner().generated_password)),
+                Err(status) => Err(format!("{:?} {}", status.code(), reason(&status))),
+            }
+        }
+    })
+    .await
+}
+
+const USERS: usize = 30;
+const ROUNDS: usize = 3;
+
+/// Two batch resets at once over overlapping users, listed in opposite
+/// orders, one returning passwords (email=0), one sending links (email=1).
+/// Per user, the later reset wins: of the two new passwords exactly one
+/// works, and the other is reported superseded (the earlier link says
+/// SUPERSEDED, or a later reset by email is on record). No audit row is lost.
+async fn overlapping_batch_resets_leave_one_generated_password_per_user(backend: Backend) {
+    let server = common::start(backend, |mut config| {
+        config.reset.admin_resets_per_hour = 100;
+        config
+    });
+    let (t, token) = manager(&server).await;
+    let logins: Vec<String> = (0..USERS).map(|i| format!("{}_u{i:02}", t.prefix)).collect();
+    for login in &logins {
+        create_user(&server, &token, login, Role::Reader, "").await;
+    }
+    let all: Vec<&str> = logins.iter().map(String::as_str).collect();
+    // Activated by a first reset, so that neither batch changes a status.
+    for result in common::reset_results(&server, &token, &all).await {
+        assert!(result.changed, "{result:?}");
+    }
+    // A: users 0..20 in order; B: users 10..30 in reverse. Overlap: 10..20.
+    let a_logins: Vec<String> = logins[..20].to_vec();
+    let b_logins: Vec<String> = logins[10..].iter().rev().cloned().collect();
+    let channel = server.channel().await;
+    let mut later_by_email = 0;
+    for round in 1..=ROUNDS {
+        let results = all_at_once(2, |i| {
+            let mut reset = pb::reset_client::ResetClient::new(channel.clone());
+            let request = pb::ResetPasswordsRequest {
+                user_logins: if i == 0 { a_logins.clone() } else { b_logins.clone() },
+                all: false,
+                notify_by_email: i == 1,
+            };
+            let token = token.clone();
+            async move { (i, reset.reset_passwords(bearer(request, &token)).await) }
+        })
+        .await;
+        let mut returned = HashMap::new();
+        for (i, result) in results {
+            let response = result.unwrap_or_else(|status| panic!("round {round}: batch {i} failed: {status:?}"));
+            for r in response.into_inner().results {
+                assert!(r.changed, "round {round}: {r:?}");
+                if i == 0 {
+                    returned.insert(r.user_login, r.password);
+                }
+            }
+        }
+        for (n, login) in logins.iter().enumerate() {
+            let in_a = n < 20;
+            let in_b = n >= 10;
+            let a_works = match returned.get(login) {
+                Some(password) => common::try_login(&server, login, password).await.is_ok(),
+                None => false,
+            };
+            let b_link = if in_b { Some(latest_link(&server, login, "password_reset").await) } else { None };
+            let b_state = match &b_link {
+                Some(link) => Some(inspect(&channel, link).await),
+                None => None,
+            };
+            match (in_a, in_b) {
+                (true, false) => assert!(a_works, "round {round}: {login}: A's password works"),
+                (false, true) => assert_eq!(b_state, Some(LinkState::Live), "round {round}: {login}"),
+                _ => {
+                    // Exactly one of the two generated passwords is the final one.
+                    let expected = if a_works { LinkState::Superseded } else { LinkState::Live };
+                    assert_eq!(b_state, Some(expected), "round {round}: {login}: A's password works: {a_works}");
+                    later_by_email += usize::from(!a_works);
+                }
+            }
+            if b_state == Some(LinkState::Live) {
+                let link = b_link.expect("a link");
+                let shown = redeem(&channel, &link).await;
+                assert!(common::try_login(&server, login, &shown).await.is_ok(), "round {round}: B's password works");
+                if let Some(password) = returned.get(login) {
+                    let stale = common::try_login(&server, login, password).await.unwrap_err();
+                    assert_eq!(stale.code(), Code::Unauthenticated, "round {round}: A's password was superseded");
+                }
+            }
+        }
+    }
+    for (n, login) in logins.iter().enumerate() {
+        let rows = audit_rows(&server, "password.reset", login).await;
+        let per_round = usize::from(n < 20) + usize::from(n >= 10);
+        assert_eq!(rows.len(), 1 + ROUNDS * per_round, "{login}: every reset on record");
+        assert!(rows.iter().all(|r| r.outcome == "SUCCESS"), "{login}: {rows:?}");
+        let user = user_row(&server, login).await;
+        let emails = outbox_count(&server, &user.id, "password_reset").await;
+        assert_eq!(emails, if n >= 10 { ROUNDS as u64 } else { 0 }, "{login}: one email per reset by email");
+    }
+    eprintln!("{backend:?}: {ROUNDS} rounds × 10 contested users: the reset by email came last {later_by_email} times");
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum LinkState {
+    Live,
+    Superseded,
+}
+
+async fn inspect(channel: &Channel, link: &str) -> LinkState {
+    let response = pb::reset_client::ResetClient::new(channel.clone())
+        .inspect_activation(pb::InspectActivationRequest { token: link.to_owned() })
+        .await
+        .expect("inspect")
+        .into_inner();
+    match (response.valid, response.invalid_reason()) {
+        (true, _) => LinkState::Live,
+        (false, pb::ActivationInvalidReason::Superseded) => LinkState::Superseded,
+        (false, other) => panic!("a reset link is live or superseded, not {other:?}"),
+    }
+}
+
+async fn redeem(channel: &Channel, link: &str) -> String {
+    pb::reset_client::ResetClient::new(channel.clone())
+        .redeem_activation(pb::RedeemActivationRequest { token: link.to_owned(), new_password: String::new() })
+        .await
+        .expect("redeem")
+        .into_inner()
+        .generated_password
+}
+
+const REFRESHERS: usize = 8;
+const SESSIONS: usize = 5;
+
+/// One refresh token presented 8 times at once: one call rotates it, the
+/// others are reuse, which ends the whole session (the winner's new tokens
+/// too), with one audit row per session.
+async fn concurrent_refreshes_rotate_once_and_the_rest_revoke_the_session(backend: Backend) {
+    let server = common::start(backend, |config| config);
+    let (t, token) = manager(&server).await;
+    let login = format!("{}_r", t.prefix);
+    member(&server, &token, &login, Role::Reader, "").await;
+    let channel = server.channel().await;
+    for round in 1..=SESSIONS {
+        let session = common::login(&server, &login, MEMBER_PASSWORD).await;
+        let results = all_at_once(REFRESHERS, |_| {
+            let mut auth = pb::auth_client::AuthClient::new(channel.clone());
+            let request = pb::RefreshRequest { refresh_token: session.refresh_token.clone() };
+            async move { auth.refresh(request).await.map(|r| r.into_inner().session.expect("a session")) }
+        })
+        .await;
+        let (rotated, reused): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+        assert_eq!(rotated.len(), 1, "round {round}: one rotation: {reused:?}");
+        for status in reused.into_iter().map(Result::unwrap_err) {
+            assert_eq!(status.code(), Code::Unauthenticated, "round {round}");
+            assert!(status.message().contains("already used"), "round {round}: reuse detected: {status:?}");
+        }
+        let winner = rotated.into_iter().next().unwrap().unwrap();
+        let mut auth = pb::auth_client::AuthClient::new(channel.clone());
+        let again = auth.refresh(pb::RefreshRequest { refresh_token: winner.refresh_token.clone() }).await;
+        assert_eq!(again.unwrap_err().code(), Code::Unauthenticated, "round {round}: the session is over");
+        let check = auth
+            .validate_token(pb::ValidateTokenRequest { access_token: winner.access_token.clone() })
+            .await
+            .expect("validate")
+            .into_inner();
+        assert!(!check.valid, "round {round}: the winner's access token is revoked too");
+        assert_eq!(audit_rows(&server, "session.refresh_reuse", &login).await.len(), round, "one row per session");
+    }
+}
+
+on_both_backends!(
+    two_hundred_wrong_logins_lock_the_account_exactly_once,
+    twenty_redemptions_of_one_link_let_exactly_one_through,
+    overlapping_batch_resets_leave_one_generated_password_per_user,
+    concurrent_refreshes_rotate_once_and_the_rest_revoke_the_session,
+);
