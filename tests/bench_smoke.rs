@@ -26,7 +26,7 @@ fn bench(backend: &[&str]) -> Value {
         .env("IDENTITY_ARGON2__ITERATIONS", "1")
         .env("IDENTITY_LOG_FILTER", "warn")
         .args(["bench", "--json", "--duration", "0.5", "--warmup", "0.2", "--concurrency", "2"])
-        .args(["--rpc-concurrency", "4", "--connections", "2", "--batch-users", "20"])
+        .args(["--rounds", "1", "--rpc-concurrency", "4", "--connections", "2", "--batch-users", "20"])
         .args(["--burst", &BURST.to_string(), "--small-users", "10", "--large-users", "300"])
         .args(backend);
     let output = command.output().expect("run identity bench");

@@ -568,7 +568,7 @@ async fn sqlite_on_a_full_disk_and_on_a_read_only_volume() {
     // left); after a crash it can, and only a write shows the trouble.
     for stop in ["SIGTERM", "kill -9"] {
         if stop == "SIGTERM" {
-            server.terminate();
+            assert!(server.terminate().success(), "a clean stop on SIGTERM");
         } else {
             server.kill9();
         }

@@ -6,11 +6,17 @@
 //! as written. The invariants live in `identity::fuzzing`, shared with the
 //! cargo-fuzz targets under `tests/fuzz`, whose seed corpus is replayed here.
 
-use std::{cell::RefCell, collections::HashSet, path::Path, process::Command};
+use std::{cell::RefCell, collections::HashSet, net::IpAddr, path::Path, process::Command};
 
 use identity::{
     crypto::random,
-    domain::{Error, Secret, UserLogin, login::LoginRule, login::TAIL_ALPHABET, page_token, passcode, password_policy},
+    domain::{
+        Error, Secret, UserLogin,
+        client_address::{TrustedProxy, client_address},
+        login::LoginRule,
+        login::TAIL_ALPHABET,
+        page_token, passcode, password_policy,
+    },
     fuzzing::{self, Reply},
     gateway::{
         DTD,
@@ -555,6 +561,45 @@ fn tokens_check_their_query_and_their_cursor() {
     let unchecked = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, unchecked);
     let error = page_token::decode(&unchecked, &fingerprint).unwrap_err();
     assert_eq!(error, Error::invalid("page_token", "is not a token this query returned: start again without it"));
+}
+
+// ---- X-Forwarded-For ----
+
+fn address() -> impl Strategy<Value = IpAddr> {
+    prop_oneof![
+        any::<[u8; 4]>().prop_map(IpAddr::from),
+        any::<[u8; 16]>().prop_map(IpAddr::from),
+        (0u8..4).prop_map(|last| IpAddr::from([10, 0, 0, last])),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    /// Whatever a client writes at the left of `x-forwarded-for`, it cannot
+    /// choose the address a trusted proxy reports, and an untrusted peer is
+    /// always taken at its word.
+    #[test]
+    fn clients_cannot_choose_their_forwarded_address(
+        peer in address(),
+        chain in vec(address(), 0..4),
+        claims in vec(prop_oneof![address().prop_map(|ip| ip.to_string()), tricky_text()], 0..4),
+    ) {
+        let trusted: Vec<TrustedProxy> = vec!["10.0.0.0/30".parse().unwrap()];
+        let header: Vec<String> = chain.iter().map(IpAddr::to_string).collect();
+        let honest = client_address(Some(peer), Some(&header.join(", ")), &trusted).unwrap();
+        let spoofed = [claims.clone(), header.clone()].concat().join(",");
+        let answer = client_address(Some(peer), Some(&spoofed), &trusted).unwrap();
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|proxy| proxy.contains(ip));
+        if !is_trusted(&peer) {
+            prop_assert_eq!(answer, peer);
+        } else if !is_trusted(&honest) {
+            prop_assert_eq!(answer, honest);
+        } else {
+            // Every hop was a trusted proxy: the client's claims are all that is left.
+            prop_assert!(answer == honest || spoofed.contains(&answer.to_string()));
+        }
+    }
 }
 
 // ---- the fuzz targets: their entries, their files, their seed corpus ----

@@ -187,6 +187,28 @@ pub async fn active_users(
     known_passwords(server, tenant, &logins).await
 }
 
+/// Waits until the outbox dispatcher has written `count` emails as `.eml`
+/// files: a dispatcher still writing a batch's emails would compete with the
+/// next measurement for the CPU.
+pub async fn wait_for_emails(server: &ServerUnderTest, count: usize) -> anyhow::Result<()> {
+    let outbox = server.dir.join("outbox");
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let written = std::fs::read_dir(&outbox)
+            .map(|entries| {
+                entries.filter_map(Result::ok).filter(|e| e.file_name().to_string_lossy().ends_with(".eml")).count()
+            })
+            .unwrap_or(0);
+        if written >= count {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("the outbox wrote {written} of {count} emails in time");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// The login of fast-path user `index` of `tenant`.
 pub fn bulk_login(prefix: &str, index: u64) -> String {
     format!("{prefix}_f{index:07}")

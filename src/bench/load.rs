@@ -52,6 +52,17 @@ impl Sample {
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()
     }
+
+    /// Adds another phase of the same measurement (interleaved rounds).
+    pub fn merge(&mut self, other: Sample) {
+        self.completed += other.completed;
+        self.window += other.window;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        for (code, count) in other.errors {
+            *self.errors.entry(code).or_default() += count;
+        }
+    }
 }
 
 /// Nearest-rank quantile of sorted values.

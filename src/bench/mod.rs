@@ -75,6 +75,10 @@ pub struct BenchArgs {
     /// Seconds of load before each measured phase, not counted.
     #[arg(long, default_value = "3", value_parser = parse_seconds)]
     pub warmup: Duration,
+    /// Rounds of each comparison: the service and its limit are measured
+    /// alternately, so a machine that slows down or speeds up mid-run affects both.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Concurrent login and gateway clients (default: 4 per core).
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -149,6 +153,10 @@ impl Bench {
         self.args.connections.unwrap_or(2 * self.cores).max(1)
     }
 
+    pub fn rounds(&self) -> usize {
+        self.args.rounds.max(1)
+    }
+
     pub fn phase(&self, concurrency: usize) -> load::Phase {
         load::Phase { concurrency, warmup: self.args.warmup, duration: self.args.duration, rate: None }
     }
@@ -209,6 +217,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
             scenarios: scenarios.iter().map(|s| s.name().to_owned()).collect(),
             duration_s: bench.args.duration.as_secs_f64(),
             warmup_s: bench.args.warmup.as_secs_f64(),
+            rounds: bench.rounds(),
             argon2_memory_kib: bench.argon2.memory_kib,
             argon2_iterations: bench.argon2.iterations,
             argon2_parallelism: bench.argon2.parallelism,

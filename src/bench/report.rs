@@ -114,6 +114,7 @@ pub struct Settings {
     pub scenarios: Vec<String>,
     pub duration_s: f64,
     pub warmup_s: f64,
+    pub rounds: usize,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -141,7 +142,7 @@ impl Report {
         let s = &self.settings;
         let _ = writeln!(
             out,
-            "machine: {} cores, {}, {} MiB; backend {}; argon2 m={} KiB t={} p={}, {} hashing workers; {} s after {} s warm-up",
+            "machine: {} cores, {}, {} MiB; backend {}; argon2 m={} KiB t={} p={}, {} hashing workers; {} s after {} s warm-up, {} round(s)",
             m.cores,
             m.cpu_model,
             m.memory_mib,
@@ -151,7 +152,8 @@ impl Report {
             s.argon2_parallelism,
             s.hashing_workers,
             s.duration_s,
-            s.warmup_s
+            s.warmup_s,
+            s.rounds
         );
         let _ = writeln!(
             out,
@@ -218,6 +220,7 @@ mod tests {
                 scenarios: vec!["login".to_owned()],
                 duration_s: 2.0,
                 warmup_s: 1.0,
+                rounds: 3,
                 argon2_memory_kib: 19456,
                 argon2_iterations: 2,
                 argon2_parallelism: 1,

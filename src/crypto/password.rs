@@ -284,6 +284,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hashes_are_standard_phc_strings_both_ways() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = pool(&cheap(), 2, 4);
+        let params = Params::new(64, 1, 1, None).unwrap();
+        // Stored by the argon2 crate's own hasher (every hash made before reused memory).
+        let theirs = argon2id(params.clone()).hash_password(b"correct horse").unwrap().to_string();
+        let verdict = hasher.verify(Secret::new("correct horse"), Some(theirs.clone())).await.unwrap();
+        assert_eq!(verdict, Verification::Match { needs_rehash: false });
+        assert_eq!(hasher.verify(Secret::new("correct horsE"), Some(theirs)).await.unwrap(), Verification::Mismatch);
+        // Ours, checked by the argon2 crate's own verifier.
+        let ours = hasher.hash(Secret::new("correct horse")).await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(argon2id(params.clone()).verify_password(b"correct horse", &parsed).is_ok());
+        assert!(argon2id(params).verify_password(b"correct horsE", &parsed).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn working_memory_is_kept_once_per_worker() {
+        let hasher = pool(&cheap(), 2, 64);
+        let hashes = hasher.hash_many((0..16).map(|i| Secret::new(format!("pw{i}"))).collect()).await.unwrap();
+        let checks = hashes.into_iter().map(|hash| {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.verify(Secret::new("x"), Some(hash)).await })
+        });
+        for check in checks.collect::<Vec<_>>() {
+            assert_eq!(check.await.unwrap().unwrap(), Verification::Mismatch);
+        }
+        let kept = hasher.inner.scratch.free.lock().unwrap().len();
+        assert!((1..=2).contains(&kept), "{kept} buffers kept for 2 workers");
+    }
+
+    #[tokio::test]
     async fn unknown_users_are_checked_against_the_dummy_and_never_match() {
         let hasher = pool(&cheap(), 1, 1);
         assert_eq!(hasher.verify(Secret::new(""), None).await.unwrap(), Verification::Mismatch);

@@ -155,7 +155,11 @@ pub async fn dtd() -> impl IntoResponse {
     )
 }
 
-pub(super) async fn password_change(State(state): State<AppState>, ClientIp(client): ClientIp, request: Request) -> Response {
+pub(super) async fn password_change(
+    State(state): State<AppState>,
+    ClientIp(client): ClientIp,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let credentials = Credentials::from_headers(&parts.headers);
     let username = match &credentials {

@@ -133,12 +133,12 @@ mod tests {
 
     #[test]
     fn only_the_grpc_protocol_is_accepted() {
-        let error = otlp_provider(env(&[
+        let Err(error) = otlp_provider(env(&[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-        ]))
-        .err()
-        .expect("http/protobuf is refused");
+        ])) else {
+            panic!("http/protobuf is refused")
+        };
         assert!(error.to_string().contains("OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf"), "{error}");
         assert!(otlp_provider(env(&[])).expect("nothing asked").is_none());
     }

@@ -26,6 +26,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         ServerUnderTest::start(bench, &ServerSpec { argon2: bench.argon2.clone(), env: Vec::new() }).await?;
     let tenant = fixtures::tenant(bench, &server).await?;
     let users = fixtures::active_users(&server, &tenant, "m", ACCOUNTS).await?;
+    fixtures::wait_for_emails(&server, users.len()).await?;
     let channels = server.channels(burst.div_ceil(STREAMS_PER_CONNECTION)).await?;
 
     let start_line = Arc::new(Barrier::new(burst + 1));

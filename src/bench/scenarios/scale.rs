@@ -1,6 +1,7 @@
-//! Login and ValidateToken with a small and then a large user table (the
-//! large one filled by the fixture fast path): the throughputs should be
-//! within 10 % of each other when every lookup is indexed.
+//! Login and ValidateToken against two servers, one whose database holds a
+//! small user table and one a large table (filled by the fixture fast path),
+//! measured alternately in each round: when every lookup is indexed the
+//! throughputs are within 10 % of each other.
 
 use std::sync::Arc;
 
@@ -10,8 +11,8 @@ use tonic::transport::Channel;
 use super::{Found, login_once, validate_operation};
 use crate::bench::{
     Bench, Bound, Check, Measurement,
-    fixtures::{self, BULK_PASSWORD, bulk_login},
-    load::{self, Operation},
+    fixtures::{self, BULK_PASSWORD, Tenant, bulk_login},
+    load::{self, Operation, Sample},
     server::{ServerSpec, ServerUnderTest},
 };
 
@@ -28,63 +29,104 @@ fn random_login_operation(channels: Vec<Channel>, prefix: String, users: u64) ->
     })
 }
 
+/// One server with `users` fast-path users, and what was measured against it.
+struct Side {
+    users: u64,
+    server: ServerUnderTest,
+    tenant: Tenant,
+    channels: Vec<Channel>,
+    tokens: Vec<String>,
+    login: Sample,
+    validate: Sample,
+    login_peak: Option<u64>,
+    validate_peak: Option<u64>,
+}
+
+async fn side(bench: &Bench, users: u64, found: &mut Found) -> anyhow::Result<Side> {
+    let server = ServerUnderTest::start(bench, &ServerSpec { argon2: bench.argon2.clone(), env: Vec::new() }).await?;
+    let tenant = fixtures::tenant(bench, &server).await?;
+    let took = fixtures::bulk_insert_users(&server, &tenant, 0..users).await?;
+    found.measured(Measurement {
+        completed: users,
+        wall_s: Some(took.as_secs_f64()),
+        ..Measurement::new(SCENARIO, format!("fixture: bulk insert of {users} users (fast path)"))
+    });
+    let channels = server.channels(bench.connections()).await?;
+    let mut tokens = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        let login = bulk_login(&tenant.prefix, rand::rng().random_range(0..users));
+        tokens.push(fixtures::login(&channels[0], &login, BULK_PASSWORD).await?.access_token);
+    }
+    Ok(Side {
+        users,
+        server,
+        tenant,
+        channels,
+        tokens,
+        login: Sample::default(),
+        validate: Sample::default(),
+        login_peak: None,
+        validate_peak: None,
+    })
+}
+
 pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let small = bench.args.small_users.max(1);
     let large = bench.args.large_users.max(small);
-    let server = ServerUnderTest::start(bench, &ServerSpec { argon2: bench.argon2.clone(), env: Vec::new() }).await?;
-    let tenant = fixtures::tenant(bench, &server).await?;
-    let channels = server.channels(bench.connections()).await?;
-    let mut inserted = 0;
-    let mut figures = Vec::new();
-    for size in [small, large] {
-        let took = fixtures::bulk_insert_users(&server, &tenant, inserted..size).await?;
-        found.measured(Measurement {
-            completed: size - inserted,
-            wall_s: Some(took.as_secs_f64()),
-            ..Measurement::new(SCENARIO, format!("fixture: bulk insert of {} users (fast path)", size - inserted))
-        });
-        inserted = size;
-
-        let concurrency = bench.concurrency();
-        let operation = random_login_operation(channels.clone(), tenant.prefix.clone(), size);
-        server.reset_peak_rss();
-        let login = load::run(bench.phase(concurrency), operation).await;
-        found.measured(
-            Measurement::from_sample(SCENARIO, format!("Login, {size} users in the database"), concurrency, &login)
-                .rss_kib(server.peak_rss_kib()),
-        );
-
-        let mut tokens = Vec::with_capacity(SESSIONS);
-        for _ in 0..SESSIONS {
-            let login = bulk_login(&tenant.prefix, rand::rng().random_range(0..size));
-            tokens.push(fixtures::login(&channels[0], &login, BULK_PASSWORD).await?.access_token);
+    let mut sides = [side(bench, small, found).await?, side(bench, large, found).await?];
+    for _ in 0..bench.rounds() {
+        for side in &mut sides {
+            let concurrency = bench.concurrency();
+            let operation = random_login_operation(side.channels.clone(), side.tenant.prefix.clone(), side.users);
+            side.server.reset_peak_rss();
+            side.login.merge(load::run(bench.phase(concurrency), operation).await);
+            side.login_peak = side.login_peak.max(side.server.peak_rss_kib());
         }
-        let concurrency = bench.args.rpc_concurrency.max(1);
-        server.reset_peak_rss();
-        let validate = load::run(bench.phase(concurrency), validate_operation(channels.clone(), tokens)).await;
+        for side in &mut sides {
+            let concurrency = bench.args.rpc_concurrency.max(1);
+            let operation = validate_operation(side.channels.clone(), side.tokens.clone());
+            side.server.reset_peak_rss();
+            side.validate.merge(load::run(bench.phase(concurrency), operation).await);
+            side.validate_peak = side.validate_peak.max(side.server.peak_rss_kib());
+        }
+    }
+    for side in &sides {
+        let users = side.users;
         found.measured(
             Measurement::from_sample(
                 SCENARIO,
-                format!("ValidateToken, {size} users in the database"),
-                concurrency,
-                &validate,
+                format!("Login, {users} users in the database"),
+                bench.concurrency(),
+                &side.login,
             )
-            .rss_kib(server.peak_rss_kib()),
+            .rss_kib(side.login_peak),
         );
-        figures.push((login.throughput(), validate.throughput()));
-    }
-    if let [(login_small, validate_small), (login_large, validate_large)] = figures[..] {
-        for (what, a, b) in [("Login", login_small, login_large), ("ValidateToken", validate_small, validate_large)] {
-            let within = if a.max(b) > 0.0 { a.min(b) / a.max(b) } else { f64::NAN };
-            found.check(Check::new(
+        found.measured(
+            Measurement::from_sample(
                 SCENARIO,
-                format!("{what} throughput, {small} vs {large} users (lower/higher)"),
-                within,
-                Bound::AtLeast,
-                0.90,
-                "",
-            ));
-        }
+                format!("ValidateToken, {users} users in the database"),
+                bench.args.rpc_concurrency.max(1),
+                &side.validate,
+            )
+            .rss_kib(side.validate_peak),
+        );
     }
-    server.stop().await
+    let [small_side, large_side] = &sides;
+    for (what, a, b) in [
+        ("Login", small_side.login.throughput(), large_side.login.throughput()),
+        ("ValidateToken", small_side.validate.throughput(), large_side.validate.throughput()),
+    ] {
+        let within = if a.max(b) > 0.0 { a.min(b) / a.max(b) } else { f64::NAN };
+        found.check(Check::new(
+            SCENARIO,
+            format!("{what} throughput, {small} vs {large} users (lower/higher)"),
+            within,
+            Bound::AtLeast,
+            0.90,
+            "",
+        ));
+    }
+    let [small_side, large_side] = sides;
+    small_side.server.stop().await?;
+    large_side.server.stop().await
 }
