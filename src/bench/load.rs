@@ -2,6 +2,7 @@
 //! time after a warm-up, closed-loop (each caller sends its next request when
 //! the previous one answered) or paced at a fixed total rate.
 
+use super::procfs::CpuSnapshot;
 use std::{
     collections::BTreeMap,
     future::Future,
@@ -36,6 +37,8 @@ pub struct Sample {
     pub latencies_us: Vec<u64>,
     /// Failed requests by code.
     pub errors: BTreeMap<String, u64>,
+    /// CPU used by the load generator and the server during the window.
+    pub cpu: CpuSnapshot,
 }
 
 impl Sample {
@@ -53,6 +56,18 @@ impl Sample {
         self.errors.values().sum()
     }
 
+    /// CPU time of server and load generator per successful request, in ms:
+    /// unlike throughput, it does not depend on how much of the machine others use.
+    pub fn cpu_ms_per_op(&self) -> Option<f64> {
+        (self.completed > 0 && self.cpu.server > 0.0)
+            .then(|| (self.cpu.own + self.cpu.server) * 1000.0 / self.completed as f64)
+    }
+
+    /// The server's share of [`Sample::cpu_ms_per_op`].
+    pub fn server_cpu_ms_per_op(&self) -> Option<f64> {
+        (self.completed > 0 && self.cpu.server > 0.0).then(|| self.cpu.server * 1000.0 / self.completed as f64)
+    }
+
     /// Adds another phase of the same measurement (interleaved rounds).
     pub fn merge(&mut self, other: Sample) {
         self.completed += other.completed;
@@ -62,6 +77,8 @@ impl Sample {
         for (code, count) in other.errors {
             *self.errors.entry(code).or_default() += count;
         }
+        self.cpu.own += other.cpu.own;
+        self.cpu.server += other.cpu.server;
     }
 }
 
@@ -81,14 +98,21 @@ struct WorkerTally {
     errors: BTreeMap<String, u64>,
 }
 
-/// Runs `op` from `phase.concurrency` callers and measures the window after the warm-up.
-pub async fn run(phase: Phase, op: Operation) -> Sample {
+/// Runs `op` from `phase.concurrency` callers and measures the window after
+/// the warm-up, including the CPU this process and `server` use in it.
+pub async fn run(phase: Phase, server: Option<u32>, op: Operation) -> Sample {
     let concurrency = phase.concurrency.max(1);
     let start = Instant::now();
     let measure_from = start + phase.warmup;
     let end = measure_from + phase.duration;
     // Paced callers share the total rate; each starts at its own offset so sends interleave.
     let interval = phase.rate.filter(|r| *r > 0.0).map(|rate| Duration::from_secs_f64(concurrency as f64 / rate));
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let before = CpuSnapshot::take(server);
+        tokio::time::sleep_until(end.into()).await;
+        CpuSnapshot::take(server).since(before)
+    });
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..concurrency {
         let op = Arc::clone(&op);
@@ -149,6 +173,7 @@ pub async fn run(phase: Phase, op: Operation) -> Sample {
         }
     }
     sample.latencies_us.sort_unstable();
+    sample.cpu = cpu.await.unwrap_or_default();
     sample
 }
 

@@ -5,12 +5,14 @@
 
 mod fixtures;
 mod load;
+mod procfs;
 mod raw;
 mod report;
 mod scenarios;
 mod server;
 
 use std::{
+    io::Write as _,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
@@ -110,6 +112,9 @@ pub struct BenchArgs {
     /// Print the report as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub json_file: Option<PathBuf>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -238,11 +243,13 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         report.checks.extend(found.checks);
     }
     let _ = std::fs::remove_dir_all(&scratch);
-    if bench.args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", report.table());
+    let json = serde_json::to_string_pretty(&report)?;
+    if let Some(path) = &bench.args.json_file {
+        std::fs::write(path, &json)?;
     }
+    // A closed stdout must not turn a finished run into a panic.
+    let mut stdout = std::io::stdout();
+    let _ = if bench.args.json { writeln!(stdout, "{json}") } else { write!(stdout, "{}", report.table()) };
     if !report.failures.is_empty() {
         bail!("{} scenario(s) failed: {}", report.failures.len(), report.failures.join("; "));
     }

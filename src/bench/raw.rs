@@ -17,6 +17,7 @@ use ed25519_dalek::{Signature, Verifier as _, VerifyingKey};
 use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 
+use super::procfs::CpuSnapshot;
 use crate::config::Argon2Config;
 
 /// What the raw threads hash; its value does not change the cost.
@@ -42,6 +43,8 @@ impl Work {
 pub struct Rate {
     pub completed: u64,
     pub elapsed: Duration,
+    /// CPU this process used in the window: the raw threads, nearly alone.
+    pub cpu_s: f64,
 }
 
 impl Rate {
@@ -50,10 +53,16 @@ impl Rate {
         if secs > 0.0 { self.completed as f64 / secs } else { 0.0 }
     }
 
+    /// CPU time per operation, in ms.
+    pub fn cpu_ms_per_op(&self) -> Option<f64> {
+        (self.completed > 0 && self.cpu_s > 0.0).then(|| self.cpu_s * 1000.0 / self.completed as f64)
+    }
+
     /// Adds another window of the same measurement (interleaved rounds).
     pub fn merge(&mut self, other: Rate) {
         self.completed += other.completed;
         self.elapsed += other.elapsed;
+        self.cpu_s += other.cpu_s;
     }
 }
 
@@ -87,10 +96,12 @@ async fn spin(
     }
     tokio::time::sleep(warmup).await;
     measuring.store(true, Ordering::Relaxed);
+    let cpu_before = CpuSnapshot::take(None);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     let completed = counted.load(Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu_s = CpuSnapshot::take(None).since(cpu_before).own;
     stop.store(true, Ordering::Relaxed);
     tokio::task::spawn_blocking(move || {
         for handle in handles {
@@ -99,7 +110,7 @@ async fn spin(
         anyhow::Ok(())
     })
     .await??;
-    Ok(Rate { completed, elapsed })
+    Ok(Rate { completed, elapsed, cpu_s })
 }
 
 /// argon2id with the server's parameters: the computation alone, in memory

@@ -26,6 +26,11 @@ pub struct Measurement {
     pub errors: BTreeMap<String, u64>,
     /// The server's peak resident memory during this measurement.
     pub server_peak_rss_mib: Option<f64>,
+    /// CPU time per successful operation (server and load generator, or the
+    /// raw threads), in ms.
+    pub cpu_ms_per_op: Option<f64>,
+    /// The server's share of `cpu_ms_per_op`.
+    pub server_cpu_ms_per_op: Option<f64>,
 }
 
 impl Measurement {
@@ -41,6 +46,8 @@ impl Measurement {
             p50_ms: sample.quantile_ms(0.50),
             p99_ms: sample.quantile_ms(0.99),
             errors: sample.errors.clone(),
+            cpu_ms_per_op: sample.cpu_ms_per_op(),
+            server_cpu_ms_per_op: sample.server_cpu_ms_per_op(),
             ..Self::new(scenario, name)
         }
     }
@@ -157,8 +164,17 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "\n{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>9}  errors",
-            "scenario", "measurement", "conc", "completed", "per second", "p50 ms", "p99 ms", "wall s", "peak MiB"
+            "\n{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>10} {:>9}  errors",
+            "scenario",
+            "measurement",
+            "conc",
+            "completed",
+            "per second",
+            "p50 ms",
+            "p99 ms",
+            "wall s",
+            "cpu ms/op",
+            "peak MiB"
         );
         for r in &self.measurements {
             let errors = if r.errors.is_empty() {
@@ -168,7 +184,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>9}  {}",
+                "{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>10} {:>9}  {}",
                 r.scenario,
                 r.name,
                 r.concurrency.map_or_else(|| "-".to_owned(), |c| c.to_string()),
@@ -177,6 +193,7 @@ impl Report {
                 cell(r.p50_ms, 3),
                 cell(r.p99_ms, 3),
                 cell(r.wall_s, 2),
+                cell(r.cpu_ms_per_op, 3),
                 cell(r.server_peak_rss_mib, 1),
                 errors
             );

@@ -14,7 +14,7 @@ use sea_orm::{ConnectionTrait, Database, Statement};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-use super::Bench;
+use super::{Bench, procfs};
 use crate::config::Argon2Config;
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -136,7 +136,7 @@ impl ServerUnderTest {
 
     /// Peak resident memory since start or the last reset, in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        proc_status_kib(self.pid(), "VmHWM:")
+        procfs::status_kib(self.pid(), "VmHWM:")
     }
 
     pub fn log_tail(&self) -> String {
@@ -190,13 +190,6 @@ fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// A `kB` field of `/proc/<pid>/status`.
-pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with(field))?;
-    line[field.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Creates database `name` on the PostgreSQL server of `admin_url`; returns its URL.

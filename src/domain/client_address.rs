@@ -68,11 +68,7 @@ fn is_trusted(trusted: &[TrustedProxy], ip: &IpAddr) -> bool {
 /// `x-forwarded-for` that is not itself a trusted proxy. Proxies append, so
 /// entries left of the first untrusted one are the client's own claims and
 /// cannot be believed.
-pub fn client_address(
-    peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[TrustedProxy],
-) -> Option<IpAddr> {
+pub fn client_address(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[TrustedProxy]) -> Option<IpAddr> {
     let peer = peer?;
     if !is_trusted(trusted, &peer) {
         return Some(peer);

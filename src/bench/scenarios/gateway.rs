@@ -23,6 +23,7 @@ use crate::{
         Bench, Bound, Check, Measurement,
         fixtures::{self, Tenant},
         load::{self, Operation, Sample},
+        procfs::CpuSnapshot,
         server::{ServerSpec, ServerUnderTest},
     },
     config::Argon2Config,
@@ -39,6 +40,8 @@ struct WrkRun {
     duration: Duration,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU the server process (gateway included) used during the run, in seconds.
+    server_cpu_s: f64,
 }
 
 pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
@@ -70,7 +73,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             gateway_peak = gateway_peak.max(server.peak_rss_kib());
             server.reset_peak_rss();
             let operation = pair_operation(channels.clone(), &tenant, targets[..callers].to_vec());
-            let round = load::run(phase(callers), operation).await;
+            let round = load::run(phase(callers), Some(server.pid()), operation).await;
             grpc_peak = grpc_peak.max(server.peak_rss_kib());
             p50_gaps.push(run.p50_ms - round.quantile_ms(0.50).unwrap_or(f64::NAN));
             gateway_p50s.push(run.p50_ms);
@@ -78,9 +81,14 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             gateway.ok += run.ok;
             gateway.failed += run.failed;
             gateway.duration += run.duration;
+            gateway.server_cpu_s += run.server_cpu_s;
             grpc.merge(round);
         }
         let gateway_rate = gateway.ok as f64 / gateway.duration.as_secs_f64();
+        // Server-process CPU per request: wrk's own CPU is another process's, so the
+        // load generators are left out on both sides.
+        let gateway_cpu = (gateway.ok > 0).then(|| gateway.server_cpu_s * 1000.0 / gateway.ok as f64);
+        let grpc_cpu = (grpc.completed > 0).then(|| grpc.cpu.server * 1000.0 / grpc.completed as f64);
         let mut errors = std::collections::BTreeMap::new();
         if gateway.failed > 0 {
             errors.insert("not SUCCESS".to_owned(), gateway.failed);
@@ -92,15 +100,19 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
                 throughput: Some(gateway_rate),
                 p50_ms: Some(median(&mut gateway_p50s)),
                 p99_ms: Some(median(&mut gateway_p99s)),
+                cpu_ms_per_op: gateway_cpu,
+                server_cpu_ms_per_op: gateway_cpu,
                 errors,
                 ..Measurement::new(SCENARIO, "password_change.php via wrk (email=0)")
             }
             .rss_kib(gateway_peak),
         );
-        found.measured(
-            Measurement::from_sample(SCENARIO, "Login + ResetPasswords over gRPC (email=0)", callers, &grpc)
-                .rss_kib(grpc_peak),
-        );
+        found.measured(Measurement {
+            cpu_ms_per_op: grpc_cpu,
+            server_cpu_ms_per_op: grpc_cpu,
+            ..Measurement::from_sample(SCENARIO, "Login + ResetPasswords over gRPC (email=0)", callers, &grpc)
+                .rss_kib(grpc_peak)
+        });
         let (name, overhead) = if callers == 1 {
             ("overhead per request, p50 latency, 1 caller".to_owned(), median(&mut p50_gaps))
         } else {
@@ -110,6 +122,16 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             )
         };
         found.check(Check::new(SCENARIO, name, overhead, Bound::Below, 1.0, " ms"));
+        if let (Some(gateway_cpu), Some(grpc_cpu)) = (gateway_cpu, grpc_cpu) {
+            found.check(Check::new(
+                SCENARIO,
+                format!("overhead per request, server CPU time, {callers} caller(s)"),
+                gateway_cpu - grpc_cpu,
+                Bound::Below,
+                1.0,
+                " ms",
+            ));
+        }
     }
     server.stop().await
 }
@@ -221,7 +243,9 @@ async fn wrk(
     }
     runs.push(seconds);
     let mut last = None;
+    let server_pid = Some(server.pid());
     for run in runs {
+        let before = CpuSnapshot::take(server_pid);
         let mut command = Command::new("wrk");
         command
             .args(["-t1", &format!("-c{connections}"), &format!("-d{run}s"), "--timeout", "10s", "-s"])
@@ -232,7 +256,9 @@ async fn wrk(
         if !output.status.success() {
             bail!("wrk failed: {stdout}{}", String::from_utf8_lossy(&output.stderr));
         }
-        last = Some(parse(&stdout).with_context(|| format!("unexpected wrk output:\n{stdout}"))?);
+        let mut parsed = parse(&stdout).with_context(|| format!("unexpected wrk output:\n{stdout}"))?;
+        parsed.server_cpu_s = CpuSnapshot::take(server_pid).since(before).server;
+        last = Some(parsed);
     }
     last.context("wrk did not run")
 }
@@ -250,5 +276,6 @@ fn parse(stdout: &str) -> Option<WrkRun> {
         duration: Duration::from_micros(field("duration_us")?),
         p50_ms: field("p50_us")? as f64 / 1000.0,
         p99_ms: field("p99_us")? as f64 / 1000.0,
+        server_cpu_s: 0.0,
     })
 }

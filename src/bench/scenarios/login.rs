@@ -2,7 +2,7 @@
 //! callers than cores, as a ratio of raw argon2 verifies on as many threads as
 //! the server has hashing workers, measured alternately in each round.
 
-use super::{Found, login_operation, ratio};
+use super::{Found, cpu_ratio, login_operation, ratio};
 use crate::bench::{
     Bench, Bound, Check, Measurement, fixtures,
     load::{self, Sample},
@@ -29,13 +29,17 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     for _ in 0..bench.rounds() {
         limit.merge(raw::argon2_throughput(&bench.argon2, Work::Verify, threads, warmup, duration).await?);
         server.reset_peak_rss();
-        logins.merge(load::run(bench.phase(concurrency), login_operation(channels.clone(), users.clone())).await);
+        logins.merge(
+            load::run(bench.phase(concurrency), Some(server.pid()), login_operation(channels.clone(), users.clone()))
+                .await,
+        );
         peak = peak.max(server.peak_rss_kib());
     }
     found.measured(Measurement {
         concurrency: Some(threads),
         completed: limit.completed,
         throughput: Some(limit.per_second()),
+        cpu_ms_per_op: limit.cpu_ms_per_op(),
         ..Measurement::new(SCENARIO, format!("limit: argon2 verify in-process, {threads} threads"))
     });
     found.measured(Measurement::from_sample(SCENARIO, "Login over gRPC", concurrency, &logins).rss_kib(peak));
@@ -43,6 +47,14 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         SCENARIO,
         "Login / raw argon2 verify throughput",
         ratio(logins.throughput(), limit.per_second()),
+        Bound::AtLeast,
+        0.90,
+        "",
+    ));
+    found.check(Check::new(
+        SCENARIO,
+        "Login / raw argon2 verify, by CPU time per operation",
+        cpu_ratio(limit.cpu_ms_per_op(), logins.cpu_ms_per_op()),
         Bound::AtLeast,
         0.90,
         "",

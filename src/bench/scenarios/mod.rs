@@ -116,3 +116,13 @@ pub fn health_operation(channels: Vec<Channel>) -> Operation {
 pub fn ratio(value: f64, limit: f64) -> f64 {
     if limit > 0.0 { value / limit } else { f64::NAN }
 }
+
+/// How many times cheaper the limit's operation is in CPU time than the
+/// measured one: the throughput ratio an otherwise idle machine would show
+/// when both are CPU-bound.
+pub fn cpu_ratio(limit_ms: Option<f64>, measured_ms: Option<f64>) -> f64 {
+    match (limit_ms, measured_ms) {
+        (Some(limit), Some(measured)) if measured > 0.0 => limit / measured,
+        _ => f64::NAN,
+    }
+}

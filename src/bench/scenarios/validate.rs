@@ -6,7 +6,7 @@ use anyhow::Context;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use tonic::transport::Channel;
 
-use super::{Found, health_operation, ratio, validate_operation};
+use super::{Found, cpu_ratio, health_operation, ratio, validate_operation};
 use crate::{
     bench::{
         Bench, Bound, Check, Measurement, fixtures,
@@ -42,10 +42,17 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let (warmup, duration) = (bench.args.warmup, bench.args.duration);
     for _ in 0..bench.rounds() {
         server.reset_peak_rss();
-        health.merge(load::run(bench.phase(concurrency), health_operation(channels.clone())).await);
+        health.merge(load::run(bench.phase(concurrency), Some(server.pid()), health_operation(channels.clone())).await);
         health_peak = health_peak.max(server.peak_rss_kib());
         server.reset_peak_rss();
-        validate.merge(load::run(bench.phase(concurrency), validate_operation(channels.clone(), tokens.clone())).await);
+        validate.merge(
+            load::run(
+                bench.phase(concurrency),
+                Some(server.pid()),
+                validate_operation(channels.clone(), tokens.clone()),
+            )
+            .await,
+        );
         validate_peak = validate_peak.max(server.peak_rss_kib());
         ed25519.merge(raw::ed25519_throughput(&tokens[0], &public_key, bench.cores, warmup, duration).await?);
     }
@@ -57,12 +64,15 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         concurrency: Some(cores),
         completed: ed25519.completed,
         throughput: Some(ed25519.per_second()),
+        cpu_ms_per_op: ed25519.cpu_ms_per_op(),
         ..Measurement::new(SCENARIO, format!("limit: Ed25519 verify in-process, {cores} threads"))
     });
     // Both limits use the whole machine, so their costs per call add up.
     let combined = 1.0 / (1.0 / health.throughput() + 1.0 / ed25519.per_second());
+    let combined_cpu = health.cpu_ms_per_op().zip(ed25519.cpu_ms_per_op()).map(|(h, e)| h + e);
     found.measured(Measurement {
         throughput: Some(combined),
+        cpu_ms_per_op: combined_cpu,
         ..Measurement::new(SCENARIO, "limit: health check + Ed25519 verify (costs added)")
     });
     found.measured(
@@ -78,8 +88,16 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     ));
     found.check(Check::new(
         SCENARIO,
-        "ValidateToken / (health check + Ed25519) limit",
-        ratio(validate.throughput(), combined),
+        "ValidateToken / health check, by CPU time per call",
+        cpu_ratio(health.cpu_ms_per_op(), validate.cpu_ms_per_op()),
+        Bound::AtLeast,
+        0.70,
+        "",
+    ));
+    found.check(Check::new(
+        SCENARIO,
+        "ValidateToken / (health + Ed25519), by CPU time per call",
+        cpu_ratio(combined_cpu, validate.cpu_ms_per_op()),
         Bound::AtLeast,
         0.90,
         "",
@@ -88,7 +106,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let rate = validate.throughput() / 2.0;
     let paced = load::Phase { rate: Some(rate), ..bench.phase(concurrency) };
     server.reset_peak_rss();
-    let half = load::run(paced, validate_operation(channels, tokens)).await;
+    let half = load::run(paced, Some(server.pid()), validate_operation(channels, tokens)).await;
     found.measured(
         Measurement::from_sample(SCENARIO, format!("ValidateToken paced at 50 % ({rate:.0}/s)"), concurrency, &half)
             .rss_kib(server.peak_rss_kib()),
