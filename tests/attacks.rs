@@ -6,14 +6,12 @@
 
 mod common;
 
-use std::{
-    sync::{Mutex, Once},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use common::{
     Backend, MEMBER_PASSWORD, TestServer, bearer,
     http::{GatewayServer, HttpResponse, assert_valid_xml, curl, start_gateway},
+    panics::{assert_healthy, watch_panics},
     reason, start, users_client,
 };
 use identity::{config::Argon2Config, pb};
@@ -21,24 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-// ---- panics -----------------------------------------------------------------
-
-static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static PANIC_HOOK: Once = Once::new();
-
-/// Records every panic outside the test code itself: the servers run in this
-/// process, so a panic in a handler, a layer or a dependency lands here.
-fn watch_panics() {
-    PANIC_HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !info.location().is_some_and(|at| at.file().starts_with("tests/")) {
-                PANICS.lock().unwrap_or_else(|e| e.into_inner()).push(info.to_string());
-            }
-            default(info);
-        }));
-    });
-}
+// ---- panics and exclusive timing ----------------------------------------------
 
 /// Timing measurements run alone: the other stories of this binary wait for them.
 static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
@@ -53,24 +34,6 @@ async fn begin() -> tokio::sync::RwLockReadGuard<'static, ()> {
 async fn begin_alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
     watch_panics();
     EXCLUSIVE.write().await
-}
-
-fn assert_no_panics() {
-    let panics = PANICS.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(panics.is_empty(), "the service panicked: {panics:?}");
-}
-
-/// The server still answers its health service and a real login path.
-async fn assert_healthy(server: &TestServer) {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    let status = HealthClient::new(server.channel().await)
-        .check(HealthCheckRequest { service: String::new() })
-        .await
-        .expect("health answers")
-        .into_inner()
-        .status();
-    assert_eq!(status, ServingStatus::Serving);
-    assert_no_panics();
 }
 
 // ---- shared fixtures --------------------------------------------------------

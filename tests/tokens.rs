@@ -9,12 +9,15 @@ mod common;
 
 use std::{
     path::PathBuf,
-    sync::{Mutex, Once},
     time::{Duration, Instant},
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use common::{Backend, MEMBER_PASSWORD, TestServer, auth_client, bearer, users_client};
+use common::{
+    Backend, MEMBER_PASSWORD, TestServer, auth_client, bearer,
+    panics::{assert_healthy, watch_panics},
+    users_client,
+};
 use identity::{
     crypto::jwt::{NewKey, generate_key},
     pb::{self, TokenInvalidReason},
@@ -22,38 +25,6 @@ use identity::{
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use tonic::Code;
-
-// ---- panics and health --------------------------------------------------------
-
-static PANICS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static PANIC_HOOK: Once = Once::new();
-
-/// Records every panic outside the test code itself: the servers run in this
-/// process, so a panic in a handler, a layer or a dependency lands here.
-fn watch_panics() {
-    PANIC_HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !info.location().is_some_and(|at| at.file().starts_with("tests/")) {
-                PANICS.lock().unwrap_or_else(|e| e.into_inner()).push(info.to_string());
-            }
-            default(info);
-        }));
-    });
-}
-
-async fn assert_healthy(server: &TestServer) {
-    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    let status = HealthClient::new(server.channel().await)
-        .check(HealthCheckRequest { service: String::new() })
-        .await
-        .expect("health answers")
-        .into_inner()
-        .status();
-    assert_eq!(status, ServingStatus::Serving);
-    let panics = PANICS.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(panics.is_empty(), "the service panicked: {panics:?}");
-}
 
 // ---- fixtures -------------------------------------------------------------------
 

@@ -5,6 +5,7 @@
 
 pub mod http;
 pub mod otlp;
+pub mod panics;
 pub mod process;
 pub mod proxy;
 pub mod second_factor;
