@@ -210,6 +210,8 @@ pub struct TokenConfig {
     pub key_reload_secs: u64,
     /// How long a replica may trust its cached view of a session's revocation, in milliseconds.
     pub revocation_cache_ms: u64,
+    /// Access tokens whose signature a replica remembers having checked (0: none).
+    pub verified_cache_entries: usize,
 }
 
 impl Default for TokenConfig {
@@ -222,6 +224,7 @@ impl Default for TokenConfig {
             signing_key_file: None,
             key_reload_secs: 30,
             revocation_cache_ms: 1000,
+            verified_cache_entries: 10_000,
         }
     }
 }

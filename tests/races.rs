@@ -355,9 +355,107 @@ async fn concurrent_refreshes_rotate_once_and_the_rest_revoke_the_session(backen
     }
 }
 
+/// Callers that give up mid-call (a deadline, a closed connection, a gateway
+/// client gone) must leave nothing half-done: logins abandoned at every
+/// moment of their course, then the service still logs people in at once and
+/// no database transaction stays open. Before `Store::begin_write` began in a
+/// task of its own, this story hung on PostgreSQL in two runs out of two: sqlx
+/// returned a connection whose `BEGIN` was abandoned in flight to its pool
+/// inside a transaction; the next statement run on it, a login's throttle
+/// count, kept its row locked for good and every later login waited forever.
+async fn abandoned_logins_leave_no_transaction_open(backend: Backend) {
+    let server = common::start(backend, |config| config);
+    let (t, token) = manager(&server).await;
+    let login = format!("{}_member", t.prefix);
+    member(&server, &token, &login, Role::Reader, "").await;
+    let channel = server.channel().await;
+    // Deadlines spread over one login's own time, measured under the same
+    // load of eight steady lanes, abandon calls at every step of it, the
+    // transaction's BEGIN included.
+    let mut warmup = JoinSet::new();
+    for _ in 0..8 {
+        let (server_url, login) = (server.url(), login.clone());
+        warmup.spawn(async move {
+            let channel = tonic::transport::Channel::from_shared(server_url).unwrap().connect().await.unwrap();
+            let mut timings = Vec::new();
+            for _ in 0..5 {
+                let started = std::time::Instant::now();
+                let request = pb::LoginRequest { user_login: login.clone(), password: MEMBER_PASSWORD.to_owned() };
+                pb::auth_client::AuthClient::new(channel.clone()).login(request).await.expect("a login");
+                timings.push(started.elapsed());
+            }
+            timings
+        });
+    }
+    let mut timings: Vec<std::time::Duration> = warmup.join_all().await.into_iter().flatten().collect();
+    timings.sort();
+    let typical = timings[timings.len() / 2];
+    let mut lanes = JoinSet::new();
+    const LANES: u64 = 8;
+    const PER_LANE: u64 = 400;
+    let total = usize::try_from(LANES * PER_LANE).unwrap();
+    for lane in 0..LANES {
+        let (channel, login) = (channel.clone(), login.clone());
+        lanes.spawn(async move {
+            let mut answered = 0;
+            for i in 0..PER_LANE {
+                let share = 0.1 + 1.4 * (((lane * PER_LANE + i) * 7919) % 1000) as f64 / 1000.0;
+                let request = pb::LoginRequest { user_login: login.clone(), password: MEMBER_PASSWORD.to_owned() };
+                let mut client = pb::auth_client::AuthClient::new(channel.clone());
+                if tokio::time::timeout(typical.mul_f64(share), client.login(request)).await.is_ok() {
+                    answered += 1;
+                }
+            }
+            answered
+        });
+    }
+    let answered: usize = lanes.join_all().await.into_iter().sum();
+    assert!(answered < total, "no call was abandoned");
+
+    let started = std::time::Instant::now();
+    let after =
+        tokio::time::timeout(std::time::Duration::from_secs(15), common::login(&server, &login, MEMBER_PASSWORD)).await;
+    assert!(after.is_ok(), "a login after the abandoned ones waited over 15 s");
+    let waited = started.elapsed();
+
+    let mut stale = Vec::new();
+    if backend == Backend::Postgres {
+        let store = common::store(&server).await;
+        // Transactions of the service last milliseconds; one older than 2 s was left open.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let rows = sea_orm::ConnectionTrait::query_all_raw(
+                store.connection(),
+                sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    "SELECT pid::text || ' ' || state || ': ' || left(query, 80) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                     AND xact_start < now() - interval '2 seconds'",
+                ),
+            )
+            .await
+            .expect("read pg_stat_activity");
+            stale = rows.iter().map(|row| row.try_get_by_index::<String>(0).expect("a text column")).collect();
+            if stale.is_empty() || std::time::Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    eprintln!(
+        "[{backend:?}] abandoned logins: {} of {total} abandoned (a login takes {} µs), {answered} answered; \
+         the next login took {} ms",
+        total - answered,
+        typical.as_micros(),
+        waited.as_millis()
+    );
+    assert!(stale.is_empty(), "transactions left open: {stale:?}");
+}
+
 on_both_backends!(
     two_hundred_wrong_logins_lock_the_account_exactly_once,
     twenty_redemptions_of_one_link_let_exactly_one_through,
     overlapping_batch_resets_leave_one_generated_password_per_user,
     concurrent_refreshes_rotate_once_and_the_rest_revoke_the_session,
+    abandoned_logins_leave_no_transaction_open,
 );

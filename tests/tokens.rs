@@ -46,6 +46,18 @@ fn replica(backend: Backend, database_url: Option<String>, pem: &std::path::Path
     })
 }
 
+/// A replica signing with a key this file holds, and a logged-in Reader of a new tenant on it.
+async fn member_session(backend: Backend) -> (NewKey, TestServer, String, pb::Session) {
+    let (key, pem) = key_file();
+    let server = replica(backend, None, &pem);
+    let t = common::tenant(&server);
+    let manager = common::login(&server, &t.manager_login, &t.manager_password).await;
+    let login = format!("{}_member", t.prefix);
+    common::member(&server, &manager.access_token, &login, pb::Role::Reader, "").await;
+    let session = common::login(&server, &login, MEMBER_PASSWORD).await;
+    (key, server, login, session)
+}
+
 fn claims_of(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("a JWT");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -136,13 +148,7 @@ async fn protected_with(server: &TestServer, token: &str, login: &str) -> tonic:
 
 async fn forged_and_bent_tokens_are_refused_everywhere(backend: Backend) {
     watch_panics();
-    let (key, pem) = key_file();
-    let server = replica(backend, None, &pem);
-    let t = common::tenant(&server);
-    let manager = common::login(&server, &t.manager_login, &t.manager_password).await;
-    let login = format!("{}_member", t.prefix);
-    common::member(&server, &manager.access_token, &login, pb::Role::Reader, "").await;
-    let session = common::login(&server, &login, MEMBER_PASSWORD).await;
+    let (key, server, login, session) = member_session(backend).await;
     let genuine = claims_of(&session.access_token);
     assert_eq!(jsonwebtoken::decode_header(&session.access_token).unwrap().kid.as_deref(), Some(key.kid.as_str()));
     let kid = key.kid.as_str();
@@ -345,6 +351,40 @@ async fn forged_and_bent_tokens_are_refused_everywhere(backend: Backend) {
     assert_healthy(&server).await;
 }
 
+// ---- remembered signatures ------------------------------------------------------------------
+
+/// A replica remembers the signatures it has checked (`tokens.verified_cache_entries`);
+/// what it remembers must never outlive the token's own rules: the clock is
+/// read again on every call, and a remembered signature covers only its own token.
+async fn remembered_signatures_still_meet_the_clock(backend: Backend) {
+    watch_panics();
+    let (key, server, login, session) = member_session(backend).await;
+    let genuine = claims_of(&session.access_token);
+
+    // Valid for about two more seconds: `exp` 28 s ago, within the 30 s leeway.
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() - 28;
+    let short = sign(&eddsa(Some(&key.kid)), &with(&genuine, "exp", json!(exp)), &key);
+    assert!(validate(&server, &short).await.valid);
+    assert!(validate(&server, &short).await.valid, "checked again, from memory");
+
+    // The remembered signature under a longer-lived payload is another token, and forged.
+    let signature = short.rsplit('.').next().unwrap();
+    let header = json!({"typ": "JWT", "alg": "EdDSA", "kid": key.kid});
+    let stretched = assemble(&header, &with(&genuine, "exp", json!(exp + 3600)), signature);
+    assert_eq!(validate(&server, &stretched).await.invalid_reason(), TokenInvalidReason::BadSignature);
+
+    let expired_at = std::time::UNIX_EPOCH + Duration::from_secs(u64::try_from(exp + 30).unwrap());
+    if let Ok(wait) = expired_at.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(wait + Duration::from_millis(1100)).await;
+    }
+    let verdict = validate(&server, &short).await;
+    assert_eq!((verdict.valid, verdict.invalid_reason()), (false, TokenInvalidReason::Expired));
+    let refused = protected_with(&server, &short, &login).await;
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    assert!(validate(&server, &session.access_token).await.valid);
+    assert_healthy(&server).await;
+}
+
 // ---- revocation across replicas ------------------------------------------------------------
 
 /// Polls `server` until `token` is refused; returns how long that took.
@@ -418,4 +458,8 @@ async fn revoked_sessions_are_refused_on_every_replica(backend: Backend) {
     assert_healthy(&b).await;
 }
 
-on_both_backends!(forged_and_bent_tokens_are_refused_everywhere, revoked_sessions_are_refused_on_every_replica);
+on_both_backends!(
+    forged_and_bent_tokens_are_refused_everywhere,
+    remembered_signatures_still_meet_the_clock,
+    revoked_sessions_are_refused_on_every_replica
+);

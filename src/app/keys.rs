@@ -9,10 +9,12 @@ use std::{
 
 use crate::{
     config::Config,
-    crypto::jwt::{self, AccessClaims, KeyRing, NewKey, TokenRejection},
+    crypto::jwt::{self, AccessClaims, KeyRing, NewKey, Signed, TokenRejection},
     domain::Error,
     store::{Store, StoreError, keys},
 };
+
+use super::verified_tokens::VerifiedTokens;
 
 /// Unknown `kid`s trigger an early reload at most this often.
 const FORCED_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -22,6 +24,7 @@ pub struct KeyManager {
     /// A key from `tokens.signing_key_file`, which signs instead of database keys.
     pinned: Option<NewKey>,
     last_forced_reload: Mutex<Option<Instant>>,
+    verified: VerifiedTokens,
 }
 
 impl KeyManager {
@@ -58,6 +61,7 @@ impl KeyManager {
             ring: RwLock::new(Arc::new(load(store, pinned.as_ref(), now_ms).await?)),
             pinned,
             last_forced_reload: Mutex::new(None),
+            verified: VerifiedTokens::new(config.tokens.verified_cache_entries),
         };
         Ok(manager)
     }
@@ -82,16 +86,32 @@ impl KeyManager {
         audience: &str,
         now_ms: i64,
     ) -> Result<AccessClaims, TokenRejection> {
-        let now_secs = now_ms / 1000;
-        match self.ring().verify(token, issuer, audience, now_secs) {
+        let signed = self.verify_signature(store, token, now_ms).await?;
+        jwt::check_claims(&signed.claims, issuer, audience, now_ms / 1000)?;
+        Ok(signed.claims.clone())
+    }
+
+    async fn verify_signature(&self, store: &Store, token: &str, now_ms: i64) -> Result<Arc<Signed>, TokenRejection> {
+        let digest = self.verified.digest(token);
+        if let Some(known) = digest.as_ref().and_then(|digest| self.verified.get(digest))
+            && self.ring().has_kid(&known.kid)
+        {
+            return Ok(known);
+        }
+        let signed = match self.ring().verify_signature(token) {
             Err(TokenRejection::UnknownKey) if self.may_force_reload() => {
                 if let Err(e) = self.reload(store, now_ms).await {
                     tracing::warn!(error = %e, "could not reload signing keys");
                 }
-                self.ring().verify(token, issuer, audience, now_secs)
+                self.ring().verify_signature(token)
             }
             other => other,
+        };
+        let signed = Arc::new(signed?);
+        if let Some(digest) = digest {
+            self.verified.insert(digest, Arc::clone(&signed));
         }
+        Ok(signed)
     }
 
     fn may_force_reload(&self) -> bool {

@@ -65,8 +65,7 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
     };
     match (account, verification) {
         (Some(user), Verification::Match { needs_rehash }) => {
-            reservation.release(app).await;
-            succeed(app, user, password, needs_rehash, ctx).await
+            succeed(app, user, password, needs_rehash, reservation, ctx).await
         }
         (account, _) => {
             reservation.keep();
@@ -85,13 +84,16 @@ async fn succeed(
     user: user::Model,
     password: Secret,
     needs_rehash: bool,
+    reservation: throttle::Reservation,
     ctx: &RequestContext,
 ) -> Result<LoginOutcome, Error> {
     if let Some(problem) = account_problem(&user) {
+        reservation.release(app).await;
         record_attempt(app, Some(&user), &user.user_login, ctx, Some(problem_reason(problem))).await?;
         return Err(Error::AccountUnavailable(problem));
     }
     if let Some(challenge) = second_factor::challenge_if_enrolled(app, &user, &password_event(&user, ctx)).await? {
+        reservation.release(app).await;
         return Ok(LoginOutcome::Challenge(challenge));
     }
     // Parameters changed since this hash was made: replace it while we hold the password.
@@ -107,6 +109,9 @@ async fn succeed(
     }
     let session = sessions::open(app, &txn, &user).await?;
     audit::record(&txn, login_event(&user, &user.user_login, ctx), now).await?;
+    // Last, so the per-IP counter row, which every login from that address
+    // updates, stays locked only for the commit.
+    reservation.release_within(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(LoginOutcome::Session(session))
 }

@@ -19,6 +19,7 @@ pub mod second_factor;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
+pub mod verified_tokens;
 
 use std::{sync::Arc, time::Duration};
 

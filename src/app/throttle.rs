@@ -44,11 +44,18 @@ pub async fn reserve_login(app: &App, login: &str, ctx: &RequestContext) -> Resu
 impl Reservation {
     /// Gives the slots back (the attempt succeeded, or never got checked).
     pub async fn release(self, app: &App) {
-        for (key, window_start) in self.slots {
-            if let Err(e) = rate::refund(app.store.connection(), &key, window_start).await {
-                tracing::warn!(error = %e, "could not release a throttle slot");
-            }
+        if let Err(e) = self.release_within(app.store.connection()).await {
+            tracing::warn!(error = %e, "could not release a throttle slot");
         }
+    }
+
+    /// Gives the slots back within the transaction that records the success,
+    /// which saves a commit per slot on every login.
+    pub async fn release_within<C: sea_orm::ConnectionTrait>(self, conn: &C) -> Result<(), Error> {
+        for (key, window_start) in self.slots {
+            rate::refund(conn, &key, window_start).await?;
+        }
+        Ok(())
     }
 
     /// Keeps the slots: the attempt failed.

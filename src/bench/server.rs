@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use sea_orm::{ConnectionTrait, Database, Statement};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, Statement};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
@@ -192,9 +192,16 @@ fn tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
+/// A connection to the PostgreSQL server itself, whose statements stay out of the logs.
+async fn admin(admin_url: &str) -> anyhow::Result<sea_orm::DatabaseConnection> {
+    let mut options = ConnectOptions::new(admin_url.to_owned());
+    options.max_connections(1).sqlx_logging(false);
+    Database::connect(options).await.context("cannot connect to the PostgreSQL server")
+}
+
 /// Creates database `name` on the PostgreSQL server of `admin_url`; returns its URL.
 pub async fn create_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let db = Database::connect(admin_url).await.context("cannot connect to the PostgreSQL server")?;
+    let db = admin(admin_url).await?;
     db.execute_raw(Statement::from_string(db.get_database_backend(), format!("CREATE DATABASE \"{name}\"")))
         .await
         .with_context(|| format!("cannot create database {name}"))?;
@@ -205,7 +212,7 @@ pub async fn create_postgres_database(admin_url: &str, name: &str) -> anyhow::Re
 }
 
 async fn drop_postgres_database(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let db = Database::connect(admin_url).await.context("cannot connect to the PostgreSQL server")?;
+    let db = admin(admin_url).await?;
     db.execute_raw(Statement::from_string(
         db.get_database_backend(),
         format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),

@@ -18,7 +18,7 @@ use crate::{domain::Error, store::entities::signing_key};
 pub const ALGORITHM: &str = "EdDSA";
 
 /// Far above any token this service issues; refused before any parsing.
-const MAX_TOKEN_BYTES: usize = 8 * 1024;
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// Clock skew tolerated between this service and its replicas, in seconds.
 const LEEWAY_SECS: i64 = 30;
@@ -204,6 +204,13 @@ impl KeyRing {
         audience: &str,
         now_secs: i64,
     ) -> Result<AccessClaims, TokenRejection> {
+        let signed = self.verify_signature(token)?;
+        check_claims(&signed.claims, issuer, audience, now_secs)?;
+        Ok(signed.claims)
+    }
+
+    /// The claims of a token one of our keys signed, checked no further.
+    pub fn verify_signature(&self, token: &str) -> Result<Signed, TokenRejection> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenRejection::Malformed);
         }
@@ -220,19 +227,7 @@ impl KeyRing {
                 _ => TokenRejection::Malformed,
             })?
             .claims;
-        if claims.iss != issuer {
-            return Err(TokenRejection::WrongIssuer);
-        }
-        if claims.aud != audience {
-            return Err(TokenRejection::WrongAudience);
-        }
-        if now_secs >= claims.exp.saturating_add(LEEWAY_SECS) {
-            return Err(TokenRejection::Expired);
-        }
-        if now_secs < claims.nbf.saturating_sub(LEEWAY_SECS) {
-            return Err(TokenRejection::NotYetValid);
-        }
-        Ok(claims)
+        Ok(Signed { kid: verifier.kid.clone(), claims })
     }
 
     /// Every key that may still verify a live token.
@@ -271,6 +266,31 @@ fn verifier(row: &signing_key::Model) -> Option<Verifier> {
         // jsonwebtoken's EdDSA verifier takes the raw 32-byte key here, not DER.
         key: DecodingKey::from_ed_der(&public_raw),
     })
+}
+
+/// A token whose signature verified, and the key that made it.
+#[derive(Clone, Debug)]
+pub struct Signed {
+    pub kid: String,
+    pub claims: AccessClaims,
+}
+
+/// The checks of a token's claims that depend on time and on who asks:
+/// `iss`, `aud`, then `exp` and `nbf` with the leeway.
+pub fn check_claims(claims: &AccessClaims, issuer: &str, audience: &str, now_secs: i64) -> Result<(), TokenRejection> {
+    if claims.iss != issuer {
+        return Err(TokenRejection::WrongIssuer);
+    }
+    if claims.aud != audience {
+        return Err(TokenRejection::WrongAudience);
+    }
+    if now_secs >= claims.exp.saturating_add(LEEWAY_SECS) {
+        return Err(TokenRejection::Expired);
+    }
+    if now_secs < claims.nbf.saturating_sub(LEEWAY_SECS) {
+        return Err(TokenRejection::NotYetValid);
+    }
+    Ok(())
 }
 
 /// Signature and algorithm only: claims are checked in `verify`, against the

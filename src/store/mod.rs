@@ -166,7 +166,16 @@ impl Store {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         };
-        Ok(self.db.begin_with_options(options).await?)
+        // sqlx loses a transaction whose BEGIN is abandoned in flight (a
+        // cancelled call drops our future there): its connection goes back to
+        // the pool still inside the transaction, which then holds the row
+        // locks of whatever later borrows it, for good. Begun in a task of its
+        // own, the transaction always reaches a `DatabaseTransaction`, whose
+        // drop rolls it back, even when nobody is left to use it.
+        let db = self.db.clone();
+        let begun = tokio::spawn(async move { db.begin_with_options(options).await });
+        let transaction = begun.await.map_err(|e| DbErr::Custom(format!("beginning a transaction: {e}")))?;
+        Ok(transaction?)
     }
 
     /// Fails when the database takes no writes: SQLite opens a read-only file
