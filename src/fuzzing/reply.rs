@@ -11,7 +11,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use super::text;
 use crate::{
     domain::Secret,
-    gateway::xml::{API_NAME, Changed, NotChanged, Outcome, SUCCESS_MESSAGE, render},
+    gateway::xml::{API_NAME, Changed, NotChanged, Outcome, done_message, render},
 };
 
 /// The REASON codes of the DTD.
@@ -110,15 +110,7 @@ pub fn expected_reply(username: &str, at: OffsetDateTime, outcome: &Outcome) -> 
             reply.message = xml_text(message);
         }
         Outcome::Done { changed, not_changed } => {
-            reply.message = if not_changed.is_empty() {
-                SUCCESS_MESSAGE.to_owned()
-            } else {
-                format!(
-                    "{} of {} users could not be changed: see NOT_CHANGED",
-                    not_changed.len(),
-                    changed.len() + not_changed.len()
-                )
-            };
+            reply.message = done_message(changed.len(), not_changed.len());
             let users = changed.iter().map(|user| ReplyUser {
                 login: xml_text(&user.user_login),
                 password: user.password.as_ref().map(|p| xml_text(p.expose())),

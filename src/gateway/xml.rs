@@ -12,6 +12,15 @@ use crate::domain::Secret;
 pub const API_NAME: &str = "password_change.php";
 pub const SUCCESS_MESSAGE: &str = "The operation was successfully completed";
 
+/// The MESSAGE of a reset that ran: success, or how many users it could not change.
+pub fn done_message(changed: usize, not_changed: usize) -> String {
+    if not_changed == 0 {
+        SUCCESS_MESSAGE.to_owned()
+    } else {
+        format!("{not_changed} of {} users could not be changed: see NOT_CHANGED", changed + not_changed)
+    }
+}
+
 /// A target that was reset; `password` only when the request had email=0.
 pub struct Changed {
     pub user_login: String,
@@ -84,16 +93,7 @@ fn write_document(
     match outcome {
         Outcome::Failed { message, .. } => text_element(w, "MESSAGE", message)?,
         Outcome::Done { changed, not_changed } => {
-            let message = if not_changed.is_empty() {
-                SUCCESS_MESSAGE.to_owned()
-            } else {
-                format!(
-                    "{} of {} users could not be changed: see NOT_CHANGED",
-                    not_changed.len(),
-                    changed.len() + not_changed.len()
-                )
-            };
-            text_element(w, "MESSAGE", &message)?;
+            text_element(w, "MESSAGE", &done_message(changed.len(), not_changed.len()))?;
             user_list(w, "CHANGES", changed.len(), |w| {
                 for user in changed {
                     w.create_element("USER").write_inner_content(|w| {
