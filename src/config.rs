@@ -214,6 +214,9 @@ pub struct TokenConfig {
     pub verified_cache_entries: usize,
 }
 
+/// Remembered token signatures: a million is about 1 GiB of memory.
+pub const MAX_VERIFIED_CACHE_ENTRIES: usize = 1_000_000;
+
 impl Default for TokenConfig {
     fn default() -> Self {
         Self {
@@ -585,6 +588,13 @@ impl Config {
         if t.key_reload_secs == 0 {
             return Err(bad("tokens.key_reload_secs", "must be at least 1"));
         }
+        // The cache sizes its tables up front: an absurd figure would fail at start, not politely.
+        if t.verified_cache_entries > MAX_VERIFIED_CACHE_ENTRIES {
+            return Err(bad(
+                "tokens.verified_cache_entries",
+                format!("must be at most {MAX_VERIFIED_CACHE_ENTRIES} (about 1 KiB each; 0 turns the cache off)"),
+            ));
+        }
         self.validate_platforms()?;
         let c = &self.captcha;
         if !(1..=32).contains(&c.difficulty_bits) {
@@ -721,6 +731,12 @@ mod tests {
         assert!(config.validate().unwrap_err().to_string().contains("`gateway.rate_limit_per_user`"));
         config.gateway = GatewayConfig { max_body_bytes: 10, ..GatewayConfig::default() };
         assert!(config.validate().unwrap_err().to_string().contains("`gateway.max_body_bytes`"));
+
+        let mut config = Config::default();
+        config.tokens.verified_cache_entries = MAX_VERIFIED_CACHE_ENTRIES + 1;
+        assert!(config.validate().unwrap_err().to_string().contains("`tokens.verified_cache_entries`"));
+        config.tokens.verified_cache_entries = 0;
+        assert!(config.validate().is_ok(), "0 turns the cache off");
     }
 
     #[test]

@@ -14,7 +14,11 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, Statement};
 use tonic::transport::Channel;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-use super::{Bench, procfs};
+use super::{
+    Bench,
+    load::{self, Operation, Phase, Sample},
+    procfs,
+};
 use crate::config::Argon2Config;
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -126,6 +130,14 @@ impl ServerUnderTest {
     /// Whether the process still runs (it has not crashed).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// One load phase against this server, with its CPU counted and the peak
+    /// RSS (KiB) reached during it alone.
+    pub async fn load(&self, phase: Phase, operation: Operation) -> (Sample, Option<u64>) {
+        self.reset_peak_rss();
+        let sample = load::run(phase, Some(self.pid()), operation).await;
+        (sample, self.peak_rss_kib())
     }
 
     /// Restarts the peak-RSS count (`VmHWM`) from the current RSS, so a peak

@@ -5,7 +5,7 @@
 use super::{Found, cpu_ratio, login_operation, median_ratio, ratio};
 use crate::bench::{
     Bench, Bound, Check, Measurement, fixtures,
-    load::{self, Sample},
+    load::Sample,
     raw::{self, Rate, Work},
     server::{ServerSpec, ServerUnderTest},
 };
@@ -29,11 +29,9 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let (mut by_throughput, mut by_cpu) = (Vec::new(), Vec::new());
     for _ in 0..bench.rounds() {
         let round_limit = raw::argon2_throughput(&bench.argon2, Work::Verify, threads, warmup, duration).await?;
-        server.reset_peak_rss();
-        let round =
-            load::run(bench.phase(concurrency), Some(server.pid()), login_operation(channels.clone(), users.clone()))
-                .await;
-        peak = peak.max(server.peak_rss_kib());
+        let (round, round_peak) =
+            server.load(bench.phase(concurrency), login_operation(channels.clone(), users.clone())).await;
+        peak = peak.max(round_peak);
         by_throughput.push(ratio(round.throughput(), round_limit.per_second()));
         by_cpu.push(cpu_ratio(round_limit.cpu_ms_per_op(), round.cpu_ms_per_op()));
         limit.merge(round_limit);

@@ -12,7 +12,7 @@ use super::{Found, login_once, validate_operation};
 use crate::bench::{
     Bench, Bound, Check, Measurement,
     fixtures::{self, BULK_PASSWORD, Tenant, bulk_login},
-    load::{self, Operation, Sample},
+    load::{Operation, Sample},
     server::{ServerSpec, ServerUnderTest},
 };
 
@@ -78,16 +78,16 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         for side in &mut sides {
             let concurrency = bench.concurrency();
             let operation = random_login_operation(side.channels.clone(), side.tenant.prefix.clone(), side.users);
-            side.server.reset_peak_rss();
-            side.login.merge(load::run(bench.phase(concurrency), Some(side.server.pid()), operation).await);
-            side.login_peak = side.login_peak.max(side.server.peak_rss_kib());
+            let (sample, peak) = side.server.load(bench.phase(concurrency), operation).await;
+            side.login.merge(sample);
+            side.login_peak = side.login_peak.max(peak);
         }
         for side in &mut sides {
             let concurrency = bench.args.rpc_concurrency.max(1);
             let operation = validate_operation(side.channels.clone(), side.tokens.clone());
-            side.server.reset_peak_rss();
-            side.validate.merge(load::run(bench.phase(concurrency), Some(side.server.pid()), operation).await);
-            side.validate_peak = side.validate_peak.max(side.server.peak_rss_kib());
+            let (sample, peak) = side.server.load(bench.phase(concurrency), operation).await;
+            side.validate.merge(sample);
+            side.validate_peak = side.validate_peak.max(peak);
         }
     }
     for side in &sides {

@@ -39,26 +39,14 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let (warmup, duration) = (bench.args.warmup, bench.args.duration);
     let (mut by_throughput, mut by_cpu, mut uncached_by_throughput) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..bench.rounds() {
-        server.reset_peak_rss();
-        let round_health =
-            load::run(bench.phase(concurrency), Some(server.pid()), health_operation(channels.clone())).await;
-        health_peak = health_peak.max(server.peak_rss_kib());
-        server.reset_peak_rss();
-        let round_validate = load::run(
-            bench.phase(concurrency),
-            Some(server.pid()),
-            validate_operation(channels.clone(), tokens.clone()),
-        )
-        .await;
-        validate_peak = validate_peak.max(server.peak_rss_kib());
-        uncached_server.reset_peak_rss();
-        let round_uncached = load::run(
-            bench.phase(concurrency),
-            Some(uncached_server.pid()),
-            validate_operation(uncached_channels.clone(), uncached_tokens.clone()),
-        )
-        .await;
-        uncached_peak = uncached_peak.max(uncached_server.peak_rss_kib());
+        let (round_health, peak) = server.load(bench.phase(concurrency), health_operation(channels.clone())).await;
+        health_peak = health_peak.max(peak);
+        let (round_validate, peak) =
+            server.load(bench.phase(concurrency), validate_operation(channels.clone(), tokens.clone())).await;
+        validate_peak = validate_peak.max(peak);
+        let operation = validate_operation(uncached_channels.clone(), uncached_tokens.clone());
+        let (round_uncached, peak) = uncached_server.load(bench.phase(concurrency), operation).await;
+        uncached_peak = uncached_peak.max(peak);
         let round_ed25519 = raw::ed25519_throughput(&tokens[0], &public_key, bench.cores, warmup, duration).await?;
         by_throughput.push(ratio(round_validate.throughput(), round_health.throughput()));
         by_cpu.push(cpu_ratio(round_health.cpu_ms_per_op(), round_validate.cpu_ms_per_op()));
@@ -123,15 +111,14 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
 
     let rate = validate.throughput() / 2.0;
     let paced = load::Phase { rate: Some(rate), ..bench.phase(concurrency) };
-    server.reset_peak_rss();
-    let half = load::run(paced, Some(server.pid()), validate_operation(channels.clone(), tokens)).await;
+    let (half, half_peak) = server.load(paced, validate_operation(channels.clone(), tokens)).await;
     found.measured(
         Measurement::from_sample(SCENARIO, format!("ValidateToken paced at 50 % ({rate:.0}/s)"), concurrency, &half)
-            .rss_kib(server.peak_rss_kib()),
+            .rss_kib(half_peak),
     );
     // The same pace of the trivial RPC: the tail the machine itself adds, with
     // the load generator on the same cores as the server.
-    let trivial = load::run(paced, Some(server.pid()), health_operation(channels)).await;
+    let (trivial, trivial_peak) = server.load(paced, health_operation(channels)).await;
     found.measured(
         Measurement::from_sample(
             SCENARIO,
@@ -139,7 +126,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             concurrency,
             &trivial,
         )
-        .rss_kib(server.peak_rss_kib()),
+        .rss_kib(trivial_peak),
     );
     found.check(Check::new(
         SCENARIO,
