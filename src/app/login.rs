@@ -51,10 +51,9 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
             return Err(error);
         }
     };
-    let account = users::find_by_login(app.store.connection(), user_login).await?;
-    // Accounts without a password look theirs up too (finding none): same queries, same time.
-    let holder = account.as_ref().filter(|user| may_hold_password(user)).map_or(NO_ROW, |user| user.id.as_str());
-    let stored_hash = users::password_hash(app.store.connection(), holder).await?;
+    let candidate = users::find_for_login(app.store.connection(), user_login).await?;
+    // Accounts that cannot hold a password never use one found for them.
+    let stored_hash = candidate.as_ref().filter(|c| may_hold_password(&c.user)).and_then(|c| c.password_hash.clone());
     // Unknown logins are checked against a dummy hash: same work, same time.
     let verification = match app.hasher.verify(password.clone(), stored_hash).await {
         Ok(verification) => verification,
@@ -63,13 +62,13 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
             return Err(error);
         }
     };
-    match (account, verification) {
-        (Some(user), Verification::Match { needs_rehash }) => {
-            succeed(app, user, password, needs_rehash, reservation, ctx).await
+    match (candidate, verification) {
+        (Some(candidate), Verification::Match { needs_rehash }) => {
+            succeed(app, candidate, password, needs_rehash, reservation, ctx).await
         }
-        (account, _) => {
+        (candidate, _) => {
             reservation.keep();
-            fail(app, account.as_ref(), user_login, ctx, "INVALID_CREDENTIALS").await?;
+            fail(app, candidate.map(|c| c.user).as_ref(), user_login, ctx, "INVALID_CREDENTIALS").await?;
             Err(Error::InvalidCredentials)
         }
     }
@@ -81,18 +80,21 @@ fn may_hold_password(user: &user::Model) -> bool {
 
 async fn succeed(
     app: &App,
-    user: user::Model,
+    candidate: users::LoginCandidate,
     password: Secret,
     needs_rehash: bool,
     reservation: throttle::Reservation,
     ctx: &RequestContext,
 ) -> Result<LoginOutcome, Error> {
+    let user = candidate.user;
     if let Some(problem) = account_problem(&user) {
         reservation.release(app).await;
         record_attempt(app, Some(&user), &user.user_login, ctx, Some(problem_reason(problem))).await?;
         return Err(Error::AccountUnavailable(problem));
     }
-    if let Some(challenge) = second_factor::challenge_if_enrolled(app, &user, &password_event(&user, ctx)).await? {
+    if candidate.has_second_factor
+        && let Some(challenge) = second_factor::challenge_if_enrolled(app, &user, &password_event(&user, ctx)).await?
+    {
         reservation.release(app).await;
         return Ok(LoginOutcome::Challenge(challenge));
     }

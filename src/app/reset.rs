@@ -122,6 +122,10 @@ pub async fn reset_passwords(
     let now = app.clock.now_ms();
     let limit = i64::from(app.config.reset.admin_resets_per_hour);
     let txn = app.store.begin_write().await?;
+    // Re-checked inside the transaction: the users may have changed since.
+    let target_ids: Vec<&str> =
+        work.iter().filter_map(|(item, _)| item.target.as_ref()).map(|t| t.id.as_str()).collect();
+    let mut current = users::find_by_ids(&txn, &target_ids).await?;
     let mut revoked = Vec::new();
     let mut outcomes: Vec<Option<ResetOutcome>> = work.iter().map(|_| None).collect();
     for index in order {
@@ -136,8 +140,7 @@ pub async fn reset_passwords(
             *outcome = refuse(refusal);
             continue;
         };
-        // Re-check inside the transaction: the user may have changed since.
-        let refused = match users::find_by_id(&txn, &target.id).await? {
+        let refused = match current.remove(&target.id) {
             Some(current) => refusal(&actor, &current)?.map(|r| (r, current)),
             None => continue,
         };
@@ -210,11 +213,11 @@ async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> 
         }
         return Ok(items);
     }
+    let logins = dedup(&input.user_logins);
+    let mut found_by_login = users::find_by_logins(app.store.connection(), &logins).await?;
     let mut items = Vec::new();
-    for login in dedup(&input.user_logins) {
-        let found = users::find_by_login(app.store.connection(), &login)
-            .await?
-            .filter(|user| user.subscription_id == actor.subscription_id);
+    for login in logins {
+        let found = found_by_login.remove(&login).filter(|user| user.subscription_id == actor.subscription_id);
         let item = match found {
             None => Item { requested: login, target: None, refusal: Some(NotReset::UnknownUser), known_id: None },
             Some(user) => match refusal(actor, &user)? {

@@ -23,10 +23,12 @@ pub async fn reserve_login(app: &App, login: &str, ctx: &RequestContext) -> Resu
         keys.push((format!("login:ip:{ip}"), policy.login_per_ip));
     }
     let now = app.clock.now_ms();
+    let names: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
+    // One statement for all the slots: it runs on every login.
+    let counted = rate::hit_each(app.store.connection(), &names, window_ms, now).await?;
     let mut reservation = Reservation { slots: Vec::with_capacity(keys.len()) };
     let mut retry_after_ms = 0;
-    for (key, limit) in keys {
-        let (count, window_start) = rate::hit(app.store.connection(), &key, window_ms, now).await?;
+    for ((key, limit), (count, window_start)) in keys.into_iter().zip(counted) {
         reservation.slots.push((key, window_start));
         if i64::from(count) > i64::from(limit) {
             retry_after_ms = retry_after_ms.max(window_start + window_ms - now);

@@ -20,7 +20,7 @@ use std::{
 
 use anyhow::bail;
 
-pub use report::{Bound, Check, Machine, Measurement, Report, Settings};
+pub use report::{Bound, Check, Machine, Measurement, Report, Settings, median};
 
 use crate::config::{Argon2Config, Config};
 

@@ -76,6 +76,9 @@ pub struct Check {
     pub target: f64,
     pub unit: String,
     pub met: bool,
+    /// The figure of each round, when `value` is their median.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<f64>,
 }
 
 impl Check {
@@ -86,7 +89,21 @@ impl Check {
                 Bound::AtMost => value <= target,
                 Bound::Below => value < target,
             };
-        Self { scenario: scenario.to_owned(), name: name.into(), value, bound, target, unit: unit.to_owned(), met }
+        Self {
+            scenario: scenario.to_owned(),
+            name: name.into(),
+            value,
+            bound,
+            target,
+            unit: unit.to_owned(),
+            met,
+            rounds: Vec::new(),
+        }
+    }
+
+    /// The median of the rounds' figures against the target, keeping each round's.
+    pub fn median(scenario: &str, name: impl Into<String>, rounds: &[f64], bound: Bound, target: f64) -> Self {
+        Self { rounds: rounds.to_vec(), ..Self::new(scenario, name, median(rounds), bound, target, "") }
     }
 }
 
@@ -136,6 +153,20 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Scenarios that could not run to the end, with the reason.
     pub failures: Vec<String>,
+}
+
+/// The median of figures measured round by round. Each round measures the
+/// service right after its limit, so a machine whose speed drifts (a shared
+/// virtual machine can vary by 20 % within a minute) moves both alike; the
+/// median keeps one disturbed round from deciding the verdict.
+pub fn median(per_round: &[f64]) -> f64 {
+    let mut finite: Vec<f64> = per_round.iter().copied().filter(|r| r.is_finite()).collect();
+    if finite.is_empty() {
+        return f64::NAN;
+    }
+    finite.sort_by(f64::total_cmp);
+    let middle = finite.len() / 2;
+    if finite.len() % 2 == 1 { finite[middle] } else { (finite[middle - 1] + finite[middle]) / 2.0 }
 }
 
 fn cell(value: Option<f64>, decimals: usize) -> String {
@@ -198,21 +229,25 @@ impl Report {
                 errors
             );
         }
-        let _ = writeln!(out, "\n{:<9} {:<52} {:>12} {:>14}  verdict", "scenario", "check", "value", "target");
+        let width = self.checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0).max(52);
+        let _ =
+            writeln!(out, "\n{:<9} {:<width$} {:>12} {:>14}  verdict  rounds", "scenario", "check", "value", "target");
         for c in &self.checks {
             let bound = match c.bound {
                 Bound::AtLeast => "≥",
                 Bound::AtMost => "≤",
                 Bound::Below => "<",
             };
+            let rounds = c.rounds.iter().map(|r| format!("{r:.3}")).collect::<Vec<_>>().join(" ");
             let _ = writeln!(
                 out,
-                "{:<9} {:<52} {:>12} {:>14}  {}",
+                "{:<9} {:<width$} {:>12} {:>14}  {:<7}  {}",
                 c.scenario,
                 c.name,
                 format!("{:.3}{}", c.value, c.unit),
                 format!("{bound} {}{}", c.target, c.unit),
-                if c.met { "met" } else { "MISSED" }
+                if c.met { "met" } else { "MISSED" },
+                rounds
             );
         }
         for failure in &self.failures {
@@ -225,6 +260,15 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_median_ignores_one_disturbed_round_and_missing_figures() {
+        assert_eq!(median(&[0.95, 0.2, 0.93]), 0.93);
+        assert_eq!(median(&[0.9, 1.0]), 0.95);
+        assert_eq!(median(&[f64::NAN, 0.8, 0.7, 0.9]), 0.8);
+        assert!(median(&[f64::NAN]).is_nan());
+        assert!(median(&[]).is_nan());
+    }
 
     fn report() -> Report {
         let mut sample = Sample { completed: 20, window: std::time::Duration::from_secs(2), ..Sample::default() };

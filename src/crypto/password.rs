@@ -1,5 +1,5 @@
-//! argon2id hashing of passwords and PINs on a bounded pool, off the async
-//! runtime.
+//! argon2id hashing of passwords and PINs on a bounded pool of dedicated
+//! threads, off the async runtime.
 //!
 //! At most `workers` hashes run at once (each holds `memory_kib` of RAM), and
 //! at most `queue` more callers wait; past that a caller gets
@@ -8,19 +8,17 @@
 //! when its caller is cancelled: blocking work cannot be interrupted, and the
 //! slot is what bounds the memory.
 
-use std::sync::{
-    Arc, Mutex, PoisonError,
-    atomic::{AtomicUsize, Ordering},
-};
+use std::sync::Arc;
 
 use argon2::{
-    Algorithm, Argon2, Block, Params, PasswordHash, Version,
+    Algorithm, Argon2, Params, PasswordHash, Version,
     password_hash::phc::{Output, ParamsString, Salt},
 };
 use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::hash_workers::{Memory, Workers};
 use crate::{
     config::{Argon2Config, HashingConfig},
     domain::{Error, Secret},
@@ -45,63 +43,31 @@ pub struct PasswordHasher {
 struct Inner {
     params: Params,
     limits: Argon2Config,
-    workers: Arc<Semaphore>,
     admission: Arc<Semaphore>,
     worker_count: usize,
-    waiting: AtomicUsize,
+    workers: Workers,
     /// A hash of a random secret with the configured parameters: verifying
     /// against it when a login is unknown costs exactly what a real check costs.
     dummy_hash: String,
-    scratch: Scratch,
-}
-
-/// argon2's working memory, kept and reused from hash to hash. Allocating it
-/// for every hash let the allocator keep freed blocks around: with two
-/// workers and OWASP parameters the server grew past 700 MiB under a burst of
-/// logins. A buffer is taken only by a running hash, so there are never more
-/// than `workers` of them.
-struct Scratch {
-    blocks: usize,
-    free: Mutex<Vec<Vec<Block>>>,
-}
-
-impl Scratch {
-    fn new(blocks: usize) -> Self {
-        Self { blocks, free: Mutex::new(Vec::new()) }
-    }
-
-    fn with<T>(&self, blocks: usize, work: impl FnOnce(&mut [Block]) -> T) -> T {
-        // A stored hash made with other parameters (before a change) gets memory of its own.
-        if blocks != self.blocks {
-            return work(&mut vec![Block::new(); blocks]);
-        }
-        let taken = self.free.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let mut buffer = taken.unwrap_or_else(|| vec![Block::new(); blocks]);
-        let result = work(&mut buffer);
-        self.free.lock().unwrap_or_else(PoisonError::into_inner).push(buffer);
-        result
-    }
 }
 
 impl PasswordHasher {
-    /// Builds the pool. Computes the dummy hash, so call it once at start.
+    /// Builds the pool and starts its threads. Computes the dummy hash, so
+    /// call it once at start.
     pub fn new(argon2: &Argon2Config, hashing: &HashingConfig) -> Result<Self, Error> {
         let params = Params::new(argon2.memory_kib, argon2.iterations, argon2.parallelism, None)
             .map_err(|e| Error::internal(format!("argon2 parameters: {e}")))?;
         let worker_count = hashing.worker_count();
         let dummy_secret = super::random::token();
-        let scratch = Scratch::new(params.block_count());
-        let dummy_hash = hash_blocking(&params, &scratch, dummy_secret.expose())?;
+        let dummy_hash = hash_blocking(&params, &mut Memory::new(params.block_count()), dummy_secret.expose())?;
         Ok(Self {
             inner: Arc::new(Inner {
+                workers: Workers::start(worker_count, params.block_count())?,
                 params,
                 limits: argon2.clone(),
-                workers: Arc::new(Semaphore::new(worker_count)),
                 admission: Arc::new(Semaphore::new(worker_count + hashing.queue)),
                 worker_count,
-                waiting: AtomicUsize::new(0),
                 dummy_hash,
-                scratch,
             }),
         })
     }
@@ -112,19 +78,19 @@ impl PasswordHasher {
 
     /// Callers waiting for a worker right now.
     pub fn queue_depth(&self) -> usize {
-        self.inner.waiting.load(Ordering::Relaxed)
+        self.inner.workers.queued()
     }
 
     /// Hashes running right now.
     pub fn busy_workers(&self) -> usize {
-        self.inner.worker_count - self.inner.workers.available_permits()
+        self.inner.workers.busy()
     }
 
     /// Hashes a new password or PIN with the configured parameters.
     pub async fn hash(&self, secret: Secret) -> Result<String, Error> {
         let admission = self.admit()?;
-        let inner = Arc::clone(&self.inner);
-        self.run(admission, move || hash_blocking(&inner.params, &inner.scratch, secret.expose())).await
+        let params = self.inner.params.clone();
+        self.run(admission, move |memory| hash_blocking(&params, memory, secret.expose())).await
     }
 
     /// Hashes many secrets, in parallel on every worker. A batch waits for
@@ -136,10 +102,10 @@ impl PasswordHasher {
         let mut tasks = tokio::task::JoinSet::new();
         for (index, secret) in secrets.into_iter().enumerate() {
             let this = self.clone();
-            let inner = Arc::clone(&self.inner);
+            let params = self.inner.params.clone();
             let turn = Arc::clone(&in_flight).acquire_owned().await.map_err(Error::internal)?;
             tasks.spawn(async move {
-                let hash = this.run(None, move || hash_blocking(&inner.params, &inner.scratch, secret.expose())).await;
+                let hash = this.run(None, move |memory| hash_blocking(&params, memory, secret.expose())).await;
                 drop(turn);
                 (index, hash)
             });
@@ -160,7 +126,8 @@ impl PasswordHasher {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.inner.dummy_hash.clone());
         let inner = Arc::clone(&self.inner);
-        let verification = self.run(admission, move || verify_blocking(&inner, secret.expose(), &stored)).await?;
+        let verification =
+            self.run(admission, move |memory| verify_blocking(&inner, memory, secret.expose(), &stored)).await?;
         Ok(if known { verification } else { Verification::Mismatch })
     }
 
@@ -174,19 +141,16 @@ impl PasswordHasher {
     async fn run<T: Send + 'static>(
         &self,
         admission: Option<OwnedSemaphorePermit>,
-        work: impl FnOnce() -> Result<T, Error> + Send + 'static,
+        work: impl FnOnce(&mut Memory) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        self.inner.waiting.fetch_add(1, Ordering::Relaxed);
-        let worker = Arc::clone(&self.inner.workers).acquire_owned().await;
-        self.inner.waiting.fetch_sub(1, Ordering::Relaxed);
-        let worker = worker.map_err(Error::internal)?;
-        tokio::task::spawn_blocking(move || {
-            // Both permits live until the hash ends, whether or not anyone awaits it.
-            let _slots = (admission, worker);
-            work()
-        })
-        .await
-        .map_err(Error::internal)?
+        self.inner
+            .workers
+            .run(move |memory| {
+                // The admission slot lives until the hash ends, whether or not anyone awaits it.
+                let _slot = admission;
+                work(memory)
+            })
+            .await
     }
 }
 
@@ -195,12 +159,12 @@ fn argon2id(params: Params) -> Argon2<'static> {
 }
 
 /// What argon2's own `hash_password` does, in reused memory.
-fn hash_blocking(params: &Params, scratch: &Scratch, secret: &str) -> Result<String, Error> {
+fn hash_blocking(params: &Params, memory: &mut Memory, secret: &str) -> Result<String, Error> {
     let failed = |e: &dyn std::fmt::Display| Error::internal(format!("argon2 hash: {e}"));
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
-    scratch
+    memory
         .with(params.block_count(), |blocks| {
             argon2id(params.clone()).hash_password_into_with_memory(secret.as_bytes(), &salt, &mut output, blocks)
         })
@@ -215,7 +179,7 @@ fn hash_blocking(params: &Params, scratch: &Scratch, secret: &str) -> Result<Str
     Ok(hash.to_string())
 }
 
-fn verify_blocking(inner: &Inner, secret: &str, stored: &str) -> Result<Verification, Error> {
+fn verify_blocking(inner: &Inner, memory: &mut Memory, secret: &str, stored: &str) -> Result<Verification, Error> {
     let parsed = PasswordHash::new(stored).map_err(|e| Error::internal(format!("stored hash unreadable: {e}")))?;
     let stored_params =
         Params::try_from(&parsed).map_err(|e| Error::internal(format!("stored hash parameters: {e}")))?;
@@ -234,8 +198,7 @@ fn verify_blocking(inner: &Inner, secret: &str, stored: &str) -> Result<Verifica
         return Ok(Verification::Mismatch);
     };
     let mut computed = vec![0u8; expected.len()];
-    inner
-        .scratch
+    memory
         .with(stored_params.block_count(), |blocks| {
             Argon2::new(algorithm, version, stored_params.clone()).hash_password_into_with_memory(
                 secret.as_bytes(),
@@ -298,21 +261,6 @@ mod tests {
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(argon2id(params.clone()).verify_password(b"correct horse", &parsed).is_ok());
         assert!(argon2id(params).verify_password(b"correct horsE", &parsed).is_err());
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn working_memory_is_kept_once_per_worker() {
-        let hasher = pool(&cheap(), 2, 64);
-        let hashes = hasher.hash_many((0..16).map(|i| Secret::new(format!("pw{i}"))).collect()).await.unwrap();
-        let checks = hashes.into_iter().map(|hash| {
-            let hasher = hasher.clone();
-            tokio::spawn(async move { hasher.verify(Secret::new("x"), Some(hash)).await })
-        });
-        for check in checks.collect::<Vec<_>>() {
-            assert_eq!(check.await.unwrap().unwrap(), Verification::Mismatch);
-        }
-        let kept = hasher.inner.scratch.free.lock().unwrap().len();
-        assert!((1..=2).contains(&kept), "{kept} buffers kept for 2 workers");
     }
 
     #[tokio::test]

@@ -3,26 +3,58 @@
 use super::{StoreResult, sql};
 
 /// Counts one hit on `key` and returns the count in the current window and
-/// when that window started. One atomic upsert: concurrent hits on any
-/// replica each get a distinct count.
+/// when that window started.
 pub async fn hit<C: sea_orm::ConnectionTrait>(
     conn: &C,
     key: &str,
     window_ms: i64,
     now_ms: i64,
 ) -> StoreResult<(i32, i64)> {
-    let row = sql::query_one(
-        conn,
-        "INSERT INTO rate_counters (key, window_start, count) VALUES ($1, $2, 1) \
+    let counted = hit_each(conn, &[key], window_ms, now_ms).await?;
+    counted.into_iter().next().ok_or_else(|| missing_row().into())
+}
+
+/// Counts one hit on each of `keys` (distinct) and returns, in their order,
+/// the count in the current window and when that window started. One atomic
+/// upsert: concurrent hits on any replica each get a distinct count, and the
+/// rows are taken in the order given, so callers that always list their keys
+/// in the same order never deadlock.
+pub async fn hit_each<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    keys: &[&str],
+    window_ms: i64,
+    now_ms: i64,
+) -> StoreResult<Vec<(i32, i64)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    // $1 is the first key, $2 now, then the other keys, then the window's oldest start.
+    let rows = (0..keys.len())
+        .map(|i| if i == 0 { "($1, $2, 1)".to_owned() } else { format!("(${}, $2, 1)", i + 2) })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let expired = format!("${}", keys.len() + 2);
+    let statement = format!(
+        "INSERT INTO rate_counters (key, window_start, count) VALUES {rows} \
          ON CONFLICT (key) DO UPDATE SET \
-           count = CASE WHEN rate_counters.window_start <= $3 THEN 1 ELSE rate_counters.count + 1 END, \
-           window_start = CASE WHEN rate_counters.window_start <= $3 THEN $2 ELSE rate_counters.window_start END \
-         RETURNING count, window_start",
-        [key.into(), now_ms.into(), (now_ms - window_ms).into()],
-    )
-    .await?
-    .ok_or_else(|| sea_orm::DbErr::RecordNotFound("rate counter upsert returned nothing".to_owned()))?;
-    Ok((row.try_get_by_index(0)?, row.try_get_by_index(1)?))
+           count = CASE WHEN rate_counters.window_start <= {expired} THEN 1 ELSE rate_counters.count + 1 END, \
+           window_start = CASE WHEN rate_counters.window_start <= {expired} THEN excluded.window_start \
+                          ELSE rate_counters.window_start END \
+         RETURNING key, count, window_start"
+    );
+    let mut values: Vec<sea_orm::Value> = vec![keys[0].into(), now_ms.into()];
+    values.extend(keys[1..].iter().map(|&key| key.into()));
+    values.push((now_ms - window_ms).into());
+    let mut counted = std::collections::HashMap::with_capacity(keys.len());
+    for row in sql::query_all(conn, &statement, values).await? {
+        let key: String = row.try_get_by_index(0)?;
+        counted.insert(key, (row.try_get_by_index(1)?, row.try_get_by_index(2)?));
+    }
+    keys.iter().map(|key| counted.remove(*key).ok_or_else(|| missing_row().into())).collect()
+}
+
+fn missing_row() -> sea_orm::DbErr {
+    sea_orm::DbErr::RecordNotFound("rate counter upsert returned no row for a key".to_owned())
 }
 
 /// Takes back one hit counted in the window that started at `window_start`.
@@ -39,4 +71,44 @@ pub async fn refund<C: sea_orm::ConnectionTrait>(conn: &C, key: &str, window_sta
 /// Forgets counters whose window ended before `before_ms`.
 pub async fn purge<C: sea_orm::ConnectionTrait>(conn: &C, before_ms: i64) -> StoreResult<u64> {
     sql::execute(conn, "DELETE FROM rate_counters WHERE window_start < $1", [before_ms.into()]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    async fn store() -> Store {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate_up().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn each_key_is_counted_and_answered_in_the_order_given() {
+        let store = store().await;
+        let conn = store.connection();
+        assert_eq!(hit_each(conn, &["b", "a"], 1_000, 10_000).await.unwrap(), vec![(1, 10_000), (1, 10_000)]);
+        assert_eq!(hit(conn, "a", 1_000, 10_500).await.unwrap(), (2, 10_000));
+        assert_eq!(
+            hit_each(conn, &["a", "c", "b"], 1_000, 10_600).await.unwrap(),
+            vec![(3, 10_000), (1, 10_600), (2, 10_000)]
+        );
+        assert!(hit_each(conn, &[], 1_000, 10_600).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_ended_window_starts_afresh_and_refunds_reach_only_their_window() {
+        let store = store().await;
+        let conn = store.connection();
+        hit_each(conn, &["k", "other"], 1_000, 10_000).await.unwrap();
+        hit_each(conn, &["k"], 1_000, 10_100).await.unwrap();
+        // A refund for a window that has ended changes nothing.
+        refund(conn, "k", 9_000).await.unwrap();
+        assert_eq!(hit(conn, "k", 1_000, 10_200).await.unwrap(), (3, 10_000));
+        refund(conn, "k", 10_000).await.unwrap();
+        assert_eq!(hit(conn, "k", 1_000, 10_300).await.unwrap(), (3, 10_000));
+        // At window_start + window the window has ended: counting restarts.
+        assert_eq!(hit_each(conn, &["other", "k"], 1_000, 11_000).await.unwrap(), vec![(1, 11_000), (1, 11_000)]);
+    }
 }

@@ -15,6 +15,15 @@ pub async fn query_one<C: ConnectionTrait>(
     Ok(conn.query_one_raw(statement).await?)
 }
 
+pub async fn query_all<C: ConnectionTrait>(
+    conn: &C,
+    sql: &str,
+    values: impl IntoIterator<Item = Value>,
+) -> StoreResult<Vec<QueryResult>> {
+    let statement = Statement::from_sql_and_values(conn.get_database_backend(), sql, values);
+    Ok(conn.query_all_raw(statement).await?)
+}
+
 /// Runs a statement and returns the number of rows it changed.
 pub async fn execute<C: ConnectionTrait>(
     conn: &C,

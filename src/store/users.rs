@@ -1,6 +1,9 @@
 //! Users and their password credentials.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult as _, QueryFilter, Set,
+    sea_query::OnConflict,
+};
 
 use sea_orm::sea_query::ExprTrait as _;
 
@@ -47,6 +50,62 @@ pub async fn insert_user<C: ConnectionTrait>(conn: &C, new: NewUser<'_>, now_ms:
 /// both engines).
 pub async fn find_by_login<C: ConnectionTrait>(conn: &C, login: &str) -> StoreResult<Option<user::Model>> {
     Ok(user::Entity::find().filter(user::Column::UserLogin.eq(login)).one(conn).await?)
+}
+
+/// Rows looked up per statement by the batch lookups: far below the bind
+/// parameter limits of both engines.
+const LOOKUP_CHUNK: usize = 500;
+
+/// The users with these logins (exact match), keyed by login; unknown ones are absent.
+pub async fn find_by_logins<C: ConnectionTrait>(
+    conn: &C,
+    logins: &[String],
+) -> StoreResult<std::collections::HashMap<String, user::Model>> {
+    let mut found = std::collections::HashMap::with_capacity(logins.len());
+    for chunk in logins.chunks(LOOKUP_CHUNK) {
+        let users = user::Entity::find().filter(user::Column::UserLogin.is_in(chunk.iter().cloned())).all(conn).await?;
+        found.extend(users.into_iter().map(|user| (user.user_login.clone(), user)));
+    }
+    Ok(found)
+}
+
+/// The users with these ids, keyed by id; unknown ones are absent.
+pub async fn find_by_ids<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[&str],
+) -> StoreResult<std::collections::HashMap<String, user::Model>> {
+    let mut found = std::collections::HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(LOOKUP_CHUNK) {
+        let users = user::Entity::find().filter(user::Column::Id.is_in(chunk.iter().copied())).all(conn).await?;
+        found.extend(users.into_iter().map(|user| (user.id.clone(), user)));
+    }
+    Ok(found)
+}
+
+/// What a password login needs of an account, read in one statement: the
+/// user, its password hash and whether it has a second factor.
+pub struct LoginCandidate {
+    pub user: user::Model,
+    pub password_hash: Option<String>,
+    pub has_second_factor: bool,
+}
+
+pub async fn find_for_login<C: ConnectionTrait>(conn: &C, login: &str) -> StoreResult<Option<LoginCandidate>> {
+    let row = super::sql::query_one(
+        conn,
+        "SELECT users.*, password_credentials.hash AS password_hash, \
+           EXISTS (SELECT 1 FROM second_factors WHERE second_factors.user_id = users.id) AS has_second_factor \
+         FROM users LEFT JOIN password_credentials ON password_credentials.user_id = users.id \
+         WHERE users.user_login = $1",
+        [login.into()],
+    )
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    Ok(Some(LoginCandidate {
+        user: user::Model::from_query_result(&row, "")?,
+        password_hash: row.try_get("", "password_hash")?,
+        has_second_factor: row.try_get("", "has_second_factor")?,
+    }))
 }
 
 pub async fn find_by_id<C: ConnectionTrait>(conn: &C, id: &str) -> StoreResult<Option<user::Model>> {
@@ -122,16 +181,13 @@ pub async fn record_successful_login<C: ConnectionTrait>(
     user_id: &str,
     now_ms: i64,
 ) -> StoreResult<Option<user::Model>> {
-    let changed = super::sql::execute(
+    let row = super::sql::query_one(
         conn,
-        "UPDATE users SET failed_logins = 0, last_login_at = $1 WHERE id = $2 AND status = 'ACTIVE'",
+        "UPDATE users SET failed_logins = 0, last_login_at = $1 WHERE id = $2 AND status = 'ACTIVE' RETURNING *",
         [now_ms.into(), user_id.into()],
     )
     .await?;
-    if changed == 0 {
-        return Ok(None);
-    }
-    find_by_id(conn, user_id).await
+    Ok(row.map(|row| user::Model::from_query_result(&row, "")).transpose()?)
 }
 
 /// Renames a login; a taken login is a `Duplicate`.
@@ -317,4 +373,75 @@ pub async fn with_tokens<C: ConnectionTrait>(
         .into_iter()
         .map(|f| f.user_id)
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, second_factors, tenancy};
+
+    async fn store_with_user(login: &str) -> (Store, user::Model) {
+        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+        store.migrate_up().await.unwrap();
+        let conn = store.connection();
+        let new = tenancy::NewSubscription {
+            name: "Acme",
+            login_prefix: "acme",
+            platform_id: "p1",
+            users_define_own_password: false,
+            lockout_threshold: 5,
+        };
+        let (subscription, _) = tenancy::insert_subscription(conn, new, 1).await.unwrap();
+        let login = UserLogin::parse(login).unwrap();
+        let user = NewUser {
+            subscription_id: &subscription.id,
+            business_unit_id: None,
+            user_login: &login,
+            email: "a@example.com",
+            first_name: "A",
+            last_name: "B",
+            role: Role::Reader,
+            status: UserStatus::Active,
+        };
+        let user = insert_user(conn, user, 1).await.unwrap();
+        (store, user)
+    }
+
+    #[tokio::test]
+    async fn a_login_candidate_brings_its_hash_and_second_factor_in_one_read() {
+        let (store, user) = store_with_user("acme_ann").await;
+        let conn = store.connection();
+        assert!(find_for_login(conn, "acme_Ann").await.unwrap().is_none(), "logins match exactly");
+        let found = find_for_login(conn, "acme_ann").await.unwrap().unwrap();
+        assert_eq!((found.user, found.password_hash, found.has_second_factor), (user.clone(), None, false));
+
+        set_password_hash(conn, &user.id, "$argon2id$stored", 2).await.unwrap();
+        second_factors::assign(conn, &user.id, b"0123456789abcdef0123", 3).await.unwrap();
+        let found = find_for_login(conn, "acme_ann").await.unwrap().unwrap();
+        assert_eq!(found.password_hash.as_deref(), Some("$argon2id$stored"));
+        assert!(found.has_second_factor);
+    }
+
+    #[tokio::test]
+    async fn batch_lookups_find_exact_matches_only() {
+        let (store, user) = store_with_user("acme_bob").await;
+        let conn = store.connection();
+        let logins = ["acme_bob".to_owned(), "acme_BOB".to_owned(), "nobody".to_owned()];
+        let by_login = find_by_logins(conn, &logins).await.unwrap();
+        assert_eq!(by_login.len(), 1);
+        assert_eq!(by_login["acme_bob"], user);
+        let by_id = find_by_ids(conn, &[user.id.as_str(), "missing"]).await.unwrap();
+        assert_eq!(by_id.len(), 1);
+        assert_eq!(by_id[&user.id], user);
+    }
+
+    #[tokio::test]
+    async fn a_successful_login_resets_the_count_of_an_active_user_only() {
+        let (store, user) = store_with_user("acme_cy").await;
+        let conn = store.connection();
+        record_failed_login(conn, &user.id, 5, 2).await.unwrap();
+        let updated = record_successful_login(conn, &user.id, 7).await.unwrap().unwrap();
+        assert_eq!((updated.failed_logins, updated.last_login_at), (0, Some(7)));
+        assert!(record_successful_login(conn, "missing", 8).await.unwrap().is_none());
+    }
 }

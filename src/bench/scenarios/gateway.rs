@@ -24,6 +24,7 @@ use crate::{
         Bench, Bound, Check, Measurement,
         fixtures::{self, Tenant},
         load::{self, Operation, Sample},
+        median,
         procfs::CpuSnapshot,
         server::{ServerSpec, ServerUnderTest},
     },
@@ -99,8 +100,8 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
                 concurrency: Some(callers),
                 completed: gateway.ok,
                 throughput: Some(gateway_rate),
-                p50_ms: Some(median(&mut gateway_p50s)),
-                p99_ms: Some(median(&mut gateway_p99s)),
+                p50_ms: Some(median(&gateway_p50s)),
+                p99_ms: Some(median(&gateway_p99s)),
                 cpu_ms_per_op: gateway_cpu,
                 server_cpu_ms_per_op: gateway_cpu,
                 errors,
@@ -115,7 +116,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
                 .rss_kib(grpc_peak)
         });
         let (name, overhead) = if callers == 1 {
-            ("overhead per request, p50 latency, 1 caller".to_owned(), median(&mut p50_gaps))
+            ("overhead per request, p50 latency, 1 caller".to_owned(), median(&p50_gaps))
         } else {
             (
                 format!("overhead per request, 1/throughput, {callers} callers"),
@@ -174,12 +175,6 @@ fn pair_operation(channels: Vec<Channel>, tenant: &Tenant, targets: Vec<String>)
             if results.iter().all(|r| r.changed) { Ok(()) } else { Err("NotChanged".to_owned()) }
         })
     })
-}
-
-/// The median of per-round figures (NaN when there are none).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    if values.is_empty() { f64::NAN } else { values[values.len() / 2] }
 }
 
 /// The wrk script: Basic auth, the required X-Requested-With header, a form

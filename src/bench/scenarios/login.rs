@@ -2,7 +2,7 @@
 //! callers than cores, as a ratio of raw argon2 verifies on as many threads as
 //! the server has hashing workers, measured alternately in each round.
 
-use super::{Found, cpu_ratio, login_operation, median_ratio, ratio};
+use super::{Found, cpu_ratio, login_operation, ratio};
 use crate::bench::{
     Bench, Bound, Check, Measurement, fixtures,
     load::Sample,
@@ -45,21 +45,19 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         ..Measurement::new(SCENARIO, format!("limit: argon2 verify in-process, {threads} threads"))
     });
     found.measured(Measurement::from_sample(SCENARIO, "Login over gRPC", concurrency, &logins).rss_kib(peak));
-    found.check(Check::new(
+    found.check(Check::median(
         SCENARIO,
         "Login / raw argon2 verify throughput, median of rounds",
-        median_ratio(&by_throughput),
+        &by_throughput,
         Bound::AtLeast,
         0.90,
-        "",
     ));
-    found.check(Check::new(
+    found.check(Check::median(
         SCENARIO,
         "Login / raw argon2 verify, by CPU time per operation, median of rounds",
-        median_ratio(&by_cpu),
+        &by_cpu,
         Bound::AtLeast,
         0.90,
-        "",
     ));
     server.stop().await
 }

@@ -117,20 +117,6 @@ pub fn ratio(value: f64, limit: f64) -> f64 {
     if limit > 0.0 { value / limit } else { f64::NAN }
 }
 
-/// The median of the ratios measured round by round. Each round measures the
-/// service right after its limit, so a machine whose speed drifts (a shared
-/// virtual machine can vary by 20 % within a minute) moves both alike; the
-/// median keeps one disturbed round from deciding the verdict.
-pub fn median_ratio(per_round: &[f64]) -> f64 {
-    let mut finite: Vec<f64> = per_round.iter().copied().filter(|r| r.is_finite()).collect();
-    if finite.is_empty() {
-        return f64::NAN;
-    }
-    finite.sort_by(f64::total_cmp);
-    let middle = finite.len() / 2;
-    if finite.len() % 2 == 1 { finite[middle] } else { (finite[middle - 1] + finite[middle]) / 2.0 }
-}
-
 /// How many times cheaper the limit's operation is in CPU time than the
 /// measured one: the throughput ratio an otherwise idle machine would show
 /// when both are CPU-bound.
@@ -138,19 +124,5 @@ pub fn cpu_ratio(limit_ms: Option<f64>, measured_ms: Option<f64>) -> f64 {
     match (limit_ms, measured_ms) {
         (Some(limit), Some(measured)) if measured > 0.0 => limit / measured,
         _ => f64::NAN,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_median_ratio_ignores_one_disturbed_round_and_missing_figures() {
-        assert_eq!(median_ratio(&[0.95, 0.2, 0.93]), 0.93);
-        assert_eq!(median_ratio(&[0.9, 1.0]), 0.95);
-        assert_eq!(median_ratio(&[f64::NAN, 0.8, 0.7, 0.9]), 0.8);
-        assert!(median_ratio(&[f64::NAN]).is_nan());
-        assert!(median_ratio(&[]).is_nan());
     }
 }

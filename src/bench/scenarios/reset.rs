@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Found, median_ratio, ratio};
+use super::{Found, ratio};
 use crate::{
     bench::{
         Bench, Bound, Check, Measurement, fixtures,
@@ -79,13 +79,12 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             }
             .rss_kib(peak),
         );
-        found.check(Check::new(
+        found.check(Check::median(
             SCENARIO,
             format!("batch reset email={slot} / hashing time, median of rounds"),
-            median_ratio(&per_round[slot]),
+            &per_round[slot],
             Bound::AtMost,
             1.15,
-            "",
         ));
     }
     server.stop().await

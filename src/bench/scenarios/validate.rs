@@ -6,7 +6,7 @@ use anyhow::Context;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use tonic::transport::Channel;
 
-use super::{Found, cpu_ratio, health_operation, median_ratio, ratio, validate_operation};
+use super::{Found, cpu_ratio, health_operation, ratio, validate_operation};
 use crate::{
     bench::{
         Bench, Bound, Check, Measurement, fixtures,
@@ -84,29 +84,26 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         Measurement::from_sample(SCENARIO, "ValidateToken over gRPC, signature cache off", concurrency, &uncached)
             .rss_kib(uncached_peak),
     );
-    found.check(Check::new(
+    found.check(Check::median(
         SCENARIO,
         "ValidateToken / health check throughput, median of rounds",
-        median_ratio(&by_throughput),
+        &by_throughput,
         Bound::AtLeast,
         0.70,
-        "",
     ));
-    found.check(Check::new(
+    found.check(Check::median(
         SCENARIO,
         "ValidateToken / health check, by CPU time per call, median of rounds",
-        median_ratio(&by_cpu),
+        &by_cpu,
         Bound::AtLeast,
         0.70,
-        "",
     ));
-    found.check(Check::new(
+    found.check(Check::median(
         SCENARIO,
         "cache off: ValidateToken / (health + Ed25519) throughput, median",
-        median_ratio(&uncached_by_throughput),
+        &uncached_by_throughput,
         Bound::AtLeast,
         0.70,
-        "",
     ));
 
     let rate = validate.throughput() / 2.0;
