@@ -28,22 +28,34 @@ pub async fn issue_sealing<C: ConnectionTrait>(
     purpose: LinkPurpose,
     secret: Option<&Secret>,
 ) -> Result<Secret, Error> {
-    let token = random::token();
+    let mut urls = issue_sealing_many(app, conn, &[(user_id, secret)], purpose).await?;
+    urls.pop().ok_or_else(|| Error::internal("no link was issued"))
+}
+
+/// [`issue_sealing`] for many users at once; the URLs in the order of `links`.
+pub async fn issue_sealing_many<C: ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    links: &[(&str, Option<&Secret>)],
+    purpose: LinkPurpose,
+) -> Result<Vec<Secret>, Error> {
     let now = app.clock.now_ms();
     let ttl_ms = i64::try_from(app.config.activation.ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-    activation::issue(
-        conn,
-        NewLink {
+    let tokens: Vec<Secret> = links.iter().map(|_| random::token()).collect();
+    let token_hashes: Vec<String> = tokens.iter().map(|token| random::token_hash(token.expose())).collect();
+    let rows = links
+        .iter()
+        .zip(tokens.iter().zip(&token_hashes))
+        .map(|(&(user_id, secret), (token, token_hash))| NewLink {
             user_id,
             purpose: purpose.as_str(),
-            token_hash: &random::token_hash(token.expose()),
+            token_hash,
             expires_at_ms: now.saturating_add(ttl_ms),
-            sealed_secret: secret.map(|secret| crate::crypto::seal::seal(&token, secret)),
-        },
-        now,
-    )
-    .await?;
-    Ok(link_url(&app.config.public_url, &token))
+            sealed_secret: secret.map(|secret| crate::crypto::seal::seal(token, secret)),
+        })
+        .collect();
+    activation::issue_many(conn, rows, now).await?;
+    Ok(tokens.iter().map(|token| link_url(&app.config.public_url, token)).collect())
 }
 
 /// `<public_url>/activate/<token>`.

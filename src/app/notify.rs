@@ -14,19 +14,26 @@ use crate::{
 
 /// Queues `mail` to `user`; it is sent only if the caller's transaction commits.
 pub async fn email<C: ConnectionTrait>(app: &App, conn: &C, user: &user::Model, mail: &Rendered) -> Result<(), Error> {
-    outbox::enqueue(
-        conn,
-        NewEmail {
+    email_each(app, conn, &[(user, mail)]).await
+}
+
+/// [`email`] for many users at once.
+pub async fn email_each<C: ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    mails: &[(&user::Model, &Rendered)],
+) -> Result<(), Error> {
+    let emails = mails
+        .iter()
+        .map(|&(user, mail)| NewEmail {
             kind: mail.kind,
             user_id: Some(&user.id),
             recipient: &user.email,
             subject: &mail.subject,
             body_text: &mail.text,
             body_html: &mail.html,
-        },
-        &app.message_domain(),
-        app.clock.now_ms(),
-    )
-    .await?;
+        })
+        .collect();
+    outbox::enqueue_many(conn, emails, &app.message_domain(), app.clock.now_ms()).await?;
     Ok(())
 }

@@ -17,7 +17,7 @@ use crate::{
     },
     mail::templates,
     store::{
-        StoreError, activation,
+        BATCH_ROWS, StoreError, activation,
         audit::{self, AuditRecord},
         entities::user,
         rate, users,
@@ -126,41 +126,58 @@ pub async fn reset_passwords(
     let target_ids: Vec<&str> =
         work.iter().filter_map(|(item, _)| item.target.as_ref()).map(|t| t.id.as_str()).collect();
     let mut current = users::find_by_ids(&txn, &target_ids).await?;
-    let mut revoked = Vec::new();
     let mut outcomes: Vec<Option<ResetOutcome>> = work.iter().map(|_| None).collect();
+    let mut events = Vec::new();
+    let mut refuse = |index: usize, login: &str, target_id: Option<&str>, refusal: NotReset| {
+        events.push(refusal_event(&actor, login, target_id, refusal, ctx));
+        let requested = work[index].0.requested.clone();
+        outcomes[index] = Some(ResetOutcome { user_login: requested, password: None, not_reset: Some(refusal) });
+    };
+    let mut allowed = Vec::new();
     for index in order {
         let (item, secrets) = &work[index];
-        let outcome = &mut outcomes[index];
-        let refuse = |refusal: NotReset| {
-            Some(ResetOutcome { user_login: item.requested.clone(), password: None, not_reset: Some(refusal) })
-        };
-        let (Some(target), Some((password, hash))) = (&item.target, secrets) else {
-            let refusal = item.refusal.unwrap_or(NotReset::UnknownUser);
-            record_refusal(&txn, &actor, &item.requested, item.known_id.as_deref(), refusal, ctx, now).await?;
-            *outcome = refuse(refusal);
+        let (Some(target), Some(_)) = (&item.target, secrets) else {
+            refuse(index, &item.requested, item.known_id.as_deref(), item.refusal.unwrap_or(NotReset::UnknownUser));
             continue;
         };
-        let refused = match current.remove(&target.id) {
-            Some(current) => refusal(&actor, &current)?.map(|r| (r, current)),
-            None => continue,
-        };
-        if let Some((refusal, current)) = refused {
-            record_refusal(&txn, &actor, &current.user_login, Some(&current.id), refusal, ctx, now).await?;
-            *outcome = refuse(refusal);
-            continue;
+        let Some(current) = current.remove(&target.id) else { continue };
+        match refusal(&actor, &current)? {
+            Some(refusal) => refuse(index, &current.user_login, Some(&current.id), refusal),
+            None => allowed.push((index, target)),
         }
-        let (count, _) = rate::hit(&txn, &format!("reset:user:{}", target.id), RESET_WINDOW_MS, now).await?;
+    }
+    // Each statement below covers the whole batch (a few hundred users at a
+    // time), in the users' id order: one round trip per user and table made a
+    // reset of 1,000 users on PostgreSQL cost 2.4 s beyond its hashing.
+    let keys: Vec<String> = allowed.iter().map(|(_, target)| format!("reset:user:{}", target.id)).collect();
+    let mut counts = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(BATCH_ROWS) {
+        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        counts.extend(rate::hit_each(&txn, &chunk, RESET_WINDOW_MS, now).await?);
+    }
+    let mut granted = Vec::with_capacity(allowed.len());
+    for ((index, target), (count, _)) in allowed.into_iter().zip(counts) {
         if i64::from(count) > limit {
-            record_refusal(&txn, &actor, &target.user_login, Some(&target.id), NotReset::Throttled, ctx, now).await?;
-            *outcome = refuse(NotReset::Throttled);
-            continue;
+            refuse(index, &target.user_login, Some(&target.id), NotReset::Throttled);
+        } else {
+            granted.push((index, target));
         }
-        users::set_password_hash(&txn, &target.id, hash, now).await?;
-        // Links sent before this reset (welcome, forgot-password) must not open the account.
-        activation::supersede_all(&txn, &target.id, now).await?;
-        revoked.extend(sessions::revoke_all(app, &txn, &target.id, "PASSWORD_RESET").await?);
+    }
+    let secrets_of = |index: usize| work[index].1.as_ref().ok_or_else(|| Error::internal("a reset without a password"));
+    let mut credentials = Vec::with_capacity(granted.len());
+    for &(index, target) in &granted {
+        credentials.push((target.id.as_str(), secrets_of(index)?.1.as_str()));
+    }
+    users::set_password_hashes(&txn, &credentials, now).await?;
+    let granted_ids: Vec<&str> = credentials.iter().map(|&(id, _)| id).collect();
+    // Links sent before this reset (welcome, forgot-password) must not open the account.
+    activation::supersede_all_of(&txn, &granted_ids, now).await?;
+    let revoked = sessions::revoke_all_of(app, &txn, &granted_ids, "PASSWORD_RESET").await?;
+    let mut to_notify = Vec::new();
+    for (index, target) in granted {
+        let password = &secrets_of(index)?.0;
         if input.notify_by_email {
-            notify(app, &txn, target, password).await?;
+            to_notify.push((target, password));
         } else if target.status == UserStatus::PendingActivation.as_str() {
             // The caller holds the credentials now: the account is usable (legacy API rule).
             users::change_status(
@@ -173,15 +190,18 @@ pub async fn reset_passwords(
             )
             .await?;
         }
-        let event = AuditRecord::new("password.reset", ctx.source_ip.clone())
-            .subscription(&target.subscription_id)
-            .actor(&actor.id, &actor.user_login)
-            .target(Some(&target.id), &target.user_login)
-            .detail(if input.notify_by_email { "notified by email" } else { "password returned to the caller" });
-        audit::record(&txn, event, now).await?;
+        events.push(
+            AuditRecord::new("password.reset", ctx.source_ip.clone())
+                .subscription(&target.subscription_id)
+                .actor(&actor.id, &actor.user_login)
+                .target(Some(&target.id), &target.user_login)
+                .detail(if input.notify_by_email { "notified by email" } else { "password returned to the caller" }),
+        );
         let password = (!input.notify_by_email).then(|| password.clone());
-        *outcome = Some(ResetOutcome { user_login: item.requested.clone(), password, not_reset: None });
+        outcomes[index] = Some(ResetOutcome { user_login: work[index].0.requested.clone(), password, not_reset: None });
     }
+    notify(app, &txn, &to_notify).await?;
+    audit::record_all(&txn, events, now).await?;
     // Passwords leave only after the commit.
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
@@ -270,35 +290,37 @@ fn dedup(logins: &[String]) -> Vec<String> {
     logins.iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty() && seen.insert(l.clone())).collect()
 }
 
+/// Emails each user a link that carries their new password.
 async fn notify<C: sea_orm::ConnectionTrait>(
     app: &App,
     conn: &C,
-    user: &user::Model,
-    password: &Secret,
+    users: &[(&user::Model, &Secret)],
 ) -> Result<(), Error> {
-    let link = links::issue_sealing(app, conn, &user.id, LinkPurpose::AdminReset, Some(password)).await?;
-    let mail = templates::password_reset(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
-    super::notify::email(app, conn, user, &mail).await?;
-    Ok(())
+    let sealing: Vec<_> = users.iter().map(|&(user, password)| (user.id.as_str(), Some(password))).collect();
+    let links = links::issue_sealing_many(app, conn, &sealing, LinkPurpose::AdminReset).await?;
+    let hours = app.config.activation.ttl_secs / 3600;
+    let mails: Vec<_> = users
+        .iter()
+        .zip(&links)
+        .map(|(&(user, _), link)| templates::password_reset(&user.user_login, link.expose(), hours))
+        .collect();
+    let each: Vec<_> = users.iter().map(|&(user, _)| user).zip(&mails).collect();
+    super::notify::email_each(app, conn, &each).await
 }
 
-async fn record_refusal<C: sea_orm::ConnectionTrait>(
-    conn: &C,
+fn refusal_event(
     actor: &user::Model,
     login: &str,
     target_id: Option<&str>,
     refusal: NotReset,
     ctx: &RequestContext,
-    now: i64,
-) -> Result<(), Error> {
+) -> AuditRecord {
     let login: String = login.chars().take(crate::domain::login::LOGIN_MAX).collect();
-    let event = AuditRecord::new("password.reset", ctx.source_ip.clone())
+    AuditRecord::new("password.reset", ctx.source_ip.clone())
         .subscription(&actor.subscription_id)
         .actor(&actor.id, &actor.user_login)
         .target(target_id, &login)
-        .failed(refusal.code());
-    audit::record(conn, event, now).await?;
-    Ok(())
+        .failed(refusal.code())
 }
 
 #[cfg(test)]

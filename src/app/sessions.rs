@@ -161,6 +161,16 @@ pub async fn revoke_all<C: ConnectionTrait>(
     Ok(sessions::revoke_user_sessions(conn, user_id, reason, app.clock.now_ms()).await?)
 }
 
+/// [`revoke_all`] for many users at once.
+pub async fn revoke_all_of<C: ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    user_ids: &[&str],
+    reason: &str,
+) -> Result<Vec<String>, Error> {
+    Ok(sessions::revoke_sessions_of(conn, user_ids, reason, app.clock.now_ms()).await?)
+}
+
 /// Why an access token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenProblem {

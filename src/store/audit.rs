@@ -1,7 +1,7 @@
 //! The audit log: one row per security-relevant event, written in the same
 //! transaction as the change it records.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 
 use super::{StoreResult, entities::audit_event, new_id};
 
@@ -55,6 +55,21 @@ impl AuditRecord {
 }
 
 pub async fn record<C: ConnectionTrait>(conn: &C, event: AuditRecord, now_ms: i64) -> StoreResult<()> {
+    row(event, now_ms).insert(conn).await?;
+    Ok(())
+}
+
+/// Records many events, a few hundred per statement.
+pub async fn record_all<C: ConnectionTrait>(conn: &C, events: Vec<AuditRecord>, now_ms: i64) -> StoreResult<()> {
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let chunk = events.by_ref().take(super::sql::BATCH_ROWS).map(|event| row(event, now_ms));
+        audit_event::Entity::insert_many(chunk).exec_without_returning(conn).await?;
+    }
+    Ok(())
+}
+
+fn row(event: AuditRecord, now_ms: i64) -> audit_event::ActiveModel {
     audit_event::ActiveModel {
         id: Set(new_id()),
         occurred_at: Set(now_ms),
@@ -69,9 +84,6 @@ pub async fn record<C: ConnectionTrait>(conn: &C, event: AuditRecord, now_ms: i6
         source_ip: Set(event.source_ip),
         detail: Set(event.detail),
     }
-    .insert(conn)
-    .await?;
-    Ok(())
 }
 
 /// Filters of an audit listing, newest first.

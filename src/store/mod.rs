@@ -12,6 +12,8 @@ pub mod rate;
 pub mod second_factors;
 pub mod sessions;
 mod sql;
+
+pub use sql::BATCH_ROWS;
 pub mod tenancy;
 pub mod users;
 

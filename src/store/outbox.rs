@@ -1,7 +1,7 @@
 //! The transactional email outbox: a message is a row written in the same
 //! transaction as the change it tells about; a dispatcher delivers it.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
 use super::{StoreResult, entities::email_outbox, new_id, sql};
 
@@ -22,27 +22,44 @@ pub async fn enqueue<C: ConnectionTrait>(
     message_domain: &str,
     now_ms: i64,
 ) -> StoreResult<String> {
-    let id = new_id();
-    let message_id = format!("<{id}@{message_domain}>");
-    email_outbox::ActiveModel {
-        id: Set(id),
-        message_id: Set(message_id.clone()),
-        kind: Set(email.kind.to_owned()),
-        user_id: Set(email.user_id.map(str::to_owned)),
-        recipient: Set(email.recipient.to_owned()),
-        subject: Set(email.subject.to_owned()),
-        body_text: Set(email.body_text.to_owned()),
-        body_html: Set(email.body_html.to_owned()),
-        created_at: Set(now_ms),
-        next_attempt_at: Set(now_ms),
-        attempts: Set(0),
-        sent_at: Set(None),
-        failed_at: Set(None),
-        last_error: Set(None),
+    let ids = enqueue_many(conn, vec![email], message_domain, now_ms).await?;
+    ids.into_iter().next().ok_or_else(|| sea_orm::DbErr::RecordNotInserted.into())
+}
+
+/// [`enqueue`] for many emails, a few hundred per statement; their Message-IDs in order.
+pub async fn enqueue_many<C: ConnectionTrait>(
+    conn: &C,
+    emails: Vec<NewEmail<'_>>,
+    message_domain: &str,
+    now_ms: i64,
+) -> StoreResult<Vec<String>> {
+    let mut message_ids = Vec::with_capacity(emails.len());
+    for chunk in emails.chunks(sql::BATCH_ROWS) {
+        let mut rows = Vec::with_capacity(chunk.len());
+        for email in chunk {
+            let id = new_id();
+            let message_id = format!("<{id}@{message_domain}>");
+            message_ids.push(message_id.clone());
+            rows.push(email_outbox::ActiveModel {
+                id: Set(id),
+                message_id: Set(message_id),
+                kind: Set(email.kind.to_owned()),
+                user_id: Set(email.user_id.map(str::to_owned)),
+                recipient: Set(email.recipient.to_owned()),
+                subject: Set(email.subject.to_owned()),
+                body_text: Set(email.body_text.to_owned()),
+                body_html: Set(email.body_html.to_owned()),
+                created_at: Set(now_ms),
+                next_attempt_at: Set(now_ms),
+                attempts: Set(0),
+                sent_at: Set(None),
+                failed_at: Set(None),
+                last_error: Set(None),
+            });
+        }
+        email_outbox::Entity::insert_many(rows).exec_without_returning(conn).await?;
     }
-    .insert(conn)
-    .await?;
-    Ok(message_id)
+    Ok(message_ids)
 }
 
 // Delivery. Every replica runs a dispatcher; a row is sent by whichever claims

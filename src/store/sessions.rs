@@ -106,12 +106,28 @@ pub async fn revoke_user_sessions<C: ConnectionTrait>(
     reason: &str,
     now_ms: i64,
 ) -> StoreResult<Vec<String>> {
-    let rows = conn
-        .query_all_raw(sea_orm::Statement::from_sql_and_values(
-            conn.get_database_backend(),
-            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL RETURNING id",
-            [now_ms.into(), reason.into(), user_id.into()],
-        ))
-        .await?;
-    rows.into_iter().map(|row| Ok(row.try_get_by_index::<String>(0)?)).collect()
+    revoke_sessions_of(conn, &[user_id], reason, now_ms).await
+}
+
+/// [`revoke_user_sessions`] for many users, a few hundred per statement.
+pub async fn revoke_sessions_of<C: ConnectionTrait>(
+    conn: &C,
+    user_ids: &[&str],
+    reason: &str,
+    now_ms: i64,
+) -> StoreResult<Vec<String>> {
+    let mut revoked = Vec::new();
+    for chunk in user_ids.chunks(super::sql::BATCH_ROWS) {
+        let ids = super::sql::placeholders(3, chunk.len());
+        let mut values: Vec<sea_orm::Value> = vec![now_ms.into(), reason.into()];
+        values.extend(chunk.iter().map(|&id| id.into()));
+        let statement = format!(
+            "UPDATE sessions SET revoked_at = $1, revoke_reason = $2 \
+             WHERE user_id IN ({ids}) AND revoked_at IS NULL RETURNING id"
+        );
+        for row in super::sql::query_all(conn, &statement, values).await? {
+            revoked.push(row.try_get_by_index::<String>(0)?);
+        }
+    }
+    Ok(revoked)
 }

@@ -15,6 +15,16 @@ pub async fn query_one<C: ConnectionTrait>(
     Ok(conn.query_one_raw(statement).await?)
 }
 
+/// Rows a batch statement touches at most: far below the bind parameter
+/// limits of both engines (SQLite 32,766, PostgreSQL 65,535) even at a dozen
+/// columns a row.
+pub const BATCH_ROWS: usize = 500;
+
+/// `count` placeholders numbered from `first`: `$3, $4, $5`.
+pub fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count).map(|n| format!("${n}")).collect::<Vec<_>>().join(", ")
+}
+
 pub async fn query_all<C: ConnectionTrait>(
     conn: &C,
     sql: &str,

@@ -52,17 +52,13 @@ pub async fn find_by_login<C: ConnectionTrait>(conn: &C, login: &str) -> StoreRe
     Ok(user::Entity::find().filter(user::Column::UserLogin.eq(login)).one(conn).await?)
 }
 
-/// Rows looked up per statement by the batch lookups: far below the bind
-/// parameter limits of both engines.
-const LOOKUP_CHUNK: usize = 500;
-
 /// The users with these logins (exact match), keyed by login; unknown ones are absent.
 pub async fn find_by_logins<C: ConnectionTrait>(
     conn: &C,
     logins: &[String],
 ) -> StoreResult<std::collections::HashMap<String, user::Model>> {
     let mut found = std::collections::HashMap::with_capacity(logins.len());
-    for chunk in logins.chunks(LOOKUP_CHUNK) {
+    for chunk in logins.chunks(super::sql::BATCH_ROWS) {
         let users = user::Entity::find().filter(user::Column::UserLogin.is_in(chunk.iter().cloned())).all(conn).await?;
         found.extend(users.into_iter().map(|user| (user.user_login.clone(), user)));
     }
@@ -75,7 +71,7 @@ pub async fn find_by_ids<C: ConnectionTrait>(
     ids: &[&str],
 ) -> StoreResult<std::collections::HashMap<String, user::Model>> {
     let mut found = std::collections::HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(LOOKUP_CHUNK) {
+    for chunk in ids.chunks(super::sql::BATCH_ROWS) {
         let users = user::Entity::find().filter(user::Column::Id.is_in(chunk.iter().copied())).all(conn).await?;
         found.extend(users.into_iter().map(|user| (user.id.clone(), user)));
     }
@@ -108,6 +104,22 @@ pub async fn find_for_login<C: ConnectionTrait>(conn: &C, login: &str) -> StoreR
     }))
 }
 
+/// Locks the users' rows until the transaction ends, in id order so that two
+/// transactions locking overlapping sets wait instead of deadlocking.
+/// PostgreSQL only: SQLite's BEGIN IMMEDIATE already lets one writer in at a time.
+pub async fn lock<C: ConnectionTrait>(conn: &C, user_ids: &[&str]) -> StoreResult<()> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    for chunk in user_ids.chunks(super::sql::BATCH_ROWS) {
+        let ids = super::sql::placeholders(1, chunk.len());
+        let values: Vec<sea_orm::Value> = chunk.iter().map(|&id| id.into()).collect();
+        let statement = format!("SELECT 1 FROM users WHERE id IN ({ids}) ORDER BY id FOR UPDATE");
+        super::sql::query_all(conn, &statement, values).await?;
+    }
+    Ok(())
+}
+
 pub async fn find_by_id<C: ConnectionTrait>(conn: &C, id: &str) -> StoreResult<Option<user::Model>> {
     Ok(user::Entity::find_by_id(id.to_owned()).one(conn).await?)
 }
@@ -131,6 +143,30 @@ pub async fn set_password_hash<C: ConnectionTrait>(
     )
     .exec(conn)
     .await?;
+    Ok(())
+}
+
+/// Sets the password hash of each `(user_id, hash)`, a few hundred users per statement.
+pub async fn set_password_hashes<C: ConnectionTrait>(
+    conn: &C,
+    credentials: &[(&str, &str)],
+    now_ms: i64,
+) -> StoreResult<()> {
+    for chunk in credentials.chunks(super::sql::BATCH_ROWS) {
+        let rows = chunk.iter().map(|&(user_id, hash)| password_credential::ActiveModel {
+            user_id: Set(user_id.to_owned()),
+            hash: Set(hash.to_owned()),
+            updated_at: Set(now_ms),
+        });
+        password_credential::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::column(password_credential::Column::UserId)
+                    .update_columns([password_credential::Column::Hash, password_credential::Column::UpdatedAt])
+                    .to_owned(),
+            )
+            .exec_without_returning(conn)
+            .await?;
+    }
     Ok(())
 }
 
@@ -376,11 +412,12 @@ pub async fn with_tokens<C: ConnectionTrait>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::{Store, second_factors, tenancy};
 
-    async fn store_with_user(login: &str) -> (Store, user::Model) {
+    /// An in-memory store with one subscription holding these ACTIVE users.
+    pub(crate) async fn store_with_users(logins: &[&str]) -> (Store, Vec<user::Model>) {
         let store = Store::connect("sqlite::memory:", 1).await.unwrap();
         store.migrate_up().await.unwrap();
         let conn = store.connection();
@@ -392,19 +429,27 @@ mod tests {
             lockout_threshold: 5,
         };
         let (subscription, _) = tenancy::insert_subscription(conn, new, 1).await.unwrap();
-        let login = UserLogin::parse(login).unwrap();
-        let user = NewUser {
-            subscription_id: &subscription.id,
-            business_unit_id: None,
-            user_login: &login,
-            email: "a@example.com",
-            first_name: "A",
-            last_name: "B",
-            role: Role::Reader,
-            status: UserStatus::Active,
-        };
-        let user = insert_user(conn, user, 1).await.unwrap();
-        (store, user)
+        let mut users = Vec::new();
+        for login in logins {
+            let login = UserLogin::parse(login).unwrap();
+            let user = NewUser {
+                subscription_id: &subscription.id,
+                business_unit_id: None,
+                user_login: &login,
+                email: "a@example.com",
+                first_name: "A",
+                last_name: "B",
+                role: Role::Reader,
+                status: UserStatus::Active,
+            };
+            users.push(insert_user(conn, user, 1).await.unwrap());
+        }
+        (store, users)
+    }
+
+    async fn store_with_user(login: &str) -> (Store, user::Model) {
+        let (store, mut users) = store_with_users(&[login]).await;
+        (store, users.remove(0))
     }
 
     #[tokio::test]
@@ -420,6 +465,17 @@ mod tests {
         let found = find_for_login(conn, "acme_ann").await.unwrap().unwrap();
         assert_eq!(found.password_hash.as_deref(), Some("$argon2id$stored"));
         assert!(found.has_second_factor);
+    }
+
+    #[tokio::test]
+    async fn batch_password_writes_create_and_replace_hashes() {
+        let (store, users) = store_with_users(&["acme_dee", "acme_eve"]).await;
+        let conn = store.connection();
+        set_password_hash(conn, &users[0].id, "old", 1).await.unwrap();
+        set_password_hashes(conn, &[(users[0].id.as_str(), "new0"), (users[1].id.as_str(), "new1")], 2).await.unwrap();
+        assert_eq!(password_hash(conn, &users[0].id).await.unwrap().as_deref(), Some("new0"));
+        assert_eq!(password_hash(conn, &users[1].id).await.unwrap().as_deref(), Some("new1"));
+        set_password_hashes(conn, &[], 3).await.unwrap();
     }
 
     #[tokio::test]
