@@ -113,7 +113,7 @@ async fn reset_everyone_by_email(channel: Channel, token: String) -> Result<usiz
 }
 
 /// Returns once a write transaction has been open for a while (seen on two
-/// probes 20 ms apart): PostgreSQL shows it in `pg_stat_activity` (a
+/// probes 5 ms apart: a batch writes set by set, so its transaction is short): PostgreSQL shows it in `pg_stat_activity` (a
 /// transaction id is assigned at its first write); on SQLite the write lock
 /// it holds turns a `BEGIN IMMEDIATE` away.
 async fn wait_for_write_transaction(backend: Backend, url: &str) {
@@ -146,7 +146,7 @@ async fn wait_for_write_transaction(backend: Backend, url: &str) {
             }
         };
         seen = if open { seen + 1 } else { 0 };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     db.close().await.ok();
 }

@@ -122,9 +122,12 @@ pub async fn reset_passwords(
     let now = app.clock.now_ms();
     let limit = i64::from(app.config.reset.admin_resets_per_hour);
     let txn = app.store.begin_write().await?;
-    // Re-checked inside the transaction: the users may have changed since.
+    // Re-checked inside the transaction, with the rows locked until it ends: the
+    // users may have changed since. Users first, as every other writer of a
+    // user's links does, so that nothing waits on a lock this batch waits for.
     let target_ids: Vec<&str> =
         work.iter().filter_map(|(item, _)| item.target.as_ref()).map(|t| t.id.as_str()).collect();
+    users::lock(&txn, &target_ids).await?;
     let mut current = users::find_by_ids(&txn, &target_ids).await?;
     let mut outcomes: Vec<Option<ResetOutcome>> = work.iter().map(|_| None).collect();
     let mut events = Vec::new();

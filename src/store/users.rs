@@ -111,6 +111,8 @@ pub async fn lock<C: ConnectionTrait>(conn: &C, user_ids: &[&str]) -> StoreResul
     if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
         return Ok(());
     }
+    let mut user_ids = user_ids.to_vec();
+    user_ids.sort_unstable();
     for chunk in user_ids.chunks(super::sql::BATCH_ROWS) {
         let ids = super::sql::placeholders(1, chunk.len());
         let values: Vec<sea_orm::Value> = chunk.iter().map(|&id| id.into()).collect();
