@@ -271,6 +271,14 @@ pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// A migrated in-memory SQLite store for the store's own unit tests.
+#[cfg(test)]
+pub(crate) async fn in_memory() -> Store {
+    let store = Store::connect("sqlite::memory:", 1).await.unwrap();
+    store.migrate_up().await.unwrap();
+    store
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,13 +34,7 @@ pub async fn purge<C: ConnectionTrait>(conn: &C, now_ms: i64) -> StoreResult<u64
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
-
-    async fn store() -> Store {
-        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
-        store.migrate_up().await.unwrap();
-        store
-    }
+    use crate::store::in_memory as store;
 
     #[tokio::test]
     async fn a_key_is_spent_once() {

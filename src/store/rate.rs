@@ -76,13 +76,7 @@ pub async fn purge<C: sea_orm::ConnectionTrait>(conn: &C, before_ms: i64) -> Sto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
-
-    async fn store() -> Store {
-        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
-        store.migrate_up().await.unwrap();
-        store
-    }
+    use crate::store::in_memory as store;
 
     #[tokio::test]
     async fn each_key_is_counted_and_answered_in_the_order_given() {

@@ -133,19 +133,7 @@ pub async fn set_password_hash<C: ConnectionTrait>(
     hash: &str,
     now_ms: i64,
 ) -> StoreResult<()> {
-    password_credential::Entity::insert(password_credential::ActiveModel {
-        user_id: Set(user_id.to_owned()),
-        hash: Set(hash.to_owned()),
-        updated_at: Set(now_ms),
-    })
-    .on_conflict(
-        OnConflict::column(password_credential::Column::UserId)
-            .update_columns([password_credential::Column::Hash, password_credential::Column::UpdatedAt])
-            .to_owned(),
-    )
-    .exec(conn)
-    .await?;
-    Ok(())
+    set_password_hashes(conn, &[(user_id, hash)], now_ms).await
 }
 
 /// Sets the password hash of each `(user_id, hash)`, a few hundred users per statement.
@@ -420,8 +408,7 @@ pub(crate) mod tests {
 
     /// An in-memory store with one subscription holding these ACTIVE users.
     pub(crate) async fn store_with_users(logins: &[&str]) -> (Store, Vec<user::Model>) {
-        let store = Store::connect("sqlite::memory:", 1).await.unwrap();
-        store.migrate_up().await.unwrap();
+        let store = crate::store::in_memory().await;
         let conn = store.connection();
         let new = tenancy::NewSubscription {
             name: "Acme",
