@@ -12,10 +12,10 @@ pub mod rate;
 pub mod second_factors;
 pub mod sessions;
 mod sql;
-
-pub use sql::BATCH_ROWS;
 pub mod tenancy;
 pub mod users;
+
+pub use sql::BATCH_ROWS;
 
 use std::{path::Path, time::Duration};
 
