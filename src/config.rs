@@ -148,11 +148,15 @@ pub struct ThrottleConfig {
     /// Failed or in-flight attempts allowed per source IP per window.
     pub login_per_ip: u32,
     pub window_secs: u64,
+    /// "That login is taken" answers per caller per hour (CreateUser and
+    /// ChangeUserLogin with a login of the caller's choosing): logins are
+    /// global, so each answer says whether some other tenant holds it.
+    pub taken_login_answers_per_hour: u32,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        Self { login_per_user: 4, login_per_ip: 50, window_secs: 60 }
+        Self { login_per_user: 4, login_per_ip: 50, window_secs: 60, taken_login_answers_per_hour: 20 }
     }
 }
 
@@ -571,6 +575,9 @@ impl Config {
         }
         if self.throttle.login_per_user == 0 || self.throttle.login_per_ip == 0 {
             return Err(bad("throttle.login_per_user", "and `throttle.login_per_ip` must be at least 1"));
+        }
+        if self.throttle.taken_login_answers_per_hour == 0 {
+            return Err(bad("throttle.taken_login_answers_per_hour", "must be at least 1"));
         }
         if !(1..=86_400).contains(&self.throttle.window_secs) {
             return Err(bad("throttle.window_secs", "must be 1 to 86400"));

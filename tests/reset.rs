@@ -65,7 +65,7 @@ async fn a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes(backend: B
             (r3.clone(), true, ResetReason::Unspecified),
             (contact, false, ResetReason::Contact),
             (deleted, false, ResetReason::Deleted),
-            (admin, false, ResetReason::OutOfScope),
+            (admin, true, ResetReason::Unspecified),
             (t.manager_login.clone(), false, ResetReason::Self_),
             (unknown, false, ResetReason::UnknownUser),
             (stranger, false, ResetReason::UnknownUser),
