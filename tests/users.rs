@@ -302,6 +302,33 @@ async fn the_last_active_manager_cannot_be_deactivated_deleted_or_demoted(backen
     assert_eq!(won, 1, "one Manager must remain");
 }
 
+/// A link mailed before a deactivation does not come back to life with the account.
+async fn a_deactivation_voids_live_links(backend: Backend) {
+    let server = server(backend);
+    let (t, manager) = manager_session(server).await;
+    let login = format!("{}_leaver", t.prefix);
+    member(server, &manager, &login, Role::Reader, "").await;
+    let mut users = users_client(server).await;
+    let user = users.get_user(bearer(pb::GetUserRequest { user_login: login.clone() }, &manager)).await.unwrap();
+    let mut reset = reset_client(server).await;
+    let forgot = pb::RequestPasswordResetRequest {
+        user_login: login.clone(),
+        email: user.into_inner().user.unwrap().email,
+        captcha: Some(common::solved_captcha(server).await),
+    };
+    reset.request_password_reset(forgot).await.expect("asked for a link");
+    let token = common::latest_link(server, &login, "forgot_password").await;
+    let inspect = pb::InspectActivationRequest { token: token.clone() };
+    assert!(reset.inspect_activation(inspect.clone()).await.unwrap().into_inner().valid);
+    for status in [UserStatus::Inactive, UserStatus::Active] {
+        let change = pb::SetUserStatusRequest { user_login: login.clone(), status: status.into(), reason: String::new() };
+        users.set_user_status(bearer(change, &manager)).await.expect("status changed");
+    }
+    let after = reset.inspect_activation(inspect).await.unwrap().into_inner();
+    assert!(!after.valid, "the account is back, its old link is not");
+    assert_eq!(after.invalid_reason(), pb::ActivationInvalidReason::Superseded);
+}
+
 async fn operator_session(server: &common::TestServer) -> (String, String) {
     let operator = unique("op");
     let output = common::identity_cli(
@@ -851,6 +878,7 @@ on_both_backends!(
     an_operator_rescues_a_lone_locked_manager,
     an_operator_replaces_a_token_and_resets_a_pin,
     the_command_line_rescues_without_any_account,
+    a_deactivation_voids_live_links,
     taken_login_answers_are_throttled_per_caller_and_audited,
     the_status_machine_guards_every_change,
     listing_pages_stay_stable_while_users_are_added,
