@@ -76,8 +76,6 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Measure the service against its hardware limits (docs/PERFORMANCE.md).
-    Bench(identity::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -229,7 +227,6 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             say!("identity: HTTP gateway listening on {} (gRPC service at {grpc})", gateway.url());
             gateway.serve(shutdown).await
         }
-        Command::Bench(args) => identity::bench::run(args, &config).await,
         Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Keys { action } => {
             let store = connect_migrated(&config).await?;

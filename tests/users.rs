@@ -321,7 +321,8 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
     let inspect = pb::InspectActivationRequest { token: token.clone() };
     assert!(reset.inspect_activation(inspect.clone()).await.unwrap().into_inner().valid);
     for status in [UserStatus::Inactive, UserStatus::Active] {
-        let change = pb::SetUserStatusRequest { user_login: login.clone(), status: status.into(), reason: String::new() };
+        let change =
+            pb::SetUserStatusRequest { user_login: login.clone(), status: status.into(), reason: String::new() };
         users.set_user_status(bearer(change, &manager)).await.expect("status changed");
     }
     let after = reset.inspect_activation(inspect).await.unwrap().into_inner();
