@@ -120,10 +120,15 @@ impl Store {
             .sqlx_logging(false);
         if let Some(path) = sqlite_path(url) {
             if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
+                create_private_dir_all(parent).map_err(|e| {
                     StoreError::Unavailable(DbErr::Custom(format!("cannot create {}: {e}", parent.display())))
                 })?;
             }
+            // The file holds password hashes, TOTP secrets and maybe the signing
+            // key: made 0600 here, before SQLite would make it with the umask.
+            // SQLite gives its -wal and -shm files the database file's mode.
+            create_private_file(Path::new(path))
+                .map_err(|e| StoreError::Unavailable(DbErr::Custom(format!("cannot create {path}: {e}"))))?;
             options.map_sqlx_sqlite_opts(|opts| {
                 opts.create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -257,6 +262,30 @@ fn explain_open_failure(url: &str, error: DbErr) -> StoreError {
             "{error}; the folder {} takes no writes: {io}",
             folder.display()
         ))),
+    }
+}
+
+/// Creates `dir` and any missing parents readable by the owner only (0700);
+/// existing folders keep their mode.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `path` empty and readable by the owner only (0600) when it does
+/// not exist; an existing file is left as it is.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
     }
 }
 
