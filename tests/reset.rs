@@ -131,8 +131,26 @@ async fn email_one_sends_a_link_that_shows_the_password_once(backend: Backend) {
     assert_eq!((seen.valid, seen.invalid_reason()), (false, pb::ActivationInvalidReason::Used));
 }
 
+/// New hashes this server has computed, as its `/metrics` reports them.
+fn hashes_made(metrics_url: &str) -> u64 {
+    // The metrics recorder is one per process and a scrape writes this server's
+    // count into it before rendering: servers of this binary scrape one at a time.
+    static SCRAPING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = SCRAPING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let scraped = common::http::curl(&[metrics_url]);
+    assert_eq!(scraped.status, 200, "{}", scraped.body);
+    let line = scraped.body.lines().find(|line| line.starts_with("identity_hash_pool_hashes_made "));
+    line.and_then(|line| line.rsplit(' ').next()).and_then(|n| n.parse().ok()).expect("the hashes made counter")
+}
+
 async fn the_fourth_admin_reset_in_an_hour_is_throttled(backend: Backend) {
-    let server = server(backend);
+    // A server of its own, so that its hash count is this story's alone.
+    let metrics_port = common::free_port();
+    let server = &common::start(backend, move |mut config| {
+        config.metrics_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port)));
+        config
+    });
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
     let (t, token) = manager_session(server).await;
     let (busy, calm) = (format!("{}_busy", t.prefix), format!("{}_calm", t.prefix));
     create_user(server, &token, &busy, Role::Reader, "").await;
@@ -142,9 +160,15 @@ async fn the_fourth_admin_reset_in_an_hour_is_throttled(backend: Backend) {
         let result = reset.reset_passwords(bearer(batch(&[&busy], false), &token)).await.unwrap().into_inner();
         assert!(result.results[0].changed);
     }
+    let before = hashes_made(&metrics_url);
     let fourth = reset.reset_passwords(bearer(batch(&[&busy, &calm], false), &token)).await.unwrap().into_inner();
     assert_eq!((fourth.results[0].changed, fourth.results[0].reason()), (false, ResetReason::Throttled));
     assert!(fourth.results[1].changed, "other users are not affected");
+    // The throttled target was refused before hashing: one hash, for `calm` alone.
+    assert_eq!(hashes_made(&metrics_url) - before, 1);
+    let fifth = reset.reset_passwords(bearer(batch(&[&busy], false), &token)).await.unwrap().into_inner();
+    assert_eq!(fifth.results[0].reason(), ResetReason::Throttled);
+    assert_eq!(hashes_made(&metrics_url) - before, 1, "a repeated throttled batch costs no argon2 work");
 }
 
 async fn twenty_concurrent_redemptions_of_one_link_succeed_once(backend: Backend) {
