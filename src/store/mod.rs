@@ -328,6 +328,24 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_folders_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("data/nested/identity.db");
+        let store = Store::connect(&format!("sqlite://{}", file.display()), 1).await.unwrap();
+        store.migrate_up().await.unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&scratch.path().join("data")), 0o700);
+        assert_eq!(mode(&scratch.path().join("data/nested")), 0o700);
+        for suffix in ["-wal", "-shm"] {
+            let companion = scratch.path().join(format!("data/nested/identity.db{suffix}"));
+            assert_eq!(mode(&companion), 0o600, "{suffix}: SQLite copies the database's mode");
+        }
+    }
+
     #[test]
     fn sqlite_paths_are_read_from_urls() {
         assert_eq!(sqlite_path("sqlite://./data/identity.db"), Some("./data/identity.db"));
