@@ -510,7 +510,51 @@ async fn concurrent_resets_leave_one_live_link(backend: Backend) {
     assert_eq!(live, 1, "only the newest link stays live");
 }
 
+async fn hammering_forgot_password_makes_the_captcha_harder(backend: Backend) {
+    // Base 8 bits, up to 12, one more bit per doubling past 3 requests a minute.
+    let server = &common::start(backend, |mut config| {
+        config.captcha.max_difficulty_bits = 12;
+        config.captcha.busy_requests_per_minute = 3;
+        config
+    });
+    let mut reset = reset_client(server).await;
+    let difficulty = |challenge: &pb::GetCaptchaChallengeResponse| challenge.difficulty_bits;
+    let quiet = reset.get_captcha_challenge(pb::GetCaptchaChallengeRequest {}).await.unwrap().into_inner();
+    assert_eq!(difficulty(&quiet), 8, "quiet: the base difficulty");
+
+    let prefix = common::unique("h");
+    for n in 0..8 {
+        let request = pb::RequestPasswordResetRequest {
+            user_login: format!("{prefix}_{n}"),
+            email: "nobody@example.com".to_owned(),
+            captcha: Some(common::solved_captcha(server).await),
+        };
+        reset.request_password_reset(request).await.expect("answered");
+    }
+    // Replicas read the rate at most once a second.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let hard = loop {
+        let challenge = reset.get_captcha_challenge(pb::GetCaptchaChallengeRequest {}).await.unwrap().into_inner();
+        if difficulty(&challenge) > 8 || Instant::now() >= deadline {
+            break challenge;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // 8 requests in the last minute against 3: two doublings past it (one when
+    // a minute boundary fell in between and the sliding estimate rounded down).
+    assert!((9..=10).contains(&difficulty(&hard)), "hammered: harder challenges, got {}", difficulty(&hard));
+    // The harder challenge is a real one: solved, it is accepted.
+    let nonce = identity::crypto::captcha::solve(&hard.challenge, hard.difficulty_bits);
+    let request = pb::RequestPasswordResetRequest {
+        user_login: format!("{prefix}_last"),
+        email: "nobody@example.com".to_owned(),
+        captcha: Some(pb::CaptchaSolution { challenge: hard.challenge, nonce: nonce.to_string() }),
+    };
+    reset.request_password_reset(request).await.expect("a solved harder challenge is accepted");
+}
+
 on_both_backends!(
+    hammering_forgot_password_makes_the_captcha_harder,
     concurrent_resets_leave_one_live_link,
     hourly_reset_counts_survive_housekeeping,
     the_emailed_link_arrives_over_smtp_and_works,
