@@ -543,7 +543,8 @@ async fn forgot_links_follow_a_subscription_that_generates_passwords(backend: Ba
     let gw = gateway_server(backend);
     let (manager, email) = generating_subscription(gw).await;
     let solution = common::solved_captcha(gw).await;
-    let request = pb::RequestPasswordResetRequest { user_login: manager.clone(), email, captcha: Some(solution) };
+    let request =
+        pb::RequestPasswordResetRequest { user_login: manager.clone(), email: email.clone(), captcha: Some(solution) };
     reset_client(gw).await.request_password_reset(request).await.unwrap();
     // The email leaves after the answer.
     let mut waited = 0;
@@ -554,6 +555,19 @@ async fn forgot_links_follow_a_subscription_that_generates_passwords(backend: Ba
     }
     let link = latest_link(gw, &manager, "forgot_password").await;
     let page_url = gw.url(&format!("/activate/{link}"));
+    {
+        use identity::store::entities::email_outbox;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let store = common::store(gw).await;
+        let mail = email_outbox::Entity::find()
+            .filter(email_outbox::Column::Kind.eq("forgot_password"))
+            .filter(email_outbox::Column::Recipient.eq(email.clone()))
+            .one(store.connection())
+            .await
+            .unwrap()
+            .expect("the forgot-password email");
+        assert!(mail.body_text.contains("Get a new password, shown once"), "the email says what the link does");
+    }
 
     let seen = reset_client(gw)
         .await

@@ -15,7 +15,7 @@ use crate::{
     store::{
         StoreError,
         audit::{self, AuditRecord},
-        nonces, rate, users,
+        nonces, rate, tenancy, users,
     },
 };
 
@@ -147,8 +147,11 @@ async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Resul
     match &user {
         Some(user) if user.status == UserStatus::Active.as_str() => {
             let link = links::issue(app, &txn, &user.id, LinkPurpose::ForgotPassword).await?;
-            let mail =
-                templates::forgot_password(&user.user_login, link.expose(), app.config.activation.ttl_secs / 3600);
+            let chooses = tenancy::find_subscription(&txn, &user.subscription_id)
+                .await?
+                .is_none_or(|subscription| subscription.users_define_own_password);
+            let hours = app.config.activation.ttl_secs / 3600;
+            let mail = templates::forgot_password(&user.user_login, link.expose(), hours, chooses);
             notify::email(app, &txn, user, &mail).await?;
             event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login);
         }

@@ -70,18 +70,21 @@ pub fn password_reset_by(login: &str, link: &str, ttl_hours: u64, by: &str) -> R
 }
 
 /// Self-service reset of an ACTIVE account: a link to choose a new password.
-pub fn forgot_password(login: &str, link: &str, ttl_hours: u64) -> Rendered {
+pub fn forgot_password(login: &str, link: &str, ttl_hours: u64, user_chooses: bool) -> Rendered {
+    // Where the subscription generates passwords, the link shows one instead.
+    let action = if user_chooses { "Choose a new password" } else { "Get a new password, shown once," };
     let text = format!(
         "Someone (hopefully you) asked to reset the password of {login}.\n\n\
-         Choose a new password with this one-time link (valid {ttl_hours} hours):\n{link}\n\n\
+         {action} with this one-time link (valid {ttl_hours} hours):\n{link}\n\n\
          If you did not ask, ignore this email: your password stays as it is.\n"
     );
     let html = page(&format!(
         "<p>Someone (hopefully you) asked to reset the password of <strong>{}</strong>.</p>\
-         <p><a href=\"{}\">Choose a new password</a> (one-time link, valid {ttl_hours} hours).</p>\
+         <p><a href=\"{}\">{}</a> (one-time link, valid {ttl_hours} hours).</p>\
          <p>If you did not ask, ignore this email: your password stays as it is.</p>",
         escape(login),
-        escape(link)
+        escape(link),
+        action.trim_end_matches(',')
     ));
     Rendered { kind: "forgot_password", subject: "Reset your password".to_owned(), text, html }
 }
