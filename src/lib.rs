@@ -8,6 +8,9 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+/// Entry points shared by the property tests and the cargo-fuzz targets;
+/// built only with the `fuzzing` feature, which no release build enables.
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod gateway;
 pub mod grpc;

@@ -4,10 +4,19 @@
 
 mod clients;
 mod http_util;
+// The legacy API's parsing and its XML writer are what the property tests and
+// fuzz targets drive: public to the `fuzzing` feature only, never to a
+// release build.
+#[cfg(feature = "fuzzing")]
 pub mod legacy;
+#[cfg(not(feature = "fuzzing"))]
+mod legacy;
 mod pages;
 mod ratelimit;
+#[cfg(feature = "fuzzing")]
 pub mod xml;
+#[cfg(not(feature = "fuzzing"))]
+mod xml;
 
 use std::{
     future::Future,
