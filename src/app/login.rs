@@ -198,7 +198,9 @@ pub(super) fn standing(user: &user::Model) -> Standing {
     match UserStatus::parse(&user.status) {
         Some(UserStatus::Active) => Standing::Active,
         Some(UserStatus::PendingActivation) => Standing::Unavailable(AccountProblem::PendingActivation),
-        _ if user.status_reason.as_deref() == Some(StatusReason::Locked.as_str()) => Standing::Locked,
+        Some(UserStatus::Inactive) if user.status_reason.as_deref() == Some(StatusReason::Locked.as_str()) => {
+            Standing::Locked
+        }
         _ => Standing::Unavailable(AccountProblem::Inactive),
     }
 }
