@@ -7,10 +7,12 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Only what the build reads: the workspace manifests, the build script, the
-# protos it compiles, and the sources of both workspace members.
+# protos it compiles, and the sources of every workspace member (Cargo reads
+# each member's manifest even though only `identity` is built).
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 COPY migrations ./migrations
+COPY crates/bench ./crates/bench
 COPY src ./src
 # The cache mounts keep downloaded crates and compiled dependencies between
 # builds; the binary is copied out because the target cache is not in the image.

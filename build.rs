@@ -4,12 +4,13 @@
 
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: [&str; 5] = [
+const PROTOS: [&str; 6] = [
     "proto/identity/v1/types.proto",
     "proto/identity/v1/auth.proto",
     "proto/identity/v1/users.proto",
     "proto/identity/v1/reset.proto",
     "proto/identity/v1/platform.proto",
+    "proto/identity/v1/support.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

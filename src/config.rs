@@ -49,8 +49,14 @@ pub struct Config {
     pub log_filter: String,
     /// How long in-flight calls may take to finish after SIGTERM, in seconds.
     pub shutdown_grace_secs: u64,
-    /// Peers whose `x-forwarded-for` is believed (the gateway, a trusted proxy).
+    /// Peers of the HTTP gateway whose `X-Forwarded-For` is believed (an
+    /// ingress, a load balancer). Before the gRPC port had a list of its own
+    /// this one governed both; it now governs the gateway only.
     pub trusted_proxies: Vec<TrustedProxy>,
+    /// Peers of the gRPC port whose `x-forwarded-for` is believed. Only the
+    /// in-process gateway forwards there, over loopback: nobody else may name
+    /// the address a call comes from (`IDENTITY_GRPC_TRUSTED_PROXIES`).
+    pub grpc_trusted_proxies: Vec<TrustedProxy>,
     pub throttle: ThrottleConfig,
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
@@ -148,11 +154,15 @@ pub struct ThrottleConfig {
     /// Failed or in-flight attempts allowed per source IP per window.
     pub login_per_ip: u32,
     pub window_secs: u64,
+    /// "That login is taken" answers per caller per hour (CreateUser and
+    /// ChangeUserLogin with a login of the caller's choosing): logins are
+    /// global, so each answer says whether some other tenant holds it.
+    pub taken_login_answers_per_hour: u32,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        Self { login_per_user: 4, login_per_ip: 50, window_secs: 60 }
+        Self { login_per_user: 4, login_per_ip: 50, window_secs: 60, taken_login_answers_per_hour: 20 }
     }
 }
 
@@ -244,7 +254,13 @@ impl TokenConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct CaptchaConfig {
     /// Leading zero bits asked of SHA-256(challenge ":" nonce): about 2^bits hashes per solution.
+    /// The base, asked while forgot-password is quiet.
     pub difficulty_bits: u32,
+    /// The most bits asked while forgot-password is hammered.
+    pub max_difficulty_bits: u32,
+    /// Forgot-password requests per minute (every replica together) above which
+    /// each doubling of the rate asks one bit more.
+    pub busy_requests_per_minute: u64,
     /// How long a challenge may be solved and used, in seconds.
     pub ttl_secs: u64,
     /// Key signing the challenges, base64 (standard or url-safe), at least 32 bytes once
@@ -255,7 +271,13 @@ pub struct CaptchaConfig {
 
 impl Default for CaptchaConfig {
     fn default() -> Self {
-        Self { difficulty_bits: 18, ttl_secs: 300, hmac_key: None }
+        Self {
+            difficulty_bits: 18,
+            max_difficulty_bits: 22,
+            busy_requests_per_minute: 60,
+            ttl_secs: 300,
+            hmac_key: None,
+        }
     }
 }
 
@@ -281,6 +303,8 @@ impl std::fmt::Debug for CaptchaConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CaptchaConfig")
             .field("difficulty_bits", &self.difficulty_bits)
+            .field("max_difficulty_bits", &self.max_difficulty_bits)
+            .field("busy_requests_per_minute", &self.busy_requests_per_minute)
             .field("ttl_secs", &self.ttl_secs)
             .field("hmac_key", &self.hmac_key.as_ref().map(|_| "***"))
             .finish()
@@ -455,10 +479,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
             shutdown_grace_secs: 20,
-            trusted_proxies: vec![
-                IpAddr::from([127, 0, 0, 1]).into(),
-                IpAddr::from(std::net::Ipv6Addr::LOCALHOST).into(),
-            ],
+            trusted_proxies: loopback(),
+            grpc_trusted_proxies: loopback(),
             throttle: ThrottleConfig::default(),
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
@@ -474,6 +496,10 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
         }
     }
+}
+
+fn loopback() -> Vec<TrustedProxy> {
+    vec![IpAddr::from([127, 0, 0, 1]).into(), IpAddr::from(std::net::Ipv6Addr::LOCALHOST).into()]
 }
 
 /// A configuration problem, naming the key and what is wrong with it.
@@ -504,6 +530,18 @@ impl Config {
         Ok(config)
     }
 
+    /// The peers the gRPC port believes: `grpc_trusted_proxies`, plus the
+    /// address the port is bound to when that is a specific non-loopback one,
+    /// since the in-process gateway then connects from it.
+    pub fn grpc_proxies(&self) -> Vec<TrustedProxy> {
+        let mut proxies = self.grpc_trusted_proxies.clone();
+        let own = self.grpc_addr.ip();
+        if !own.is_unspecified() && !own.is_loopback() && !proxies.iter().any(|proxy| proxy.contains(&own)) {
+            proxies.push(own.into());
+        }
+        proxies
+    }
+
     /// Checks what types alone cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(self.database_url.starts_with("sqlite:")
@@ -520,6 +558,14 @@ impl Config {
             let url = url::Url::parse(smtp).map_err(|e| bad("smtp_url", format!("is not a URL: {e}")))?;
             if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
                 return Err(bad("smtp_url", "must look like smtp://host:port or smtps://host:port"));
+            }
+            let tls = url.scheme() == "smtps" || url.query_pairs().any(|(k, v)| k == "tls" && v == "starttls");
+            if !tls && (!url.username().is_empty() || url.password().is_some()) {
+                return Err(bad(
+                    "smtp_url",
+                    "carries credentials without TLS, which would send them in clear text: add `?tls=starttls` \
+                     or use smtps://",
+                ));
             }
         }
         if self.http_tls_cert.is_some() != self.http_tls_key.is_some() {
@@ -572,6 +618,9 @@ impl Config {
         if self.throttle.login_per_user == 0 || self.throttle.login_per_ip == 0 {
             return Err(bad("throttle.login_per_user", "and `throttle.login_per_ip` must be at least 1"));
         }
+        if self.throttle.taken_login_answers_per_hour == 0 {
+            return Err(bad("throttle.taken_login_answers_per_hour", "must be at least 1"));
+        }
         if !(1..=86_400).contains(&self.throttle.window_secs) {
             return Err(bad("throttle.window_secs", "must be 1 to 86400"));
         }
@@ -599,6 +648,12 @@ impl Config {
         let c = &self.captcha;
         if !(1..=32).contains(&c.difficulty_bits) {
             return Err(bad("captcha.difficulty_bits", "must be 1 to 32"));
+        }
+        if !(c.difficulty_bits..=32).contains(&c.max_difficulty_bits) {
+            return Err(bad("captcha.max_difficulty_bits", "must be `captcha.difficulty_bits` to 32"));
+        }
+        if c.busy_requests_per_minute == 0 {
+            return Err(bad("captcha.busy_requests_per_minute", "must be at least 1"));
         }
         if !(30..=3600).contains(&c.ttl_secs) {
             return Err(bad("captcha.ttl_secs", "must be 30 to 3600"));
@@ -784,6 +839,37 @@ mod tests {
             assert!(error.contains("grpc_addr"), "{error}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn smtp_credentials_need_tls() {
+        for url in ["smtp://user:pw@mail.example.com:587", "smtp://user@mail.example.com"] {
+            let config = Config { smtp_url: Some(url.to_owned()), ..Config::default() };
+            let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains("`smtp_url`") && error.contains("tls=starttls"), "{url}: {error}");
+        }
+        for url in
+            ["smtp://user:pw@mail.example.com:587?tls=starttls", "smtps://user:pw@mail.example.com", "smtp://relay:25"]
+        {
+            let config = Config { smtp_url: Some(url.to_owned()), ..Config::default() };
+            assert!(config.validate().is_ok(), "{url}");
+        }
+    }
+
+    #[test]
+    fn the_grpc_port_trusts_loopback_and_its_own_address_only() {
+        let config = Config::default();
+        let listed: Vec<String> = config.grpc_proxies().iter().map(ToString::to_string).collect();
+        assert_eq!(listed, ["127.0.0.1", "::1"]);
+        // A wider gateway list does not widen the gRPC port's.
+        let config = Config { trusted_proxies: vec!["10.244.0.0/16".parse().unwrap()], ..Config::default() };
+        assert!(!config.grpc_proxies().iter().any(|proxy| proxy.contains(&"10.244.1.1".parse().unwrap())));
+        // Bound to a specific address, the in-process gateway connects from it.
+        let config = Config { grpc_addr: "10.1.2.3:50051".parse().unwrap(), ..Config::default() };
+        let listed: Vec<String> = config.grpc_proxies().iter().map(ToString::to_string).collect();
+        assert_eq!(listed, ["127.0.0.1", "::1", "10.1.2.3"]);
+        let config = Config { grpc_addr: "0.0.0.0:50051".parse().unwrap(), ..Config::default() };
+        assert_eq!(config.grpc_proxies().len(), 2);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
-pub mod bench;
 pub mod clock;
 pub mod config;
 pub mod crypto;

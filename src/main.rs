@@ -65,19 +65,48 @@ enum Command {
         #[command(subcommand)]
         action: OperatorAction,
     },
+    /// Rescue an account of any subscription without any running account
+    /// (break-glass): audited in the user's subscription, announced to its Managers.
+    Support {
+        #[command(subcommand)]
+        action: SupportAction,
+    },
     /// Manage the keys that sign access tokens.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
     },
-    /// Measure the service against its hardware limits (docs/PERFORMANCE.md).
-    Bench(identity::bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
 enum OperatorAction {
     /// Create a platform operator account.
     Create(OperatorArgs),
+}
+
+#[derive(Subcommand)]
+enum SupportAction {
+    /// Replace the password with a generated one; the user gets a one-time link that shows it.
+    ResetPassword(RescueArgs),
+    /// Re-activate an INACTIVE account (a PENDING_ACTIVATION one gets a fresh welcome link).
+    Reactivate(RescueArgs),
+    /// Put the user's token back into new-PIN mode.
+    ResetPin(RescueArgs),
+    /// Replace a lost token; prints the new provisioning URI once.
+    ReplaceToken(RescueArgs),
+}
+
+#[derive(Args)]
+struct RescueArgs {
+    /// The user's login.
+    #[arg(long)]
+    login: String,
+    /// Why: a ticket id or a short note (required; recorded in the audit log).
+    #[arg(long)]
+    reason: String,
+    /// Who is at the keyboard, for the audit log (default: the OS user).
+    #[arg(long)]
+    by: Option<String>,
 }
 
 #[derive(Args)]
@@ -198,7 +227,6 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             say!("identity: HTTP gateway listening on {} (gRPC service at {grpc})", gateway.url());
             gateway.serve(shutdown).await
         }
-        Command::Bench(args) => identity::bench::run(args, &config).await,
         Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Keys { action } => {
             let store = connect_migrated(&config).await?;
@@ -228,6 +256,11 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             print_bootstrapped("Created a platform operator.", &done);
             Ok(())
         }
+        Command::Support { action } => {
+            let store = connect_migrated(&config).await?;
+            let app = App::start(config, store).await?;
+            rescue(&app, action).await
+        }
         Command::Bootstrap(args) => {
             let password = read_password(&args.password)?;
             let store = connect_migrated(&config).await?;
@@ -241,6 +274,37 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn rescue(app: &App, action: SupportAction) -> anyhow::Result<()> {
+    use identity::{
+        app::support::{self, RescuedBy},
+        domain::permissions::Rescue,
+    };
+    let (rescue, args) = match action {
+        SupportAction::ResetPassword(args) => (Rescue::ResetPassword, args),
+        SupportAction::Reactivate(args) => (Rescue::Reactivate, args),
+        SupportAction::ResetPin(args) => (Rescue::ResetPin, args),
+        SupportAction::ReplaceToken(args) => (Rescue::ReplaceToken, args),
+    };
+    let who = args
+        .by
+        .or_else(|| std::env::var("SUDO_USER").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let context = identity::app::caller::RequestContext::default();
+    let done =
+        support::rescue(app, RescuedBy::CommandLine { who: &who }, &args.login, rescue, &args.reason, &context).await?;
+    let user = &done.user.user;
+    say!("identity: {}: {}; status now {}", user.user_login, rescue.describe(), user.status);
+    if done.link_emailed {
+        say!("identity:   a one-time link to {} is in the outbox; the running service sends it", user.email);
+    }
+    if let Some(token) = &done.token {
+        say!("identity:   new token (shown once): {}", token.otpauth_uri.expose());
+    }
+    say!("identity:   recorded in the subscription's audit log; {} Manager(s) notified", done.managers_notified);
+    Ok(())
 }
 
 async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {

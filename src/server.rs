@@ -159,6 +159,7 @@ impl Server {
             .add_service(services.users)
             .add_service(services.reset)
             .add_service(services.platform)
+            .add_service(services.support)
             // TCP_NODELAY: without it a reply written in pieces waits for the client's delayed
             // ACK, about 40 ms per call on Linux. tonic sets it only on listeners it binds itself.
             .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)), signal);

@@ -1244,7 +1244,6 @@ on_both_backends!(
     a_throttled_attacker_cannot_lock_an_account_within_one_window,
     error_messages_never_echo_secrets,
     read_rpcs_never_return_hashes_tokens_or_links,
-    hammering_a_throttled_login_leaves_a_bounded_audit_trail,
 );
 
 // Edge limits live in the HTTP and gRPC servers, before any database: SQLite is enough.
@@ -1263,6 +1262,92 @@ async fn slow_clients() {
 async fn invalid_utf8() {
     invalid_utf8_is_refused_cleanly(Backend::Sqlite).await;
 }
+
+// ---- client addresses (issue 18, rule 6) ---------------------------------------
+
+/// The source addresses audit rows recorded for `action` on `login`, newest first.
+async fn audit_sources(server: &TestServer, token: &str, login: &str, action: &str) -> Vec<String> {
+    let request = pb::ListAuditEventsRequest {
+        target_login: login.to_owned(),
+        action: action.to_owned(),
+        page_size: 500,
+        ..Default::default()
+    };
+    let events = users_client(server).await.list_audit_events(bearer(request, token)).await.unwrap().into_inner();
+    events.events.into_iter().map(|event| event.source_ip).collect()
+}
+
+async fn a_forged_first_forwarded_line_does_not_choose_the_address(backend: Backend) {
+    let _shared = begin().await;
+    let gw = start_gateway(backend, |config| config);
+    let t = common::tenant(&gw);
+    // A proxy that adds its own X-Forwarded-For line after the one the client sent.
+    let url = gw.url(&format!("{API}?user_logins=nobody_at_all"));
+    let credentials = format!("{}:{}", t.manager_login, t.manager_password);
+    let reply = curl(&[
+        "-H",
+        "X-Requested-With: x",
+        "-H",
+        "X-Forwarded-For: 198.51.100.1",
+        "-H",
+        "X-Forwarded-For: 203.0.113.9",
+        "-u",
+        &credentials,
+        &url,
+    ]);
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let manager = common::login_session(&gw, &t.manager_login, &t.manager_password).await;
+    let sources = audit_sources(&gw, &manager, &t.manager_login, "auth.login").await;
+    assert!(sources.iter().any(|ip| ip == "203.0.113.9"), "the proxy's line names the client: {sources:?}");
+    assert!(!sources.iter().any(|ip| ip == "198.51.100.1"), "the client's own line is not believed: {sources:?}");
+    assert_healthy(&gw).await;
+}
+
+/// A gRPC channel whose connections reach `server` from `source` (a loopback
+/// address other than 127.0.0.1: a caller that is not the in-process gateway).
+async fn channel_from(source: std::net::IpAddr, server: std::net::SocketAddr) -> tonic::transport::Channel {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket.bind(std::net::SocketAddr::new(source, 0)).unwrap();
+                if let Ok(mut upstream) = socket.connect(server).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}")).unwrap().connect().await.unwrap()
+}
+
+async fn a_direct_grpc_caller_cannot_choose_its_address(backend: Backend) {
+    let _shared = begin().await;
+    // The default configuration: the gRPC port believes loopback (the in-process gateway) only.
+    let server = start(backend, |config| config);
+    let t = common::tenant(&server);
+    let outsider = channel_from([127, 0, 0, 2].into(), server.grpc_addr).await;
+    let mut auth = pb::auth_client::AuthClient::new(outsider);
+    auth.login(from_address(login_request(&t.manager_login, &t.manager_password), "198.51.100.66")).await.unwrap();
+    // The gateway's own path still forwards the client's address.
+    let mut gateway_path = common::auth_client(&server).await;
+    gateway_path
+        .login(from_address(login_request(&t.manager_login, &t.manager_password), "203.0.113.66"))
+        .await
+        .unwrap();
+
+    let manager = common::login_session(&server, &t.manager_login, &t.manager_password).await;
+    let sources = audit_sources(&server, &manager, &t.manager_login, "auth.login").await;
+    assert!(sources.iter().any(|ip| ip == "127.0.0.2"), "the outsider is its own peer address: {sources:?}");
+    assert!(!sources.iter().any(|ip| ip == "198.51.100.66"), "its x-forwarded-for is ignored: {sources:?}");
+    assert!(sources.iter().any(|ip| ip == "203.0.113.66"), "loopback is believed: {sources:?}");
+}
+
+on_both_backends!(
+    a_forged_first_forwarded_line_does_not_choose_the_address,
+    a_direct_grpc_caller_cannot_choose_its_address
+);
 
 // ---- throttled logins and the audit log ------------------------------------------
 
@@ -1321,3 +1406,5 @@ async fn hammering_a_throttled_login_leaves_a_bounded_audit_trail(backend: Backe
     assert_eq!(grown as u64, checked as u64 + throttled_rows, "checked attempts one by one, throttled ones per window");
     assert_healthy(&server).await;
 }
+
+on_both_backends!(hammering_a_throttled_login_leaves_a_bounded_audit_trail);

@@ -39,7 +39,7 @@ async fn wait_until_serving(url: String, service: &str) -> ServingStatus {
 
 async fn health_reports_serving_for_every_service(backend: Backend) {
     let server = server(backend);
-    for service in ["", "identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform"] {
+    for service in identity::grpc::SERVICE_NAMES.into_iter().chain([""]) {
         assert_eq!(wait_until_serving(server.url(), service).await, ServingStatus::Serving, "{service:?}");
     }
     let mut health = HealthClient::new(server.channel().await);
@@ -47,7 +47,7 @@ async fn health_reports_serving_for_every_service(backend: Backend) {
     assert_eq!(unknown.code(), tonic::Code::NotFound);
 }
 
-async fn reflection_lists_the_four_services(backend: Backend) {
+async fn reflection_lists_every_service(backend: Backend) {
     let server = server(backend);
     let mut reflection = ServerReflectionClient::new(server.channel().await);
     let request = ServerReflectionRequest {
@@ -64,9 +64,7 @@ async fn reflection_lists_the_four_services(backend: Backend) {
         panic!("expected a service list, got {:?}", response.message_response);
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-    for expected in
-        ["identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform", "grpc.health.v1.Health"]
-    {
+    for expected in identity::grpc::SERVICE_NAMES.into_iter().chain(["grpc.health.v1.Health"]) {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
 }
@@ -238,7 +236,7 @@ async fn first_serve_prints_the_manager_link_once_and_stops_on_sigterm(backend: 
 
 on_both_backends!(
     health_reports_serving_for_every_service,
-    reflection_lists_the_four_services,
+    reflection_lists_every_service,
     migrations_go_up_down_and_up_again,
     bootstrap_creates_a_subscription_with_a_first_manager,
     first_serve_prints_the_manager_link_once_and_stops_on_sigterm,

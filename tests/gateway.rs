@@ -458,6 +458,126 @@ async fn status_keys_and_dtd_are_served(backend: Backend) {
     assert_eq!(curl(&[&gw.url("/nowhere")]).status, 404);
 }
 
+/// What a form filler sends: a password of its own choosing.
+fn post_new_password(page_url: &str) -> HttpResponse {
+    curl(&["--data", "new_password=my own choice please&confirm_password=my own choice please", page_url])
+}
+
+async fn a_new_password_posted_to_a_generated_password_link_is_refused(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (t, token) = manager(gw).await;
+    let target = format!("{}_g", t.prefix);
+    create_user(gw, &token, &target, Role::Reader, "").await;
+    let reset = legacy(gw, &t.manager_login, &t.manager_password, &format!("user_logins={target}&email=1"));
+    assert_reply(gw, &reset, 200, "SUCCESS");
+    let link = latest_link(gw, &target, "password_reset").await;
+    let page_url = gw.url(&format!("/activate/{link}"));
+
+    // The service refuses it, naming the field, and consumes nothing.
+    let direct = reset_client(gw)
+        .await
+        .redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: "mine mine mine".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(direct.code(), tonic::Code::InvalidArgument, "{direct:?}");
+    assert!(direct.message().contains("new_password") && direct.message().contains("generates"), "{direct:?}");
+    assert!(link_is_valid(gw, &link).await, "a refused password leaves the link unused");
+
+    // A form filler posting a password gets the error and the button, not a burnt link.
+    let filled = post_new_password(&page_url);
+    assert_eq!(filled.status, 400, "{}", filled.body);
+    assert!(filled.body.contains("class=\"error\"") && filled.body.contains("Show my new password"), "{}", filled.body);
+    assert!(!filled.body.contains("name=\"new_password\""), "no password form for this link: {}", filled.body);
+    assert!(link_is_valid(gw, &link).await);
+
+    // The button still shows the password, which logs in.
+    let shown = curl(&["-X", "POST", "--data", "", &page_url]);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    common::login(gw, &target, &shown_password(&shown.body)).await;
+}
+
+async fn has_mail(gw: &GatewayServer, login: &str, kind: &str) -> bool {
+    use identity::store::entities::email_outbox;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let store = common::store(gw).await;
+    let user = identity::store::users::find_by_login(store.connection(), login).await.unwrap().expect("user exists");
+    let mails = email_outbox::Entity::find()
+        .filter(email_outbox::Column::UserId.eq(user.id))
+        .filter(email_outbox::Column::Kind.eq(kind))
+        .count(store.connection());
+    mails.await.unwrap() > 0
+}
+
+/// A subscription whose passwords the service generates, with its Manager
+/// active (through the welcome link, which shows a generated password).
+async fn generating_subscription(gw: &GatewayServer) -> (String, String) {
+    let operator = common::unique("op");
+    let output = common::identity_cli(
+        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
+        &[("IDENTITY_DATABASE_URL", &gw.database_url)],
+        Some("operator pass phrase long\n"),
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let operator = login_session(gw, &operator, "operator pass phrase long").await;
+    let prefix = common::unique("g");
+    let manager = format!("{prefix}_mgr");
+    let request = pb::CreateSubscriptionRequest {
+        name: "Generated".into(),
+        login_prefix: prefix.clone(),
+        users_define_own_password: false,
+        lockout_threshold: 0,
+        manager: Some(pb::create_subscription_request::NewManager {
+            user_login: manager.clone(),
+            email: format!("{prefix}@example.com"),
+            first_name: String::new(),
+            last_name: String::new(),
+        }),
+    };
+    users_client(gw).await.create_subscription(bearer(request, &operator)).await.unwrap();
+    let welcome = latest_link(gw, &manager, "welcome").await;
+    let shown = curl(&["-X", "POST", "--data", "", &gw.url(&format!("/activate/{welcome}"))]);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    common::login(gw, &manager, &shown_password(&shown.body)).await;
+    (manager, format!("{prefix}@example.com"))
+}
+
+async fn forgot_links_follow_a_subscription_that_generates_passwords(backend: Backend) {
+    let gw = gateway_server(backend);
+    let (manager, email) = generating_subscription(gw).await;
+    let solution = common::solved_captcha(gw).await;
+    let request = pb::RequestPasswordResetRequest { user_login: manager.clone(), email, captcha: Some(solution) };
+    reset_client(gw).await.request_password_reset(request).await.unwrap();
+    // The email leaves after the answer.
+    let mut waited = 0;
+    while !has_mail(gw, &manager, "forgot_password").await {
+        assert!(waited < 200, "no forgot-password email");
+        waited += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let link = latest_link(gw, &manager, "forgot_password").await;
+    let page_url = gw.url(&format!("/activate/{link}"));
+
+    let seen = reset_client(gw)
+        .await
+        .inspect_activation(pb::InspectActivationRequest { token: link.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!seen.requires_new_password, "the user does not choose here: {seen:?}");
+    let page = curl(&[&page_url]);
+    assert!(page.body.contains("Show my new password"), "{}", page.body);
+    // Choosing one's own password is refused, and the link survives.
+    assert_eq!(post_new_password(&page_url).status, 400);
+    assert!(link_is_valid(gw, &link).await);
+
+    let shown = curl(&["-X", "POST", "--data", "", &page_url]);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let generated = shown_password(&shown.body);
+    assert!(generated.len() >= 16, "{generated}");
+    common::login(gw, &manager, &generated).await;
+    assert!(!link_is_valid(gw, &link).await, "shown once");
+}
+
 on_both_backends!(
     the_api_pages_curl_commands_work,
     every_outcome_validates_against_the_dtd,
@@ -467,6 +587,8 @@ on_both_backends!(
     welcome_links_ask_for_a_new_password,
     forgot_password_answers_the_same_whatever_the_outcome,
     status_keys_and_dtd_are_served,
+    a_new_password_posted_to_a_generated_password_link_is_refused,
+    forgot_links_follow_a_subscription_that_generates_passwords,
 );
 
 // ---- stories with a server of their own (SQLite) ---------------------------
@@ -520,6 +642,11 @@ async fn the_gateway_speaks_https_when_given_a_certificate() {
         config
     });
     assert!(gw.base.starts_with("https://"), "{}", gw.base);
+    // Every response over TLS asks the browser to stay on https (pages show passwords).
+    for path in ["/status", "/forgot-password", "/activate/not-a-real-token", "/msp/password_change.php"] {
+        let response = curl(&["-k", &gw.url(path)]);
+        assert_eq!(response.header("strict-transport-security"), Some("max-age=31536000"), "{path}");
+    }
     let (t, token) = manager(&gw).await;
     let target = format!("{}_t", t.prefix);
     create_user(&gw, &token, &target, Role::Reader, "").await;

@@ -138,6 +138,24 @@ async fn without_smtp_emails_are_written_to_the_outbox_folder(backend: Backend) 
         .filter(|name| !name.ends_with(".eml"))
         .collect();
     assert!(leftovers.is_empty(), "no temporary files left: {leftovers:?}");
+
+    // Emails carry live links, the database hashes and secrets: the service's user alone reads them.
+    let mode = |path: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+    };
+    assert_eq!(mode(&server.dir.join("outbox")), 0o700, "the outbox folder");
+    assert_eq!(mode(&path), 0o600, "an .eml file");
+    if backend == Backend::Sqlite {
+        let database = server.dir.join("identity.db");
+        assert_eq!(mode(&database), 0o600, "the SQLite database");
+        for suffix in ["-wal", "-shm"] {
+            let companion = server.dir.join(format!("identity.db{suffix}"));
+            if companion.exists() {
+                assert_eq!(mode(&companion), 0o600, "{}", companion.display());
+            }
+        }
+    }
 }
 
 async fn a_recipient_refused_for_good_is_not_retried(backend: Backend) {

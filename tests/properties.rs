@@ -12,7 +12,7 @@ use identity::{
     crypto::random,
     domain::{
         Error, Secret, UserLogin,
-        client_address::{TrustedProxy, client_address},
+        client_address::{TrustedProxy, client_address, forwarded_chain},
         login::LoginRule,
         login::TAIL_ALPHABET,
         page_token, passcode, password_policy,
@@ -572,6 +572,44 @@ proptest! {
         } else {
             // Every hop was a trusted proxy: the client's claims are all that is left.
             prop_assert!(answer == honest || spoofed.contains(&answer.to_string()));
+        }
+    }
+
+    /// Proxies that add a line of their own instead of extending the client's
+    /// change nothing: however the entries are split into header lines, the
+    /// answer is that of one line, and a forged first line cannot choose it.
+    #[test]
+    fn header_lines_read_as_one_list(
+        peer in address(),
+        chain in vec(address(), 1..5),
+        claims in vec(prop_oneof![address().prop_map(|ip| ip.to_string()), tricky_text()], 0..3),
+        cuts in vec(any::<bool>(), 0..8),
+    ) {
+        let trusted: Vec<TrustedProxy> = vec!["10.0.0.0/30".parse().unwrap()];
+        let mut entries: Vec<String> = claims.clone();
+        entries.extend(chain.iter().map(IpAddr::to_string));
+        let one_line = client_address(Some(peer), Some(&entries.join(",")), &trusted);
+        // Split the same entries into several lines wherever `cuts` says.
+        let mut lines: Vec<String> = vec![String::new()];
+        for (i, entry) in entries.iter().enumerate() {
+            let last = lines.last_mut().unwrap();
+            if !last.is_empty() {
+                last.push(',');
+            }
+            last.push_str(entry);
+            if cuts.get(i).copied().unwrap_or(false) && i + 1 < entries.len() {
+                lines.push(String::new());
+            }
+        }
+        let joined = forwarded_chain(lines.iter().map(|line| Some(line.as_str())));
+        prop_assert_eq!(client_address(Some(peer), joined.as_deref(), &trusted), one_line);
+        // The client's claims on a line of their own, first, choose nothing the proxies saw.
+        let honest = client_address(Some(peer), Some(&chain.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(",")), &trusted);
+        let forged_first = forwarded_chain([Some(claims.join(",").as_str()), Some(chain.iter().map(IpAddr::to_string).collect::<Vec<_>>().join(",").as_str())]);
+        let answer = client_address(Some(peer), forged_first.as_deref(), &trusted);
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|proxy| proxy.contains(ip));
+        if honest.is_some_and(|ip| !is_trusted(&ip)) {
+            prop_assert_eq!(answer, honest);
         }
     }
 }

@@ -126,35 +126,65 @@ async fn unit_managers_see_and_change_only_their_own_unit(backend: Backend) {
     assert_eq!((reset[1].changed, reset[1].reason()), (false, pb::ResetReason::OutOfScope));
 }
 
-async fn managers_cannot_touch_administrators_and_nobody_administers_themselves(backend: Backend) {
+/// The review's backdoor: a Manager creates an Administrator (or promotes a
+/// Reader to one). Another Manager must be able to take it all back.
+async fn an_administrator_a_manager_made_is_administered_by_another_manager(backend: Backend) {
     let server = server(backend);
     let (t, manager) = manager_session(server).await;
     let p = &t.prefix;
-    let admin = member(server, &manager, &format!("{p}_admin"), Role::Administrator, "").await;
-    let other_manager = create_user(server, &manager, &format!("{p}_mgr2"), Role::Manager, "").await;
+    let admin_login = format!("{p}_admin");
+    let admin = member(server, &manager, &admin_login, Role::Administrator, "").await;
+    let second = member(server, &manager, &format!("{p}_mgr2"), Role::Manager, "").await;
+    let reader = create_user(server, &manager, &format!("{p}_reader"), Role::Reader, "").await;
     let mut users = users_client(server).await;
     let mut reset = reset_client(server).await;
-    let admin_login = format!("{p}_admin");
 
-    let update =
-        pb::UpdateUserRequest { user_login: admin_login.clone(), first_name: Some("Z".into()), ..Default::default() };
-    assert_eq!(users.update_user(bearer(update, &manager)).await.unwrap_err().code(), Code::PermissionDenied);
-    let delete = pb::DeleteUserRequest { user_login: admin_login.clone() };
-    assert_eq!(users.delete_user(bearer(delete, &manager)).await.unwrap_err().code(), Code::PermissionDenied);
-    let by_manager =
+    // The first Manager promotes a Reader too; the second demotes it back.
+    let promote = pb::UpdateUserRequest {
+        user_login: reader.user_login.clone(),
+        role: Some(Role::Administrator.into()),
+        ..Default::default()
+    };
+    users.update_user(bearer(promote, &manager)).await.expect("Managers provision Administrators");
+    let demote = pb::UpdateUserRequest {
+        user_login: reader.user_login.clone(),
+        role: Some(Role::Reader.into()),
+        ..Default::default()
+    };
+    let demoted = users.update_user(bearer(demote, &second)).await.expect("another Manager demotes it");
+    assert_eq!(demoted.into_inner().user.unwrap().role(), Role::Reader);
+
+    // The second Manager resets, deactivates and deletes the planted Administrator.
+    let by_second =
         pb::ResetPasswordsRequest { user_logins: vec![admin_login.clone()], all: false, notify_by_email: false };
-    let refused = reset.reset_passwords(bearer(by_manager, &manager)).await.unwrap().into_inner();
-    assert_eq!(refused.results[0].reason(), pb::ResetReason::OutOfScope);
+    let outcome = reset.reset_passwords(bearer(by_second, &second)).await.unwrap().into_inner();
+    assert!(outcome.results[0].changed, "{:?}", outcome.results[0]);
+    let stale = users.get_user(bearer(pb::GetUserRequest { user_login: admin_login.clone() }, &admin)).await;
+    assert_eq!(stale.unwrap_err().code(), Code::Unauthenticated, "the reset revoked the Administrator's session");
+    let deactivate = pb::SetUserStatusRequest {
+        user_login: admin_login.clone(),
+        status: UserStatus::Inactive.into(),
+        reason: "planted".into(),
+    };
+    let deactivated = users.set_user_status(bearer(deactivate, &second)).await.expect("deactivated");
+    assert_eq!(deactivated.into_inner().user.unwrap().status(), UserStatus::Inactive);
+    let delete = pb::DeleteUserRequest { user_login: admin_login.clone() };
+    let deleted = users.delete_user(bearer(delete, &second)).await.expect("deleted");
+    assert_eq!(deleted.into_inner().user.unwrap().status(), UserStatus::Deleted);
+    let gone = common::try_login(server, &admin_login, common::MEMBER_PASSWORD).await.unwrap_err();
+    assert_eq!(gone.message(), "Invalid credentials");
 
-    // An Administrator administers Managers, but not themselves.
+    // Administrators administer each other and Managers, never themselves.
+    let other_admin = member(server, &manager, &format!("{p}_admin2"), Role::Administrator, "").await;
+    let third_admin = create_user(server, &manager, &format!("{p}_admin3"), Role::Administrator, "").await;
     let by_admin = pb::ResetPasswordsRequest {
-        user_logins: vec![other_manager.user_login.clone(), admin_login.clone()],
+        user_logins: vec![third_admin.user_login.clone(), format!("{p}_mgr2"), format!("{p}_admin2")],
         all: false,
         notify_by_email: false,
     };
-    let outcome = reset.reset_passwords(bearer(by_admin, &admin)).await.unwrap().into_inner();
-    assert!(outcome.results[0].changed);
-    assert_eq!(outcome.results[1].reason(), pb::ResetReason::Self_);
+    let outcome = reset.reset_passwords(bearer(by_admin, &other_admin)).await.unwrap().into_inner();
+    assert!(outcome.results[0].changed && outcome.results[1].changed, "{:?}", outcome.results);
+    assert_eq!(outcome.results[2].reason(), pb::ResetReason::Self_);
 
     for (what, result) in [
         (
@@ -195,6 +225,306 @@ async fn managers_cannot_touch_administrators_and_nobody_administers_themselves(
     ] {
         assert_eq!(result.unwrap_err().code(), Code::PermissionDenied, "{what} on oneself");
     }
+}
+
+/// DESIGN §1: a subscription always keeps at least one ACTIVE Manager.
+async fn the_last_active_manager_cannot_be_deactivated_deleted_or_demoted(backend: Backend) {
+    let server = server(backend);
+    let (t, manager) = manager_session(server).await;
+    let p = &t.prefix;
+    let admin = member(server, &manager, &format!("{p}_admin"), Role::Administrator, "").await;
+    let mut users = users_client(server).await;
+    let last = |status: tonic::Status| {
+        assert_eq!((status.code(), common::reason(&status)), (Code::FailedPrecondition, "LAST_MANAGER".to_owned()));
+        assert!(status.message().contains("last active Manager"), "{}", status.message());
+    };
+    let deactivate = |login: &str| pb::SetUserStatusRequest {
+        user_login: login.to_owned(),
+        status: UserStatus::Inactive.into(),
+        reason: String::new(),
+    };
+    let demote = |login: &str| pb::UpdateUserRequest {
+        user_login: login.to_owned(),
+        role: Some(Role::Reader.into()),
+        ..Default::default()
+    };
+    last(users.set_user_status(bearer(deactivate(&t.manager_login), &admin)).await.unwrap_err());
+    last(
+        users
+            .delete_user(bearer(pb::DeleteUserRequest { user_login: t.manager_login.clone() }, &admin))
+            .await
+            .unwrap_err(),
+    );
+    last(users.update_user(bearer(demote(&t.manager_login), &admin)).await.unwrap_err());
+    login_session(server, &t.manager_login, &t.manager_password).await;
+    assert_eq!(common::audit_count(server, "user.status.change", &t.manager_login, None).await, 0, "nothing changed");
+
+    // A pending second Manager does not count; an active one does.
+    let second_login = format!("{p}_mgr2");
+    create_user(server, &admin, &second_login, Role::Manager, "").await;
+    last(users.set_user_status(bearer(deactivate(&t.manager_login), &admin)).await.unwrap_err());
+    let link = common::latest_link(server, &second_login, "welcome").await;
+    reset_client(server)
+        .await
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: common::MEMBER_PASSWORD.into() })
+        .await
+        .expect("the second Manager activates");
+    users.set_user_status(bearer(deactivate(&t.manager_login), &admin)).await.expect("another Manager remains");
+    last(users.update_user(bearer(demote(&second_login), &admin)).await.unwrap_err());
+    last(
+        users
+            .delete_user(bearer(pb::DeleteUserRequest { user_login: second_login.clone() }, &admin))
+            .await
+            .unwrap_err(),
+    );
+
+    // Concurrent removals of the last two: exactly one wins.
+    let reactivate = pb::SetUserStatusRequest {
+        user_login: t.manager_login.clone(),
+        status: UserStatus::Active.into(),
+        reason: String::new(),
+    };
+    users.set_user_status(bearer(reactivate, &admin)).await.expect("re-activated");
+    let mut racers = Vec::new();
+    for login in [t.manager_login.clone(), second_login.clone()] {
+        let (mut users, admin) = (users_client(server).await, admin.clone());
+        racers.push(tokio::spawn(async move {
+            users.delete_user(bearer(pb::DeleteUserRequest { user_login: login }, &admin)).await
+        }));
+    }
+    let mut won = 0;
+    for racer in racers {
+        match racer.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(status) => last(status),
+        }
+    }
+    assert_eq!(won, 1, "one Manager must remain");
+}
+
+/// A link mailed before a deactivation does not come back to life with the account.
+async fn a_deactivation_voids_live_links(backend: Backend) {
+    let server = server(backend);
+    let (t, manager) = manager_session(server).await;
+    let login = format!("{}_leaver", t.prefix);
+    member(server, &manager, &login, Role::Reader, "").await;
+    let mut users = users_client(server).await;
+    let user = users.get_user(bearer(pb::GetUserRequest { user_login: login.clone() }, &manager)).await.unwrap();
+    let mut reset = reset_client(server).await;
+    let forgot = pb::RequestPasswordResetRequest {
+        user_login: login.clone(),
+        email: user.into_inner().user.unwrap().email,
+        captcha: Some(common::solved_captcha(server).await),
+    };
+    reset.request_password_reset(forgot).await.expect("asked for a link");
+    let token = common::latest_link(server, &login, "forgot_password").await;
+    let inspect = pb::InspectActivationRequest { token: token.clone() };
+    assert!(reset.inspect_activation(inspect.clone()).await.unwrap().into_inner().valid);
+    for status in [UserStatus::Inactive, UserStatus::Active] {
+        let change =
+            pb::SetUserStatusRequest { user_login: login.clone(), status: status.into(), reason: String::new() };
+        users.set_user_status(bearer(change, &manager)).await.expect("status changed");
+    }
+    let after = reset.inspect_activation(inspect).await.unwrap().into_inner();
+    assert!(!after.valid, "the account is back, its old link is not");
+    assert_eq!(after.invalid_reason(), pb::ActivationInvalidReason::Superseded);
+}
+
+async fn operator_session(server: &common::TestServer) -> (String, String) {
+    let operator = unique("op");
+    let output = common::identity_cli(
+        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
+        &[("IDENTITY_DATABASE_URL", &server.database_url)],
+        Some("operator pass phrase long\n"),
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let token = login_session(server, &operator, "operator pass phrase long").await;
+    (operator, token)
+}
+
+async fn support_client(server: &common::TestServer) -> pb::support_client::SupportClient<tonic::transport::Channel> {
+    pb::support_client::SupportClient::new(server.channel().await)
+}
+
+async fn lock_out(server: &common::TestServer, login: &str) {
+    for _ in 0..5 {
+        common::try_login(server, login, "not the password at all").await.unwrap_err();
+    }
+    let store = common::store(server).await;
+    let user = identity::store::users::find_by_login(store.connection(), login).await.unwrap().unwrap();
+    assert_eq!((user.status.as_str(), user.status_reason.as_deref()), ("INACTIVE", Some("LOCKED")));
+}
+
+/// Seed 000: "If you are the only user in the subscription … contact Support".
+async fn an_operator_rescues_a_lone_locked_manager(backend: Backend) {
+    let server = server(backend);
+    let t = tenant(server);
+    lock_out(server, &t.manager_login).await;
+    let (operator, op) = operator_session(server).await;
+    let (_, stranger) = manager_session(server).await;
+    let mut support = support_client(server).await;
+    let request =
+        |reason: &str| pb::ReactivateUserRequest { user_login: t.manager_login.clone(), reason: reason.into() };
+
+    let refused = support.reactivate_user(bearer(request("ticket 1"), &stranger)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "another subscription's Manager cannot rescue");
+    let unknown = pb::ReactivateUserRequest { user_login: unique("nobody"), reason: "ticket 1".into() };
+    let refused = support.reactivate_user(bearer(unknown.clone(), &stranger)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "a non-operator learns nothing about logins");
+    assert_eq!(support.reactivate_user(bearer(unknown, &op)).await.unwrap_err().code(), Code::NotFound);
+    for reason in ["", "   "] {
+        let status = support.reactivate_user(bearer(request(reason), &op)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "a rescue states its reason");
+        assert!(status.message().contains("reason"), "{}", status.message());
+    }
+
+    let done = support.reactivate_user(bearer(request("ticket SUP-1001"), &op)).await.expect("rescued").into_inner();
+    assert_eq!(done.user.unwrap().status(), UserStatus::Active);
+    assert!(!done.welcome_link_sent);
+    assert_eq!(done.managers_notified, 1, "the (now active) Manager is told");
+    let again = support.reactivate_user(bearer(request("ticket SUP-1001"), &op)).await.unwrap_err();
+    assert_eq!(common::reason(&again), "ALREADY_ACTIVE");
+    let manager = login_session(server, &t.manager_login, &t.manager_password).await;
+    common::assert_mail_sent(server, &t.manager_login, "rescue_notice").await;
+
+    // Audited in the Manager's own subscription, under the operator's login, with the reason.
+    let events = users_client(server)
+        .await
+        .list_audit_events(bearer(
+            pb::ListAuditEventsRequest { action: "support.user.reactivate".into(), ..Default::default() },
+            &manager,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .events;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        (events[0].actor_login.as_str(), events[0].target_login.as_str()),
+        (operator.as_str(), t.manager_login.as_str())
+    );
+    assert!(events[0].detail.contains("SUP-1001"), "{}", events[0].detail);
+
+    // The Manager also forgot the password: a one-time link with a generated one.
+    let reset = pb::ResetUserPasswordRequest { user_login: t.manager_login.clone(), reason: "ticket SUP-1002".into() };
+    let done = support.reset_user_password(bearer(reset, &op)).await.expect("reset").into_inner();
+    assert_eq!(done.managers_notified, 1);
+    let stale = users_client(server).await.list_users(bearer(pb::ListUsersRequest::default(), &manager)).await;
+    assert_eq!(stale.unwrap_err().code(), Code::Unauthenticated, "the rescue revoked every session");
+    let link = common::latest_link(server, &t.manager_login, "password_reset").await;
+    let revealed = reset_client(server)
+        .await
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new() })
+        .await
+        .expect("the link reveals the new password")
+        .into_inner();
+    assert!(!revealed.generated_password.is_empty());
+    login_session(server, &t.manager_login, &revealed.generated_password).await;
+    let old = common::try_login(server, &t.manager_login, &t.manager_password).await.unwrap_err();
+    assert_eq!(old.message(), "Invalid credentials");
+
+    // Operators do not rescue themselves; deleted users and Contacts are refused.
+    let own = pb::ResetUserPinRequest { user_login: operator.clone(), reason: "mine".into() };
+    assert_eq!(support.reset_user_pin(bearer(own, &op)).await.unwrap_err().code(), Code::PermissionDenied);
+    let no_token = pb::ResetUserPinRequest { user_login: t.manager_login.clone(), reason: "ticket 3".into() };
+    assert_eq!(common::reason(&support.reset_user_pin(bearer(no_token, &op)).await.unwrap_err()), "NO_TOKEN");
+}
+
+/// A lost token and a forgotten PIN, rescued for a user whose Managers are gone.
+async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
+    let server = server(backend);
+    let (t, manager) = manager_session(server).await;
+    let login = format!("{}_scanner", t.prefix);
+    let session = member(server, &manager, &login, Role::Scanner, "").await;
+    let (_, op) = operator_session(server).await;
+    let mut support = support_client(server).await;
+    let replace = pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone, ticket 7".into() };
+    let token = support.replace_user_token(bearer(replace, &op)).await.expect("replaced").into_inner();
+    assert!(token.otpauth_uri.starts_with("otpauth://totp/"), "{}", token.otpauth_uri);
+    assert!(!token.qr_code_png.is_empty() && token.qr_code_svg.contains("<svg"));
+    assert!(token.user.unwrap().has_token);
+    let stale =
+        users_client(server).await.get_user(bearer(pb::GetUserRequest { user_login: login.clone() }, &session)).await;
+    assert_eq!(stale.unwrap_err().code(), Code::Unauthenticated, "a new token ends the old sessions");
+    let pin = pb::ResetUserPinRequest { user_login: login.clone(), reason: "forgot PIN, ticket 8".into() };
+    support.reset_user_pin(bearer(pin, &op)).await.expect("PIN reset");
+    common::assert_mail_sent(server, &login, "pin_reset").await;
+    for action in ["support.token.replace", "support.pin.reset"] {
+        assert_eq!(common::audit_count(server, action, &login, None).await, 1, "{action}");
+    }
+}
+
+/// Break-glass: the command line rescues with no account at all.
+async fn the_command_line_rescues_without_any_account(backend: Backend) {
+    let server = server(backend);
+    let t = tenant(server);
+    lock_out(server, &t.manager_login).await;
+    let db = [("IDENTITY_DATABASE_URL", server.database_url.as_str())];
+    let missing =
+        common::identity_cli(&["support", "reactivate", "--login", &t.manager_login, "--reason", " "], &db, None);
+    assert!(!missing.status.success());
+    assert!(common::stderr(&missing).contains("reason"), "{}", common::stderr(&missing));
+    let output = common::identity_cli(
+        &["support", "reactivate", "--login", &t.manager_login, "--reason", "INC-42", "--by", "alice"],
+        &db,
+        None,
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let printed = common::stdout(&output);
+    assert!(printed.contains("re-activated the account") && printed.contains("ACTIVE"), "{printed}");
+    assert!(printed.contains("1 Manager(s) notified"), "{printed}");
+    login_session(server, &t.manager_login, &t.manager_password).await;
+    assert_eq!(common::audit_count(server, "support.user.reactivate", &t.manager_login, None).await, 1);
+
+    let output = common::identity_cli(
+        &["support", "reset-password", "--login", &t.manager_login, "--reason", "INC-43"],
+        &db,
+        None,
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert!(common::stdout(&output).contains("one-time link"), "{}", common::stdout(&output));
+    common::assert_mail_sent(server, &t.manager_login, "password_reset").await;
+    let unknown = common::identity_cli(&["support", "reset-pin", "--login", "nobody_here", "--reason", "x"], &db, None);
+    assert!(!unknown.status.success());
+    assert!(common::stderr(&unknown).contains("no user with login"), "{}", common::stderr(&unknown));
+}
+
+/// Logins are global: "that login is taken" answers are few per caller and audited.
+async fn taken_login_answers_are_throttled_per_caller_and_audited(backend: Backend) {
+    let server = common::start(backend, |mut config| {
+        config.throttle.taken_login_answers_per_hour = 3;
+        config
+    });
+    let server = &server;
+    let (victim, _) = manager_session(server).await;
+    let (t, prober) = manager_session(server).await;
+    let mut users = users_client(server).await;
+    let create = |login: String| pb::CreateUserRequest {
+        user_login: login,
+        email: "x@example.com".into(),
+        role: Role::Reader.into(),
+        ..Default::default()
+    };
+    for n in 0..5 {
+        users
+            .create_user(bearer(create(format!("{}_free{n}", t.prefix)), &prober))
+            .await
+            .expect("free logins cost nothing");
+    }
+    for _ in 0..3 {
+        let taken = users.create_user(bearer(create(victim.manager_login.clone()), &prober)).await.unwrap_err();
+        assert_eq!(taken.code(), Code::AlreadyExists);
+    }
+    let throttled = users.create_user(bearer(create(format!("{}_free9", t.prefix)), &prober)).await.unwrap_err();
+    assert_eq!(throttled.code(), Code::ResourceExhausted, "even a free login, once the caller has had its answers");
+    let rename = pb::ChangeUserLoginRequest {
+        user_login: String::new(),
+        new_user_login: victim.manager_login.clone(),
+        current_password: t.manager_password.clone(),
+    };
+    let throttled = common::auth_client(server).await.change_user_login(bearer(rename, &prober)).await.unwrap_err();
+    assert_eq!(throttled.code(), Code::ResourceExhausted, "renames share the caller's answers");
+    assert_eq!(common::audit_count(server, "user.login.taken", &victim.manager_login, Some("FAILURE")).await, 3);
 }
 
 async fn the_status_machine_guards_every_change(backend: Backend) {
@@ -544,7 +874,13 @@ async fn platform_operators_create_subscriptions(backend: Backend) {
 on_both_backends!(
     new_users_start_pending_with_a_welcome_email_and_contacts_get_nothing,
     unit_managers_see_and_change_only_their_own_unit,
-    managers_cannot_touch_administrators_and_nobody_administers_themselves,
+    an_administrator_a_manager_made_is_administered_by_another_manager,
+    the_last_active_manager_cannot_be_deactivated_deleted_or_demoted,
+    an_operator_rescues_a_lone_locked_manager,
+    an_operator_replaces_a_token_and_resets_a_pin,
+    the_command_line_rescues_without_any_account,
+    a_deactivation_voids_live_links,
+    taken_login_answers_are_throttled_per_caller_and_audited,
     the_status_machine_guards_every_change,
     listing_pages_stay_stable_while_users_are_added,
     managers_find_usernames_by_email_or_name_in_their_scope,

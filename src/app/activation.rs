@@ -97,10 +97,11 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
         }
         return Ok(Err(LinkProblem::AccountUnavailable));
     }
+    // Forgot links follow the subscription like welcome links (DESIGN §2.4):
+    // where the service generates passwords, a user must not choose one here.
     let requires_new_password = match purpose {
         LinkPurpose::AdminReset => false,
-        LinkPurpose::ForgotPassword => true,
-        LinkPurpose::Welcome => {
+        LinkPurpose::ForgotPassword | LinkPurpose::Welcome => {
             tenancy::find_subscription(conn, &user.subscription_id).await?.is_some_and(|s| s.users_define_own_password)
         }
     };
@@ -128,6 +129,14 @@ pub struct Redeemed {
 pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &RequestContext) -> Result<Redeemed, Error> {
     let live = live_link(app, token).await?.map_err(LinkProblem::error)?;
     let user = &live.user;
+    // Refused before consuming: a form that posts a password to a link that
+    // generates one must not burn the link and lose the password it holds.
+    if !live.requires_new_password && !new_password.is_empty() {
+        return Err(Error::invalid(
+            "new_password",
+            "must be empty: this link does not take a password, the service generates one and shows it once",
+        ));
+    }
     // Check the chosen password before consuming, so a weak one does not burn the link.
     let (password_to_store, generated) = match (live.purpose, live.requires_new_password) {
         (LinkPurpose::AdminReset, _) => {

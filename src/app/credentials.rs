@@ -84,12 +84,11 @@ pub async fn change_user_login(
         other => other,
     })?;
     let own = target_login.is_empty() || target_login == caller.user_login;
+    let actor = access::active_user(app, caller).await?;
     let target = if own {
-        let user = access::active_user(app, caller).await?;
-        check_current_password(app, &user, current_password, "current_password", ctx).await?;
-        user
+        check_current_password(app, &actor, current_password, "current_password", ctx).await?;
+        actor.clone()
     } else {
-        let actor = access::active_user(app, caller).await?;
         let target = access::find_target(app, &actor, target_login).await?;
         access::authorize(&actor, Action::ChangeLogin, &target)?;
         target
@@ -97,12 +96,17 @@ pub async fn change_user_login(
     if target.user_login == new_login.as_str() {
         return Err(Error::invalid("new_user_login", "is the current login"));
     }
+    let probe = super::taken_logins::Probe::begin(app, &actor).await?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
-    users::rename(&txn, &target.id, &new_login, now).await.map_err(|e| match e {
-        StoreError::Duplicate(_) => Error::AlreadyExists(format!("the login `{new_login}` is taken")),
-        other => other.into(),
-    })?;
+    match users::rename(&txn, &target.id, &new_login, now).await {
+        Ok(()) => probe.free_within(&txn).await?,
+        Err(StoreError::Duplicate(_)) => {
+            txn.rollback().await.map_err(StoreError::from)?;
+            return Err(probe.taken(app, &actor, new_login.as_str(), ctx).await);
+        }
+        Err(other) => return Err(other.into()),
+    }
     let revoked = sessions::revoke_all(app, &txn, &target.id, "LOGIN_CHANGED").await?;
     let event = AuditRecord::new("user.login.change", ctx.source_ip.clone())
         .subscription(&target.subscription_id)

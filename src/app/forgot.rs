@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use super::{App, caller::RequestContext, links, notify};
 use crate::{
-    crypto::{captcha::CaptchaError, random::token_hash},
+    crypto::{
+        captcha::{CaptchaError, Challenge, difficulty_under_pressure, recent_rate},
+        random::token_hash,
+    },
     domain::{Error, Role, UserStatus, link::LinkPurpose},
     mail::templates,
     store::{
@@ -52,6 +55,9 @@ pub async fn request_password_reset(
     if !nonces::spend(app.store.connection(), &solved.spent_key, solved.expires_at_ms).await? {
         return Err(Error::invalid("captcha", "was already used: ask for a new challenge"));
     }
+    // Counted once solved: the rate that makes later challenges harder is paid for in work.
+    rate::hit(app.store.connection(), &pressure_key(now.div_euclid(PRESSURE_WINDOW_MS)), PRESSURE_WINDOW_MS, now)
+        .await?;
     throttle(app, &input.user_login, ctx, now).await?;
     // Work out and send the outcome after answering: same words, same time, whatever it is.
     let (app, ctx) = (Arc::clone(app), ctx.clone());
@@ -61,6 +67,50 @@ pub async fn request_password_reset(
         }
     });
     Ok(ANSWER)
+}
+
+/// The window of the forgot-password rate that sets the captcha difficulty.
+const PRESSURE_WINDOW_MS: i64 = 60 * 1000;
+
+/// One counter per minute, in the database, so that every replica asks for
+/// the same work; the rate is read over the current and the previous minute.
+fn pressure_key(minute: i64) -> String {
+    format!("captcha:pressure:{minute}")
+}
+
+/// A challenge for GetCaptchaChallenge: the base difficulty while
+/// forgot-password is quiet, more bits while it is hammered (see
+/// `captcha::difficulty_under_pressure`). The rate is read at most once a
+/// second per replica, however many challenges are asked for.
+pub async fn captcha_challenge(app: &App) -> Challenge {
+    let now = app.clock.now_ms();
+    let bits = match app.captcha.remembered_difficulty(now) {
+        Some(bits) => bits,
+        None => match current_difficulty(app, now).await {
+            Ok(bits) => {
+                app.captcha.remember_difficulty(now, bits);
+                bits
+            }
+            Err(error) => {
+                // Forgot-password needs the database anyway; the challenge need not.
+                tracing::warn!(%error, "cannot read the forgot-password rate: the last difficulty stands");
+                app.captcha.last_difficulty()
+            }
+        },
+    };
+    app.captcha.issue_with(bits, now)
+}
+
+async fn current_difficulty(app: &App, now: i64) -> Result<u32, Error> {
+    let minute = now.div_euclid(PRESSURE_WINDOW_MS);
+    let keys = [pressure_key(minute), pressure_key(minute - 1)];
+    let keys = [keys[0].as_str(), keys[1].as_str()];
+    // Two windows back covers the previous minute's counter whenever it started.
+    let counts = rate::counts(app.store.connection(), &keys, 2 * PRESSURE_WINDOW_MS, now).await?;
+    let count = |i: usize| u64::try_from(counts.get(i).copied().unwrap_or(0)).unwrap_or(0);
+    let recent = recent_rate(count(1), count(0), now.rem_euclid(PRESSURE_WINDOW_MS), PRESSURE_WINDOW_MS);
+    let c = &app.config.captcha;
+    Ok(difficulty_under_pressure(c.difficulty_bits, c.max_difficulty_bits, c.busy_requests_per_minute, recent))
 }
 
 fn captcha_message(error: CaptchaError) -> &'static str {

@@ -37,6 +37,7 @@ impl KeyManager {
                     Error::invalid("tokens.signing_key_file", format!("cannot be read ({}): {e}", path.display()))
                 })?;
                 let key = jwt::key_from_pem(&pem)?;
+                warn_if_readable_by_others(path);
                 // Only the public half goes to the database; the private key stays in the file.
                 let public_only = NewKey { private_pkcs8_der: Vec::new(), ..key.clone() };
                 let txn = store.begin_write().await?;
@@ -153,4 +154,22 @@ pub async fn rotate(store: &Store, config: &Config, now_ms: i64) -> Result<Strin
     keys::insert(&txn, &key, now_ms).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(key.kid)
+}
+
+/// The service only reads the key file (the operator writes it), so it
+/// cannot make it private; it says so when others may read it.
+fn warn_if_readable_by_others(path: &std::path::Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                path = %path.display(),
+                mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                "tokens.signing_key_file can be read by other users: make it 0600"
+            );
+        }
+    }
 }

@@ -17,6 +17,8 @@ pub mod platform;
 pub mod reset;
 pub mod second_factor;
 pub mod sessions;
+pub mod support;
+pub mod taken_logins;
 pub mod throttle;
 pub mod users;
 pub mod verified_tokens;

@@ -94,7 +94,7 @@ pub async fn reset_passwords(
             "only Managers, Unit Managers and Administrators reset passwords".to_owned(),
         ));
     }
-    let items = resolve_targets(app, &actor, &input).await?;
+    let items = refuse_throttled(app, resolve_targets(app, &actor, &input).await?).await?;
 
     // Generate and hash outside the transaction, on every core.
     let policy = &app.config.password_policy;
@@ -152,7 +152,7 @@ pub async fn reset_passwords(
     // Each statement below covers the whole batch (a few hundred users at a
     // time), in the users' id order: one round trip per user and table made a
     // reset of 1,000 users on PostgreSQL cost 2.4 s beyond its hashing.
-    let keys: Vec<String> = allowed.iter().map(|(_, target)| format!("reset:user:{}", target.id)).collect();
+    let keys: Vec<String> = allowed.iter().map(|(_, target)| throttle_key(&target.id)).collect();
     let mut counts = Vec::with_capacity(keys.len());
     for chunk in keys.chunks(BATCH_ROWS) {
         let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
@@ -251,6 +251,32 @@ async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> 
             },
         };
         items.push(item);
+    }
+    Ok(items)
+}
+
+fn throttle_key(user_id: &str) -> String {
+    format!("reset:user:{user_id}")
+}
+
+/// Refuses the targets already reset as often as the hour allows, before any
+/// hashing: a read-only look, so a batch repeated in a loop costs no argon2
+/// work for them. The transaction counts the others for real, and refuses
+/// any that a concurrent batch took past the limit meanwhile.
+async fn refuse_throttled(app: &App, mut items: Vec<Item>) -> Result<Vec<Item>, Error> {
+    let keys: Vec<String> = items.iter().filter_map(|item| item.target.as_ref()).map(|t| throttle_key(&t.id)).collect();
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let counts = rate::counts(app.store.connection(), &keys, RESET_WINDOW_MS, app.clock.now_ms()).await?;
+    let limit = i64::from(app.config.reset.admin_resets_per_hour);
+    let mut counts = counts.into_iter();
+    for item in &mut items {
+        if item.target.is_some()
+            && counts.next().is_some_and(|count| i64::from(count) >= limit)
+            && let Some(target) = item.target.take()
+        {
+            item.known_id = Some(target.id);
+            item.refusal = Some(NotReset::Throttled);
+        }
     }
     Ok(items)
 }

@@ -6,11 +6,12 @@ use sea_orm::ConnectionTrait;
 use super::{
     App, access,
     caller::{Caller, RequestContext},
-    links, sessions,
+    links, sessions, taken_logins,
 };
 use crate::{
     domain::{
         Error, Role, UserLogin, UserStatus,
+        governance::{Standing, removes_last_active_manager},
         link::LinkPurpose,
         login::parse_email,
         page_token,
@@ -68,10 +69,12 @@ pub async fn create_user(
     let subscription = tenancy::find_subscription(app.store.connection(), &actor.subscription_id)
         .await?
         .ok_or_else(|| Error::internal("actor without subscription"))?;
-    let login = if input.user_login.is_empty() {
-        super::bootstrap::generate_login(app, &subscription.login_prefix).await?
+    // A login the caller names may be anybody's: that answer is throttled.
+    let (login, probe) = if input.user_login.is_empty() {
+        (super::bootstrap::generate_login(app, &subscription.login_prefix).await?, None)
     } else {
-        UserLogin::parse(&input.user_login)?
+        let login = UserLogin::parse(&input.user_login)?;
+        (login, Some(taken_logins::Probe::begin(app, &actor).await?))
     };
     // Contacts have no login at all: nothing to activate, no credentials sent.
     let status = if role == Role::Contact { UserStatus::Active } else { UserStatus::PendingActivation };
@@ -92,8 +95,18 @@ pub async fn create_user(
         },
         now,
     )
-    .await
-    .map_err(|e| taken(e, &login))?;
+    .await;
+    let user = match (user, probe) {
+        (Err(StoreError::Duplicate(_)), Some(probe)) => {
+            txn.rollback().await.map_err(StoreError::from)?;
+            return Err(probe.taken(app, &actor, login.as_str(), ctx).await);
+        }
+        (Ok(user), Some(probe)) => {
+            probe.free_within(&txn).await?;
+            user
+        }
+        (user, _) => user.map_err(|e| taken(e, &login))?,
+    };
     if role != Role::Contact {
         send_welcome(app, &txn, &user).await?;
     }
@@ -285,6 +298,9 @@ pub async fn update_user(
     }
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    if role != old_role {
+        keep_an_active_manager(&txn, &target, |before| Standing { role, ..before }).await?;
+    }
     users::update_profile(&txn, &target.id, &update, now).await?;
     if update.email != target.email {
         // Links already mailed to the old address must not open the account.
@@ -361,6 +377,7 @@ async fn change_status(
     let (to, reason) = transition(from, event)?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    keep_an_active_manager(&txn, &target, |before| Standing { status: to, ..before }).await?;
     if !users::change_status(&txn, &target.id, from, to, reason, now).await? {
         return Err(Error::FailedPrecondition {
             reason: "CONCURRENT_CHANGE",
@@ -370,6 +387,8 @@ async fn change_status(
     let mut revoked = Vec::new();
     if to != UserStatus::Active {
         revoked = sessions::revoke_all(app, &txn, &target.id, "STATUS_CHANGED").await?;
+        // A link mailed before must not open the account once it is active again.
+        crate::store::activation::supersede_all(&txn, &target.id, now).await?;
     }
     if to == UserStatus::Deleted {
         users::drop_credentials(&txn, &target.id, now).await?;
@@ -386,6 +405,38 @@ async fn change_status(
         .await?
         .ok_or_else(|| access::not_found(&target.user_login))?;
     Ok(views(app, vec![fresh]).await?.remove(0))
+}
+
+/// Refuses a change that would leave the target's subscription without an
+/// ACTIVE Manager (DESIGN §1). Runs inside the change's write transaction:
+/// the subscription's governance is locked first and the target read again,
+/// so concurrent changes to its Managers are judged one after the other.
+async fn keep_an_active_manager<C: ConnectionTrait>(
+    conn: &C,
+    target: &user::Model,
+    after: impl FnOnce(Standing) -> Standing,
+) -> Result<(), Error> {
+    let standing = |user: &user::Model| -> Result<Standing, Error> {
+        Ok(Standing { role: access::role_of(user)?, status: access::status_of(user)? })
+    };
+    if standing(target)?.role != Role::Manager {
+        return Ok(());
+    }
+    tenancy::lock_governance(conn, &target.subscription_id).await?;
+    let current = users::find_by_id(conn, &target.id).await?.ok_or_else(|| access::not_found(&target.user_login))?;
+    let before = standing(&current)?;
+    let others = tenancy::active_managers(conn, &target.subscription_id).await?;
+    let others = others.iter().filter(|manager| manager.id != target.id).count();
+    if removes_last_active_manager(before, after(before), u64::try_from(others).unwrap_or(u64::MAX)) {
+        return Err(Error::FailedPrecondition {
+            reason: "LAST_MANAGER",
+            message: format!(
+                "`{}` is the subscription's last active Manager: make another user an active Manager first",
+                target.user_login
+            ),
+        });
+    }
+    Ok(())
 }
 
 pub async fn create_business_unit(

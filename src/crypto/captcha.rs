@@ -159,17 +159,73 @@ pub trait CaptchaVerifier: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<Verified, CaptchaError>> + Send + 'a>>;
 }
 
+/// The requests per window, estimated over a sliding window from two fixed
+/// ones: all of the current window so far, and the part of the previous
+/// window that the sliding one still covers (`elapsed_ms` into the current).
+/// A fixed window alone would drop to nothing at each boundary while an
+/// attack goes on.
+pub fn recent_rate(previous: u64, current: u64, elapsed_ms: i64, window_ms: i64) -> u64 {
+    let window = u128::try_from(window_ms.max(1)).unwrap_or(1);
+    let elapsed = u128::try_from(elapsed_ms.clamp(0, window_ms.max(1))).unwrap_or(0);
+    let carried = u128::from(previous) * (window - elapsed) / window;
+    u64::try_from(carried).unwrap_or(u64::MAX).saturating_add(current)
+}
+
+/// The difficulty to ask for while `recent` requests were made in the last
+/// window: `base` up to `busy`, then one bit more each time the rate doubles
+/// past it (`busy`+1 to 2·`busy`: one more, up to 4·`busy`: two more, …),
+/// never above `max`. Each bit doubles a solution's work, so an attacker's
+/// own rate makes every further request of theirs dearer.
+pub fn difficulty_under_pressure(base: u32, max: u32, busy: u64, recent: u64) -> u32 {
+    let busy = busy.max(1);
+    if recent <= busy {
+        return base.min(max.max(base));
+    }
+    // ceil(recent / busy) > 1: the number of doublings is the bits needed to write it minus one.
+    let ratio = recent.div_ceil(busy);
+    let extra = u64::BITS - (ratio - 1).leading_zeros();
+    base.saturating_add(extra).min(max.max(base)).min(MAX_DIFFICULTY_BITS)
+}
+
 /// The embedded proof-of-work captcha, with its signing key and settings.
 #[derive(Clone)]
 pub struct ProofOfWork {
     key: Vec<u8>,
     difficulty_bits: u32,
     ttl_ms: i64,
+    /// The difficulty last worked out from the request rate, and when: the
+    /// rate is read from the database at most once per [`PRESSURE_CACHE_MS`],
+    /// however often challenges are asked for.
+    pressure: std::sync::Arc<std::sync::Mutex<Option<(i64, u32)>>>,
 }
+
+/// How long a difficulty worked out from the request rate is reused.
+pub const PRESSURE_CACHE_MS: i64 = 1000;
 
 impl ProofOfWork {
     pub fn new(key: Vec<u8>, difficulty_bits: u32, ttl_ms: i64) -> Self {
-        Self { key, difficulty_bits: difficulty_bits.min(MAX_DIFFICULTY_BITS), ttl_ms }
+        Self { key, difficulty_bits: difficulty_bits.min(MAX_DIFFICULTY_BITS), ttl_ms, pressure: Default::default() }
+    }
+
+    /// A challenge of `difficulty_bits`, never easier than the configured base.
+    pub fn issue_with(&self, difficulty_bits: u32, now_ms: i64) -> Challenge {
+        issue(&self.key, difficulty_bits.max(self.difficulty_bits), self.ttl_ms, now_ms)
+    }
+
+    /// The difficulty remembered at most [`PRESSURE_CACHE_MS`] before `now_ms`.
+    pub fn remembered_difficulty(&self, now_ms: i64) -> Option<u32> {
+        let remembered = *self.pressure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        remembered.filter(|&(at, _)| (0..PRESSURE_CACHE_MS).contains(&(now_ms - at))).map(|(_, bits)| bits)
+    }
+
+    /// The difficulty last remembered, however old (when the rate cannot be read).
+    pub fn last_difficulty(&self) -> u32 {
+        let remembered = *self.pressure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        remembered.map_or(self.difficulty_bits, |(_, bits)| bits)
+    }
+
+    pub fn remember_difficulty(&self, now_ms: i64, difficulty_bits: u32) {
+        *self.pressure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some((now_ms, difficulty_bits));
     }
 
     /// From the `captcha` configuration; without `captcha.hmac_key` a random
@@ -299,6 +355,44 @@ mod tests {
             // The same challenge always gives the same key.
             assert_eq!(verify(KEY, &issued.challenge, &nonce, NOW + 2000).unwrap().spent_key, verified.spent_key);
         }
+    }
+
+    #[test]
+    fn the_difficulty_rises_a_bit_per_doubling_of_the_rate_up_to_the_cap() {
+        let bits = |recent| difficulty_under_pressure(18, 22, 60, recent);
+        assert_eq!([bits(0), bits(60)], [18, 18], "up to the busy rate, the base");
+        assert_eq!([bits(61), bits(120)], [19, 19]);
+        assert_eq!([bits(121), bits(240)], [20, 20]);
+        assert_eq!([bits(241), bits(480), bits(481)], [21, 21, 22]);
+        assert_eq!(bits(u64::MAX), 22, "never above the cap");
+        // A cap below the base (not a valid configuration) never lowers the base.
+        assert_eq!(difficulty_under_pressure(18, 10, 60, 10_000), 18);
+        assert_eq!(difficulty_under_pressure(8, 12, 0, 2), 9, "a busy rate of 0 counts as 1");
+    }
+
+    #[test]
+    fn the_recent_rate_slides_across_window_boundaries() {
+        // Just past a boundary the previous window still counts almost whole.
+        assert_eq!(recent_rate(100, 0, 0, 60_000), 100);
+        assert_eq!(recent_rate(100, 10, 30_000, 60_000), 60);
+        assert_eq!(recent_rate(100, 10, 60_000, 60_000), 10);
+        assert_eq!(recent_rate(u64::MAX, u64::MAX, 0, 60_000), u64::MAX);
+        assert_eq!(recent_rate(5, 1, -3, 0), 6, "odd inputs neither panic nor go negative");
+    }
+
+    #[test]
+    fn challenges_under_pressure_are_harder_and_still_verify() {
+        let pow = ProofOfWork::new(KEY.to_vec(), 8, TTL);
+        assert_eq!(pow.issue_with(4, NOW).difficulty_bits, 8, "never below the base");
+        let harder = pow.issue_with(10, NOW);
+        assert_eq!(harder.difficulty_bits, 10);
+        let nonce = solve(&harder.challenge, 10).to_string();
+        assert!(verify(KEY, &harder.challenge, &nonce, NOW).is_ok());
+        assert_eq!(pow.remembered_difficulty(NOW), None);
+        pow.remember_difficulty(NOW, 10);
+        assert_eq!(pow.remembered_difficulty(NOW + PRESSURE_CACHE_MS - 1), Some(10));
+        assert_eq!(pow.remembered_difficulty(NOW + PRESSURE_CACHE_MS), None);
+        assert_eq!(pow.last_difficulty(), 10);
     }
 
     #[test]
@@ -499,8 +593,18 @@ mod config_tests {
             ((18, 300, Some("not base64 at all, not base64 at all, not base64 at all".to_owned())), "captcha.hmac_key"),
         ] {
             let (difficulty_bits, ttl_secs, hmac_key) = change;
-            let config = Config { captcha: CaptchaConfig { difficulty_bits, ttl_secs, hmac_key }, ..Config::default() };
+            let captcha =
+                CaptchaConfig { difficulty_bits, ttl_secs, hmac_key, max_difficulty_bits: 32, ..Default::default() };
+            let config = Config { captcha, ..Config::default() };
             let error = config.validate().unwrap_err().to_string();
+            assert!(error.contains(&format!("`{key}`")), "{error}");
+        }
+        for (captcha, key) in [
+            (CaptchaConfig { max_difficulty_bits: 17, ..Default::default() }, "captcha.max_difficulty_bits"),
+            (CaptchaConfig { max_difficulty_bits: 33, ..Default::default() }, "captcha.max_difficulty_bits"),
+            (CaptchaConfig { busy_requests_per_minute: 0, ..Default::default() }, "captcha.busy_requests_per_minute"),
+        ] {
+            let error = Config { captcha, ..Config::default() }.validate().unwrap_err().to_string();
             assert!(error.contains(&format!("`{key}`")), "{error}");
         }
         let good = CaptchaConfig { hmac_key: Some(STANDARD.encode([1u8; 32])), ..CaptchaConfig::default() };

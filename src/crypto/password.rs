@@ -8,7 +8,10 @@
 //! when its caller is cancelled: blocking work cannot be interrupted, and the
 //! slot is what bounds the memory.
 
-use std::sync::Arc;
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
 
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, Version,
@@ -44,6 +47,12 @@ struct Inner {
     params: Params,
     limits: Argon2Config,
     admission: Arc<Semaphore>,
+    /// Turns of every batch together: at most one job per worker queued or
+    /// running for all batches at once, so several batches side by side
+    /// still leave `hashing.queue` admission slots to logins.
+    batch_turns: Arc<Semaphore>,
+    /// New hashes computed since start (not verifications), for /metrics.
+    made: AtomicU64,
     worker_count: usize,
     workers: Workers,
     /// A hash of a random secret with the configured parameters: verifying
@@ -66,6 +75,8 @@ impl PasswordHasher {
                 params,
                 limits: argon2.clone(),
                 admission: Arc::new(Semaphore::new(worker_count + hashing.queue)),
+                batch_turns: Arc::new(Semaphore::new(worker_count.max(1))),
+                made: AtomicU64::new(0),
                 worker_count,
                 dummy_hash,
             }),
@@ -86,26 +97,39 @@ impl PasswordHasher {
         self.inner.workers.busy()
     }
 
+    /// New hashes computed since start (passwords and PINs, single or batched).
+    pub fn hashes_made(&self) -> u64 {
+        self.inner.made.load(Ordering::Relaxed)
+    }
+
     /// Hashes a new password or PIN with the configured parameters.
     pub async fn hash(&self, secret: Secret) -> Result<String, Error> {
         let admission = self.admit()?;
-        let params = self.inner.params.clone();
-        self.run(admission, move |memory| hash_blocking(&params, memory, secret.expose())).await
+        self.run(admission, self.hash_job(secret)).await
+    }
+
+    fn hash_job(&self, secret: Secret) -> impl FnOnce(&mut Memory) -> Result<String, Error> + Send + 'static {
+        let inner = Arc::clone(&self.inner);
+        move |memory| {
+            inner.made.fetch_add(1, Ordering::Relaxed);
+            hash_blocking(&inner.params, memory, secret.expose())
+        }
     }
 
     /// Hashes many secrets, in parallel on every worker. A batch waits for
-    /// workers instead of being refused (it is one request), but keeps at most
-    /// one hash per worker in the queue, so a login arriving meanwhile waits
-    /// about one hash, not the whole batch.
+    /// workers and admission slots instead of being refused (it is one
+    /// request). Every batch together keeps at most one hash per worker
+    /// queued or running, each holding an admission slot like any hash: a
+    /// login arriving meanwhile waits about one hash, not the whole batch,
+    /// and however many batches run, `hashing.queue` slots stay for logins.
     pub async fn hash_many(&self, secrets: Vec<Secret>) -> Result<Vec<String>, Error> {
-        let in_flight = Arc::new(Semaphore::new(self.inner.worker_count));
         let mut tasks = tokio::task::JoinSet::new();
         for (index, secret) in secrets.into_iter().enumerate() {
-            let this = self.clone();
-            let params = self.inner.params.clone();
-            let turn = Arc::clone(&in_flight).acquire_owned().await.map_err(Error::internal)?;
+            let turn = Arc::clone(&self.inner.batch_turns).acquire_owned().await.map_err(Error::internal)?;
+            let admission = Arc::clone(&self.inner.admission).acquire_owned().await.map_err(Error::internal)?;
+            let (this, job) = (self.clone(), self.hash_job(secret));
             tasks.spawn(async move {
-                let hash = this.run(None, move |memory| hash_blocking(&params, memory, secret.expose())).await;
+                let hash = this.run(Some(admission), job).await;
                 drop(turn);
                 (index, hash)
             });
@@ -350,6 +374,31 @@ mod tests {
         assert_eq!(hasher.verify(Secret::new("x"), None).await.unwrap(), Verification::Mismatch);
         assert!(!batch.is_finished(), "the login was served between the batch's hashes");
         assert_eq!(batch.await.unwrap().unwrap().len(), 12);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_take_admission_slots_but_leave_the_queue_to_logins() {
+        let slow = Argon2Config { memory_kib: 4 * 1024, iterations: 4, ..cheap() };
+        // One worker and one waiting place: two batches side by side hold one slot between them.
+        let hasher = pool(&slow, 1, 1);
+        let batches: Vec<_> = (0..2)
+            .map(|b| {
+                let hasher = hasher.clone();
+                tokio::spawn(async move {
+                    hasher.hash_many((0..4).map(|i| Secret::new(format!("pw{b}{i}"))).collect()).await
+                })
+            })
+            .collect();
+        while hasher.busy_workers() == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(hasher.inner.admission.available_permits() >= 1, "the batches hold one slot between them");
+        assert_eq!(hasher.verify(Secret::new("x"), None).await.unwrap(), Verification::Mismatch);
+        for batch in batches {
+            assert_eq!(batch.await.unwrap().unwrap().len(), 4);
+        }
+        assert_eq!(hasher.hashes_made(), 8);
+        assert_eq!(hasher.inner.admission.available_permits(), 2, "every slot is given back");
     }
 
     #[tokio::test]

@@ -64,6 +64,16 @@ fn is_trusted(trusted: &[TrustedProxy], ip: &IpAddr) -> bool {
     trusted.iter().any(|proxy| proxy.contains(ip))
 }
 
+/// Every `x-forwarded-for` line of a request, in order, as one list. A proxy
+/// may append its own line instead of extending the client's (HAProxy's
+/// `option forwardfor`, several CDNs): reading only the first line would read
+/// the client's own claim. A line that is not text (`None`) stands for an
+/// entry nobody can parse, so the walk from the right stops there.
+pub fn forwarded_chain<'a>(lines: impl IntoIterator<Item = Option<&'a str>>) -> Option<String> {
+    let lines: Vec<&str> = lines.into_iter().map(|line| line.unwrap_or("unreadable")).collect();
+    (!lines.is_empty()).then(|| lines.join(","))
+}
+
 /// The peer, unless it is a trusted proxy: then the rightmost address of
 /// `x-forwarded-for` that is not itself a trusted proxy. Proxies append, so
 /// entries left of the first untrusted one are the client's own claims and
@@ -121,6 +131,23 @@ mod tests {
         assert_eq!(client_address(outside, Some("203.0.113.9"), &trusted), outside);
         let mapped = Some(ip("::ffff:10.244.1.1"));
         assert_eq!(client_address(mapped, Some("203.0.113.9"), &trusted), Some(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn every_header_line_counts_in_order() {
+        let trusted = proxies(&["127.0.0.1"]);
+        let loopback = Some(ip("127.0.0.1"));
+        // The client's forged line first, the proxy's own line after it.
+        let chain = forwarded_chain([Some("198.51.100.1"), Some("203.0.113.9")]);
+        assert_eq!(chain.as_deref(), Some("198.51.100.1,203.0.113.9"));
+        assert_eq!(client_address(loopback, chain.as_deref(), &trusted), Some(ip("203.0.113.9")));
+        // A trusted hop on its own line is looked through like one in the same line.
+        let chain = forwarded_chain([Some("203.0.113.9"), Some("127.0.0.1")]);
+        assert_eq!(client_address(loopback, chain.as_deref(), &trusted), Some(ip("203.0.113.9")));
+        // An unreadable line stops the walk: nothing left of it is believed.
+        let chain = forwarded_chain([Some("198.51.100.1"), None, Some("127.0.0.1")]);
+        assert_eq!(client_address(loopback, chain.as_deref(), &trusted), loopback);
+        assert_eq!(forwarded_chain([]), None);
     }
 
     #[test]

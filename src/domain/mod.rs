@@ -2,6 +2,7 @@
 
 pub mod client_address;
 pub mod error;
+pub mod governance;
 pub mod link;
 pub mod login;
 pub mod page_token;

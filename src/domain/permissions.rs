@@ -1,5 +1,11 @@
 //! The permission table of DESIGN §1, as one pure function: every service and
 //! the legacy gateway ask [`may`] before acting on another user.
+//!
+//! The table follows the legacy API page word for word: Managers and
+//! Administrators administer every other user of the subscription (each
+//! other included), Unit Managers the users of their own unit. Nobody is
+//! beyond reach: every role that can be created can be administered by
+//! someone, and platform operators rescue any account (see [`may_rescue`]).
 
 use super::{Role, UserStatus};
 
@@ -98,7 +104,7 @@ pub fn may(actor: &Actor, action: Action, target: &Target) -> Decision {
 /// Whether the actor's role covers the target (DESIGN §1 table).
 fn administers(actor: &Actor, target: &Target) -> bool {
     match actor.role {
-        Role::Administrator | Role::Manager => target.role != Role::Administrator,
+        Role::Administrator | Role::Manager => true,
         Role::UnitManager => same_unit(actor, target),
         Role::Scanner
         | Role::Reader
@@ -126,10 +132,9 @@ fn same_unit(actor: &Actor, target: &Target) -> bool {
 }
 
 /// Whether a role may create users of `new_role` in `unit` (or subscription-wide).
-/// Managers, the subscription's owners, provision every role — Administrators
-/// included, though they cannot administer them afterwards (otherwise nobody
-/// could create the first Administrator). Operators are made only by
-/// `identity operator create`, never through the API.
+/// Managers and Administrators provision every role, and administer whatever
+/// they create, so no account is ever out of everyone's reach. Operators are
+/// made only by `identity operator create`, never through the API.
 pub fn may_create(actor_role: Role, actor_unit: Option<&str>, new_role: Role, unit: Option<&str>) -> bool {
     let allowed = match actor_role {
         Role::Administrator | Role::Manager => true,
@@ -149,6 +154,87 @@ pub fn is_platform_operator(role: Role) -> bool {
     role == Role::PlatformOperator
 }
 
+/// What a platform operator may do for a user of any subscription: the
+/// rescue cases of the seeds ("contact Support to have your password reset").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Rescue {
+    /// A new generated password, revealed once through an emailed link.
+    ResetPassword,
+    /// INACTIVE becomes ACTIVE; PENDING_ACTIVATION gets a fresh welcome link.
+    Reactivate,
+    ResetPin,
+    ReplaceToken,
+}
+
+impl Rescue {
+    pub const ALL: [Rescue; 4] = [Rescue::ResetPassword, Rescue::Reactivate, Rescue::ResetPin, Rescue::ReplaceToken];
+
+    /// The audit action of this rescue.
+    pub fn audit_action(self) -> &'static str {
+        match self {
+            Rescue::ResetPassword => "support.password.reset",
+            Rescue::Reactivate => "support.user.reactivate",
+            Rescue::ResetPin => "support.pin.reset",
+            Rescue::ReplaceToken => "support.token.replace",
+        }
+    }
+
+    /// In words, for the Managers' notice and the CLI.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Rescue::ResetPassword => "reset the password (a one-time link was emailed to the user)",
+            Rescue::Reactivate => "re-activated the account",
+            Rescue::ResetPin => "reset the PIN (the user chooses a new one at the next login)",
+            Rescue::ReplaceToken => "replaced the token",
+        }
+    }
+}
+
+/// Who rescues: an operator account over gRPC, or the command line on the
+/// service's own host (break-glass, no account needed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rescuer<'a> {
+    Account { user_id: &'a str, role: Role },
+    CommandLine,
+}
+
+/// Why a rescue is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RescueDenial {
+    /// Only platform operators (and the command line) rescue.
+    NotAnOperator,
+    /// An operator does not rescue their own account: another operator or
+    /// the command line does.
+    SelfTarget,
+    Deleted,
+    Contact,
+    /// Re-activation of an ACTIVE account: nothing to rescue.
+    AlreadyActive,
+}
+
+/// The rescue rule: operators (or the command line) act on any user of any
+/// subscription that holds a login and is not deleted, never on themselves.
+pub fn may_rescue(rescuer: Rescuer, rescue: Rescue, target: &Target) -> Result<(), RescueDenial> {
+    if let Rescuer::Account { user_id, role } = rescuer {
+        if role != Role::PlatformOperator {
+            return Err(RescueDenial::NotAnOperator);
+        }
+        if user_id == target.user_id {
+            return Err(RescueDenial::SelfTarget);
+        }
+    }
+    if target.status == UserStatus::Deleted {
+        return Err(RescueDenial::Deleted);
+    }
+    if !target.role.can_log_in() {
+        return Err(RescueDenial::Contact);
+    }
+    if rescue == Rescue::Reactivate && target.status == UserStatus::Active {
+        return Err(RescueDenial::AlreadyActive);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,7 +248,7 @@ mod tests {
     /// roles sit in no unit.
     fn expected_scope(actor: Role, target: Role, same_unit: bool) -> bool {
         match actor {
-            Administrator | Manager => target != Administrator,
+            Administrator | Manager => true,
             UnitManager => !matches!(target, Administrator | Manager | PlatformOperator) && same_unit,
             _ => false,
         }
@@ -256,12 +342,13 @@ mod tests {
             status: UserStatus::Active,
         };
         let reset = |a, t| may(&actor(a), Action::ResetPassword, &t);
-        // Administrators: every user and every Manager, not other Administrators.
+        // Administrators: every user, Managers and other Administrators included.
         assert_eq!(reset(Administrator, target(Manager, UNIT_A)), Decision::Allow);
-        assert_eq!(reset(Administrator, target(Administrator, UNIT_A)), Decision::Deny(Denial::OutOfScope));
-        // Managers: every user except Administrators, whatever the unit.
+        assert_eq!(reset(Administrator, target(Administrator, UNIT_A)), Decision::Allow);
+        // Managers: every user, Administrators and other Managers included, whatever the unit.
         assert_eq!(reset(Manager, target(Reader, UNIT_B)), Decision::Allow);
-        assert_eq!(reset(Manager, target(Administrator, UNIT_A)), Decision::Deny(Denial::OutOfScope));
+        assert_eq!(reset(Manager, target(Administrator, UNIT_A)), Decision::Allow);
+        assert_eq!(reset(Manager, target(Manager, UNIT_A)), Decision::Allow);
         // Unit Managers: their own unit only.
         assert_eq!(reset(UnitManager, target(Scanner, UNIT_A)), Decision::Allow);
         assert_eq!(reset(UnitManager, target(Scanner, UNIT_B)), Decision::Deny(Denial::OutOfScope));
@@ -270,8 +357,10 @@ mod tests {
         for role in [Scanner, Reader, Auditor, RemediationUser, Contact, PlatformOperator] {
             assert_eq!(reset(role, target(Reader, UNIT_A)), Decision::Deny(Denial::OutOfScope));
         }
-        // Administrators are seen by Managers, not administered.
-        assert_eq!(may(&actor(Manager), Action::View, &target(Administrator, UNIT_A)), Decision::Allow);
+        // What a Manager creates, a Manager can take back.
+        for action in Action::ALL {
+            assert_eq!(may(&actor(Manager), action, &target(Administrator, UNIT_A)), Decision::Allow, "{action:?}");
+        }
         // Contacts cannot be reset, but can be administered otherwise.
         assert_eq!(reset(Manager, target(Contact, UNIT_A)), Decision::Deny(Denial::Contact));
         assert_eq!(may(&actor(Manager), Action::Update, &target(Contact, UNIT_A)), Decision::Allow);
@@ -310,6 +399,7 @@ mod tests {
         assert!(may_create(Administrator, None, Administrator, None));
         assert!(may_create(Manager, None, Manager, None));
         assert!(may_create(Manager, None, Administrator, None), "someone must create the first Administrator");
+        assert!(may_create(Administrator, None, Manager, None));
         assert!(may_create(UnitManager, Some(UNIT_A), Reader, Some(UNIT_A)));
         assert!(!may_create(UnitManager, Some(UNIT_A), Reader, Some(UNIT_B)));
         assert!(!may_create(UnitManager, Some(UNIT_A), Manager, None));
@@ -317,5 +407,80 @@ mod tests {
             assert!(!may_create(role, Some(UNIT_A), Reader, Some(UNIT_A)));
         }
         assert!(!may_create(Administrator, None, PlatformOperator, None), "operators come from the CLI only");
+    }
+
+    /// DESIGN §1: every role that can be created can be reset, re-activated,
+    /// deactivated and deleted by someone of its own subscription.
+    #[test]
+    fn nobody_is_beyond_reach() {
+        for created in Role::ALL {
+            let creatable = Role::ALL
+                .into_iter()
+                .any(|creator| may_create(creator, unit_of(creator, UNIT_A), created, unit_of(created, UNIT_A)));
+            if !creatable {
+                assert_eq!(created, PlatformOperator, "only operators come from elsewhere (the CLI)");
+                continue;
+            }
+            let target = Target {
+                user_id: "t",
+                subscription_id: "s",
+                role: created,
+                business_unit_id: unit_of(created, UNIT_A),
+                status: UserStatus::Active,
+            };
+            let actions: &[Action] = if created.can_log_in() {
+                &Action::ALL
+            } else {
+                &[Action::View, Action::Update, Action::SetStatus, Action::Delete]
+            };
+            for &action in actions {
+                let someone = Role::ALL.into_iter().any(|role| {
+                    let actor =
+                        Actor { user_id: "a", subscription_id: "s", role, business_unit_id: unit_of(role, UNIT_A) };
+                    may(&actor, action, &target) == Decision::Allow
+                });
+                assert!(someone, "nobody may {action:?} a {created:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn operators_rescue_anyone_with_a_login_but_themselves() {
+        let target = |role, status| Target {
+            user_id: "t",
+            subscription_id: "any",
+            role,
+            business_unit_id: unit_of(role, UNIT_A),
+            status,
+        };
+        let operator = Rescuer::Account { user_id: "op", role: PlatformOperator };
+        for rescue in Rescue::ALL {
+            for role in Role::ALL {
+                for status in UserStatus::ALL {
+                    let target = target(role, status);
+                    let expected = if status == UserStatus::Deleted {
+                        Err(RescueDenial::Deleted)
+                    } else if role == Contact {
+                        Err(RescueDenial::Contact)
+                    } else if rescue == Rescue::Reactivate && status == UserStatus::Active {
+                        Err(RescueDenial::AlreadyActive)
+                    } else {
+                        Ok(())
+                    };
+                    assert_eq!(may_rescue(operator, rescue, &target), expected);
+                    assert_eq!(may_rescue(Rescuer::CommandLine, rescue, &target), expected, "break-glass");
+                    for role in Role::ALL.into_iter().filter(|&r| r != PlatformOperator) {
+                        assert_eq!(
+                            may_rescue(Rescuer::Account { user_id: "x", role }, rescue, &target),
+                            Err(RescueDenial::NotAnOperator),
+                            "a {role:?} is no operator"
+                        );
+                    }
+                }
+            }
+            let own = Target { user_id: "op", ..target(PlatformOperator, UserStatus::Inactive) };
+            assert_eq!(may_rescue(operator, rescue, &own), Err(RescueDenial::SelfTarget));
+            assert_eq!(may_rescue(Rescuer::CommandLine, rescue, &own), Ok(()), "the CLI rescues operators");
+        }
     }
 }

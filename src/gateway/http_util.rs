@@ -42,9 +42,15 @@ fn csp_hash(source: &str) -> String {
     format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(source.as_bytes())))
 }
 
-/// Timeout, security headers and one log line per request (inside the
-/// request's span, which names the route, never the path: paths carry tokens).
-pub async fn guard(timeout: Duration, request: Request, next: Next) -> Response {
+/// What `Strict-Transport-Security` says when the gateway serves TLS: a year,
+/// so that a page showing a password cannot be stripped to plain http after a
+/// first visit. Not `includeSubDomains`: other hosts of the domain are not ours.
+const HSTS: &str = "max-age=31536000";
+
+/// Timeout, security headers (HSTS when `tls`) and one log line per request
+/// (inside the request's span, which names the route, never the path: paths
+/// carry tokens).
+pub async fn guard(timeout: Duration, tls: bool, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = match tokio::time::timeout(timeout + GUARD_MARGIN, next.run(request)).await {
         Ok(response) => response,
@@ -56,6 +62,9 @@ pub async fn guard(timeout: Duration, request: Request, next: Next) -> Response 
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+    if tls {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static(HSTS));
+    }
     // Pages show secrets or one-time state; only the DTD and the JWKS say otherwise.
     headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     let status = response.status().as_u16();
@@ -63,9 +72,9 @@ pub async fn guard(timeout: Duration, request: Request, next: Next) -> Response 
     response
 }
 
-/// The HTTP client's address, looking through trusted proxies (the same rule
-/// as the gRPC side). Forwarded to
-/// the gRPC calls so per-address throttles see the real client.
+/// The HTTP client's address, looking through the proxies of `trusted_proxies`
+/// (the same rule as the gRPC side, with a list of its own). Forwarded to the
+/// gRPC calls so per-address throttles see the real client.
 pub struct ClientIp(pub Option<IpAddr>);
 
 impl FromRequestParts<AppState> for ClientIp {
@@ -78,8 +87,9 @@ impl FromRequestParts<AppState> for ClientIp {
 }
 
 fn client_ip(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[TrustedProxy]) -> Option<IpAddr> {
-    let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    crate::domain::client_address::client_address(peer, forwarded, trusted)
+    let lines = headers.get_all("x-forwarded-for").iter().map(|v| v.to_str().ok());
+    let forwarded = crate::domain::client_address::forwarded_chain(lines);
+    crate::domain::client_address::client_address(peer, forwarded.as_deref(), trusted)
 }
 
 /// True when a form post comes from another site: `Sec-Fetch-Site` other than
@@ -165,5 +175,9 @@ mod tests {
         assert_eq!(client_ip(loopback, &forwarded, &trusted), Some(IpAddr::from([203, 0, 113, 9])));
         assert_eq!(client_ip(outsider, &forwarded, &trusted), outsider);
         assert_eq!(client_ip(loopback, &HeaderMap::new(), &trusted), loopback);
+        // A proxy that adds a line of its own after the client's forged one.
+        let mut two_lines = headers(&[("x-forwarded-for", "198.51.100.1")]);
+        two_lines.append("x-forwarded-for", HeaderValue::from_static("203.0.113.9"));
+        assert_eq!(client_ip(loopback, &two_lines, &trusted), Some(IpAddr::from([203, 0, 113, 9])));
     }
 }

@@ -173,7 +173,10 @@ pub(super) async fn password_change(
             (outcome, failure.kind.http(), failure.retry_after)
         }
     };
-    log_outcome(&username, &outcome, http);
+    // Only a caller who logged in has a username worth logging: a failed
+    // Basic username is often a password typed into the wrong field.
+    let authenticated = rate.is_some();
+    log_outcome(if authenticated { &username } else { "" }, &outcome, http);
     let body = xml::render(&state.settings.dtd_url(), &username, time::OffsetDateTime::now_utc(), &outcome);
     let mut response = (http, body).into_response();
     let headers = response.headers_mut();

@@ -39,9 +39,12 @@ pub struct Settings {
     /// `public_url` without a trailing slash: base of the DTD URL.
     pub public_url: String,
     pub limits: GatewayConfig,
-    /// Peers whose `x-forwarded-for` is believed (as on the gRPC side).
+    /// Peers whose `x-forwarded-for` is believed (`trusted_proxies`; the gRPC
+    /// port has a list of its own).
     pub trusted_proxies: Vec<TrustedProxy>,
     pub shutdown_grace: Duration,
+    /// Served over TLS: every response carries HSTS.
+    pub tls: bool,
 }
 
 impl Settings {
@@ -51,6 +54,7 @@ impl Settings {
             limits: config.gateway.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+            tls: config.http_tls_cert.is_some() && config.http_tls_key.is_some(),
         }
     }
 
@@ -90,6 +94,7 @@ pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router
     );
     let body_limit = settings.limits.max_body_bytes;
     let timeout = settings.request_timeout();
+    let tls = settings.tls;
     let state = AppState(Arc::new(Inner { clients, settings, limiter, pages: pages::Templates::new()? }));
     Ok(Router::new()
         .route("/msp/password_change.php", any(legacy::password_change))
@@ -102,7 +107,7 @@ pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router
         .route("/", get(pages::home))
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |request, next| http_util::guard(timeout, request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| http_util::guard(timeout, tls, request, next)))
         .layer(axum::middleware::from_fn(crate::telemetry::http::trace_request))
         .with_state(state))
 }

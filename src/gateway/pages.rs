@@ -134,7 +134,10 @@ fn describe(purpose: pb::ActivationPurpose, requires_new_password: bool) -> (&'s
         (pb::ActivationPurpose::AdminReset, _) => {
             ("Your administrator reset your password. The button shows the new password, once.", "Show my new password")
         }
-        (pb::ActivationPurpose::ForgotPassword, _) => ("You asked to reset your password.", "Choose a new password"),
+        (pb::ActivationPurpose::ForgotPassword, true) => ("You asked to reset your password.", "Choose a new password"),
+        (pb::ActivationPurpose::ForgotPassword, false) => {
+            ("You asked to reset your password. The button sets a new one and shows it, once.", "Show my new password")
+        }
         (_, true) => ("Welcome! This link activates your account.", "Choose my password"),
         (_, false) => ("Welcome! This link activates your account and shows your password, once.", "Show my password"),
     }
@@ -211,6 +214,21 @@ async fn choose_form(state: &AppState, client: Option<std::net::IpAddr>, token: 
         Err(status) => return unavailable(state, &status),
     };
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    if !info.requires_new_password {
+        // The service generates this link's password: offer the button that shows it.
+        let (purpose, button) = describe(info.purpose(), false);
+        let ctx = context! {
+            title => "Your account",
+            state => "confirm",
+            purpose,
+            button,
+            token,
+            error,
+            user_login => info.user_login,
+            expires_at => info.expires_at.as_ref().map(format_timestamp),
+        };
+        return page(state, status, "activate.html", ctx);
+    }
     let ctx = context! {
         title => "Choose a password",
         state => "choose",
@@ -223,12 +241,12 @@ async fn choose_form(state: &AppState, client: Option<std::net::IpAddr>, token: 
 }
 
 async fn redeem(state: &AppState, client: Option<std::net::IpAddr>, token: &str, new_password: Secret) -> Response {
-    let chose = !new_password.is_empty();
     let request = pb::RedeemActivationRequest { token: token.to_owned(), new_password: new_password.into_exposed() };
     match state.clients.reset().redeem_activation(call(request, client, None)).await {
         Ok(response) => {
             let redeemed = response.into_inner();
-            if redeemed.generated_password.is_empty() || chose {
+            // A generated password is shown whenever one comes back: it exists nowhere else.
+            if redeemed.generated_password.is_empty() {
                 let ctx = context! { title => "Password set", state => "done", user_login => redeemed.user_login };
                 page(state, StatusCode::OK, "activate.html", ctx)
             } else {

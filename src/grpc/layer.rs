@@ -47,11 +47,23 @@ pub fn requires_caller(path: &str) -> bool {
 #[derive(Clone)]
 pub struct AuthLayer {
     app: Arc<App>,
+    proxies: Arc<[TrustedProxy]>,
 }
 
 impl AuthLayer {
     pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+        let config = &app.config;
+        let proxies: Arc<[TrustedProxy]> = config.grpc_proxies().into();
+        if config.trusted_proxies != crate::config::Config::default().trusted_proxies
+            && config.grpc_trusted_proxies == crate::config::Config::default().grpc_trusted_proxies
+        {
+            // Before the lists were split, `trusted_proxies` governed the gRPC port too.
+            tracing::info!(
+                "`trusted_proxies` applies to the HTTP gateway only; the gRPC port believes \
+                 `grpc_trusted_proxies` (loopback by default): list a proxy in front of gRPC there"
+            );
+        }
+        Self { app, proxies }
     }
 }
 
@@ -59,7 +71,7 @@ impl<S> Layer<S> for AuthLayer {
     type Service = Authenticate<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Authenticate { inner, app: Arc::clone(&self.app) }
+        Authenticate { inner, app: Arc::clone(&self.app), proxies: Arc::clone(&self.proxies) }
     }
 }
 
@@ -67,6 +79,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct Authenticate<S> {
     inner: S,
     app: Arc<App>,
+    proxies: Arc<[TrustedProxy]>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -91,8 +104,8 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let app = Arc::clone(&self.app);
+        let context = request_context(&request, &self.proxies);
         Box::pin(async move {
-            let context = request_context(&request, &app.config.trusted_proxies);
             request.extensions_mut().insert(context);
             if requires_caller(request.uri().path()) {
                 match authenticate(&app, request.headers()).await {
@@ -137,11 +150,13 @@ fn unauthenticated(message: &str) -> Status {
     crate::domain::Error::Unauthenticated(message.to_owned()).into()
 }
 
-/// The client's address, looking through trusted proxies such as the gateway.
+/// The client's address, looking through the gRPC port's trusted proxies
+/// (the in-process gateway), every `x-forwarded-for` line in order.
 fn request_context<B>(request: &http::Request<B>, trusted_proxies: &[TrustedProxy]) -> RequestContext {
     let peer = request.extensions().get::<TcpConnectInfo>().and_then(|info| info.remote_addr()).map(|addr| addr.ip());
-    let forwarded = request.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok());
-    let source = crate::domain::client_address::client_address(peer, forwarded, trusted_proxies);
+    let lines = request.headers().get_all("x-forwarded-for").iter().map(|v| v.to_str().ok());
+    let forwarded = crate::domain::client_address::forwarded_chain(lines);
+    let source = crate::domain::client_address::client_address(peer, forwarded.as_deref(), trusted_proxies);
     RequestContext { source_ip: source.map(|ip| ip.to_string()) }
 }
 
@@ -181,5 +196,9 @@ mod tests {
         assert_eq!(spoofed.source_ip.as_deref(), Some("198.51.100.7"));
         let garbage = request_context(&request("127.0.0.1:5000", Some("not an ip")), &trusted);
         assert_eq!(garbage.source_ip.as_deref(), Some("127.0.0.1"));
+        // Every line counts: a forged first line cannot hide the address a proxy added after it.
+        let mut two_lines = request("127.0.0.1:5000", Some("198.51.100.1"));
+        two_lines.headers_mut().append("x-forwarded-for", "203.0.113.9".parse().unwrap());
+        assert_eq!(request_context(&two_lines, &trusted).source_ip.as_deref(), Some("203.0.113.9"));
     }
 }

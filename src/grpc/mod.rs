@@ -6,16 +6,20 @@ pub mod layer;
 pub mod platform;
 pub mod reset;
 pub mod status;
+pub mod support;
 pub mod users;
 
 use std::sync::Arc;
 
-use self::{auth::AuthService, platform::PlatformService, reset::ResetService, users::UsersService};
+use self::{
+    auth::AuthService, platform::PlatformService, reset::ResetService, support::SupportService, users::UsersService,
+};
 use crate::{
     app::App,
     config::Config,
     pb::{
-        auth_server::AuthServer, platform_server::PlatformServer, reset_server::ResetServer, users_server::UsersServer,
+        auth_server::AuthServer, platform_server::PlatformServer, reset_server::ResetServer,
+        support_server::SupportServer, users_server::UsersServer,
     },
 };
 
@@ -26,11 +30,12 @@ pub struct Services {
     pub users: UsersServer<UsersService>,
     pub reset: ResetServer<ResetService>,
     pub platform: PlatformServer<PlatformService>,
+    pub support: SupportServer<SupportService>,
 }
 
 /// Fully-qualified names of the identity services, for health reporting.
-pub const SERVICE_NAMES: [&str; 4] =
-    ["identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform"];
+pub const SERVICE_NAMES: [&str; 5] =
+    ["identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform", "identity.v1.Support"];
 
 /// Smallest limit on a request message, in bytes. Every request but a big
 /// ResetPasswords batch is a few KiB at most; tonic's default (4 MiB) would let
@@ -52,6 +57,7 @@ pub fn services(app: Arc<App>) -> Services {
         auth: AuthServer::new(AuthService::new(Arc::clone(&app))).max_decoding_message_size(limit),
         users: UsersServer::new(UsersService::new(Arc::clone(&app))).max_decoding_message_size(limit),
         reset: ResetServer::new(ResetService::new(Arc::clone(&app))).max_decoding_message_size(limit),
-        platform: PlatformServer::new(PlatformService::new(app)).max_decoding_message_size(limit),
+        platform: PlatformServer::new(PlatformService::new(Arc::clone(&app))).max_decoding_message_size(limit),
+        support: SupportServer::new(SupportService::new(app)).max_decoding_message_size(limit),
     }
 }

@@ -67,7 +67,7 @@ impl Reset for ResetService {
         &self,
         _request: Request<pb::GetCaptchaChallengeRequest>,
     ) -> Result<Response<pb::GetCaptchaChallengeResponse>, Status> {
-        let challenge = self.app.captcha.issue(self.app.clock.now_ms());
+        let challenge = crate::app::forgot::captcha_challenge(&self.app).await;
         Ok(Response::new(pb::GetCaptchaChallengeResponse {
             challenge: challenge.challenge,
             difficulty_bits: challenge.difficulty_bits,

@@ -231,6 +231,7 @@ impl Users for UsersService {
                     .into(),
                 reason: row.reason.unwrap_or_default(),
                 source_ip: row.source_ip.unwrap_or_default(),
+                detail: row.detail.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::ListAuditEventsResponse { events, next_page_token }))

@@ -48,16 +48,22 @@ pub fn welcome(login: &str, login_url: &str, link: &str, ttl_hours: u64) -> Rend
 
 /// An admin reset the password: a one-time link shows the new one.
 pub fn password_reset(login: &str, link: &str, ttl_hours: u64) -> Rendered {
+    password_reset_by(login, link, ttl_hours, "your Manager")
+}
+
+/// [`password_reset`], done by `by` ("your Manager", "platform support").
+pub fn password_reset_by(login: &str, link: &str, ttl_hours: u64, by: &str) -> Rendered {
     let text = format!(
-        "The password of your account {login} was reset by your Manager.\n\n\
+        "The password of your account {login} was reset by {by}.\n\n\
          View your new password once with this link (valid {ttl_hours} hours):\n{link}\n\n\
          The link opens a page with a button; the password is shown only after you press it.\n"
     );
     let html = page(&format!(
-        "<p>The password of your account <strong>{}</strong> was reset by your Manager.</p>\
+        "<p>The password of your account <strong>{}</strong> was reset by {}.</p>\
          <p><a href=\"{}\">View your new password</a> (one-time link, valid {ttl_hours} hours).</p>\
          <p>The link opens a page with a button; the password is shown only after you press it.</p>",
         escape(login),
+        escape(by),
         escape(link)
     ));
     Rendered { kind: "password_reset", subject: "Your password was reset".to_owned(), text, html }
@@ -96,16 +102,44 @@ pub fn account_inactive(login: &str) -> Rendered {
 
 /// An admin reset the PIN: the next login takes the tokencode alone.
 pub fn pin_reset(login: &str) -> Rendered {
+    pin_reset_by(login, "your Manager")
+}
+
+/// [`pin_reset`], done by `by` ("your Manager", "platform support").
+pub fn pin_reset_by(login: &str, by: &str) -> Rendered {
     let text = format!(
-        "The PIN of your token for {login} was reset by your Manager.\n\n\
+        "The PIN of your token for {login} was reset by {by}.\n\n\
          At your next login, enter the tokencode only; you will then choose a new PIN of 4 to 8 digits.\n"
     );
     let html = page(&format!(
-        "<p>The PIN of your token for <strong>{}</strong> was reset by your Manager.</p>\
+        "<p>The PIN of your token for <strong>{}</strong> was reset by {}.</p>\
          <p>At your next login, enter the tokencode only; you will then choose a new PIN of 4 to 8 digits.</p>",
-        escape(login)
+        escape(login),
+        escape(by)
     ));
     Rendered { kind: "pin_reset", subject: "Your PIN was reset".to_owned(), text, html }
+}
+
+/// Tells a subscription's Managers that platform support rescued one of its
+/// accounts: what was done, by whom, and why.
+pub fn rescue_notice(target_login: &str, what: &str, by: &str, reason: &str) -> Rendered {
+    let text = format!(
+        "Platform support acted on the account {target_login} of your subscription.\n\n\
+         What: {what}\n\
+         By: {by}\n\
+         Reason given: {reason}\n\n\
+         If nobody in your subscription asked for this, contact platform support.\n"
+    );
+    let html = page(&format!(
+        "<p>Platform support acted on the account <strong>{}</strong> of your subscription.</p>\
+         <p>What: {}<br>By: {}<br>Reason given: {}</p>\
+         <p>If nobody in your subscription asked for this, contact platform support.</p>",
+        escape(target_login),
+        escape(what),
+        escape(by),
+        escape(reason)
+    ));
+    Rendered { kind: "rescue_notice", subject: format!("Support acted on the account {target_login}"), text, html }
 }
 
 fn page(body: &str) -> String {

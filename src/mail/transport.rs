@@ -135,6 +135,10 @@ impl SmtpSettings {
         } else {
             Some((decode(url.username())?, decode(url.password().unwrap_or_default())?))
         };
+        if credentials.is_some() && tls == TlsMode::None {
+            // lettre would send AUTH in clear text over plain smtp://.
+            return Err(bad("carries credentials without TLS: add `?tls=starttls` or use smtps://"));
+        }
         Ok(Self { host: host.to_owned(), port: url.port().unwrap_or(default_port), tls, credentials })
     }
 
@@ -186,7 +190,7 @@ impl Transport {
         match &config.smtp_url {
             Some(url) => Ok(Self::Smtp(SmtpSettings::parse(url)?.build()?)),
             None => {
-                std::fs::create_dir_all(&config.outbox_dir).map_err(|e| {
+                crate::store::create_private_dir_all(&config.outbox_dir).map_err(|e| {
                     SetupError(format!("cannot create `outbox_dir` {}: {e}", config.outbox_dir.display()))
                 })?;
                 Ok(Self::Files(config.outbox_dir.clone()))
@@ -236,9 +240,21 @@ async fn write_eml(dir: &Path, id: &str, bytes: &[u8]) -> std::io::Result<()> {
     if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "outbox id is not a file name"));
     }
-    tokio::fs::create_dir_all(dir).await?;
+    let folder = dir.to_owned();
+    tokio::task::spawn_blocking(move || crate::store::create_private_dir_all(&folder)).await??;
     let temporary = dir.join(format!(".{id}.eml.tmp"));
-    let mut file = tokio::fs::File::create(&temporary).await?;
+    // Messages carry live one-time links: readable by the service's user only.
+    let mut options = tokio::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&temporary).await?;
+    #[cfg(unix)]
+    {
+        // A leftover of an earlier version keeps its mode when reopened.
+        use std::os::unix::fs::PermissionsExt as _;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600)).await?;
+    }
     file.write_all(bytes).await?;
     file.sync_all().await?;
     drop(file);
@@ -271,7 +287,13 @@ mod tests {
 
     #[test]
     fn unknown_smtp_url_forms_are_refused_by_key() {
-        for url in ["http://mail.example.com", "smtp://h?tls=required", "smtps://h?tls=starttls", "smtp://h?x=1"] {
+        for url in [
+            "http://mail.example.com",
+            "smtp://h?tls=required",
+            "smtps://h?tls=starttls",
+            "smtp://h?x=1",
+            "smtp://user:pw@h:587",
+        ] {
             let error = SmtpSettings::parse(url).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(error.contains("`smtp_url`"), "{url}: {error}");
         }

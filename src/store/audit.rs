@@ -36,6 +36,12 @@ impl AuditRecord {
         self
     }
 
+    /// An actor that is no account (the command line's break-glass rescue).
+    pub fn actor_named(mut self, name: &str) -> Self {
+        self.actor_login = Some(name.to_owned());
+        self
+    }
+
     pub fn target(mut self, user_id: Option<&str>, login: &str) -> Self {
         self.target_user_id = user_id.map(str::to_owned);
         self.target_login = Some(login.to_owned());

@@ -120,10 +120,15 @@ impl Store {
             .sqlx_logging(false);
         if let Some(path) = sqlite_path(url) {
             if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| {
+                create_private_dir_all(parent).map_err(|e| {
                     StoreError::Unavailable(DbErr::Custom(format!("cannot create {}: {e}", parent.display())))
                 })?;
             }
+            // The file holds password hashes, TOTP secrets and maybe the signing
+            // key: made 0600 here, before SQLite would make it with the umask.
+            // SQLite gives its -wal and -shm files the database file's mode.
+            create_private_file(Path::new(path))
+                .map_err(|e| StoreError::Unavailable(DbErr::Custom(format!("cannot create {path}: {e}"))))?;
             options.map_sqlx_sqlite_opts(|opts| {
                 opts.create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
@@ -260,6 +265,30 @@ fn explain_open_failure(url: &str, error: DbErr) -> StoreError {
     }
 }
 
+/// Creates `dir` and any missing parents readable by the owner only (0700);
+/// existing folders keep their mode.
+pub fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Creates `path` empty and readable by the owner only (0600) when it does
+/// not exist; an existing file is left as it is.
+fn create_private_file(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 fn sqlite_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
@@ -296,6 +325,24 @@ mod tests {
         }
         for code in ["23505", "42P01", "22001"] {
             assert!(!is_transient_code(false, code), "PostgreSQL {code}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_new_sqlite_database_and_its_folders_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        let scratch = tempfile::tempdir().unwrap();
+        let file = scratch.path().join("data/nested/identity.db");
+        let store = Store::connect(&format!("sqlite://{}", file.display()), 1).await.unwrap();
+        store.migrate_up().await.unwrap();
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&scratch.path().join("data")), 0o700);
+        assert_eq!(mode(&scratch.path().join("data/nested")), 0o700);
+        for suffix in ["-wal", "-shm"] {
+            let companion = scratch.path().join(format!("data/nested/identity.db{suffix}"));
+            assert_eq!(mode(&companion), 0o600, "{suffix}: SQLite copies the database's mode");
         }
     }
 

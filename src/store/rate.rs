@@ -57,6 +57,31 @@ fn missing_row() -> sea_orm::DbErr {
     sea_orm::DbErr::RecordNotFound("rate counter upsert returned no row for a key".to_owned())
 }
 
+/// The hits on each of `keys` in its current window, in their order (0 for a
+/// key never hit or whose window has ended), without counting one: a
+/// read-only look before costly work, which `hit_each` then confirms.
+pub async fn counts<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    keys: &[&str],
+    window_ms: i64,
+    now_ms: i64,
+) -> StoreResult<Vec<i32>> {
+    let mut counted = std::collections::HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(sql::BATCH_ROWS) {
+        let statement = format!(
+            "SELECT key, count FROM rate_counters WHERE window_start > $1 AND key IN ({})",
+            sql::placeholders(2, chunk.len())
+        );
+        let mut values: Vec<sea_orm::Value> = vec![(now_ms - window_ms).into()];
+        values.extend(chunk.iter().map(|&key| key.into()));
+        for row in sql::query_all(conn, &statement, values).await? {
+            let key: String = row.try_get_by_index(0)?;
+            counted.insert(key, row.try_get_by_index::<i32>(1)?);
+        }
+    }
+    Ok(keys.iter().map(|key| counted.get(*key).copied().unwrap_or(0)).collect())
+}
+
 /// Takes back one hit counted in the window that started at `window_start`.
 pub async fn refund<C: sea_orm::ConnectionTrait>(conn: &C, key: &str, window_start: i64) -> StoreResult<()> {
     sql::execute(
@@ -89,6 +114,19 @@ mod tests {
             vec![(3, 10_000), (1, 10_600), (2, 10_000)]
         );
         assert!(hit_each(conn, &[], 1_000, 10_600).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn counts_read_the_current_window_without_counting() {
+        let store = store().await;
+        let conn = store.connection();
+        hit_each(conn, &["a", "b"], 1_000, 10_000).await.unwrap();
+        hit(conn, "a", 1_000, 10_100).await.unwrap();
+        assert_eq!(counts(conn, &["a", "b", "never"], 1_000, 10_200).await.unwrap(), vec![2, 1, 0]);
+        assert_eq!(counts(conn, &["a"], 1_000, 10_200).await.unwrap(), vec![2], "reading counts nothing");
+        // An ended window counts as none.
+        assert_eq!(counts(conn, &["a", "b"], 1_000, 11_000).await.unwrap(), vec![0, 0]);
+        assert!(counts(conn, &[], 1_000, 11_000).await.unwrap().is_empty());
     }
 
     #[tokio::test]

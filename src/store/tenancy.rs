@@ -4,9 +4,10 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Pagin
 
 use super::{
     StoreResult,
-    entities::{business_unit, subscription},
+    entities::{business_unit, subscription, user},
     new_id,
 };
+use crate::domain::{Role, UserStatus};
 
 /// The name of the business unit every subscription has (DESIGN §1).
 pub const DEFAULT_UNIT: &str = "Unassigned";
@@ -86,4 +87,33 @@ pub async fn find_subscription_by_prefix<C: ConnectionTrait>(
     prefix: &str,
 ) -> StoreResult<Option<subscription::Model>> {
     Ok(subscription::Entity::find().filter(subscription::Column::LoginPrefix.eq(prefix)).one(conn).await?)
+}
+
+/// Serialises changes to who governs a subscription (its Managers) until the
+/// transaction ends, so two Administrators deactivating the last two Managers
+/// at once cannot both succeed. PostgreSQL only: SQLite's BEGIN IMMEDIATE
+/// already lets one writer in at a time. `NO KEY UPDATE` leaves inserts that
+/// reference the subscription unblocked.
+pub async fn lock_governance<C: ConnectionTrait>(conn: &C, subscription_id: &str) -> StoreResult<()> {
+    if conn.get_database_backend() != sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    super::sql::query_all(
+        conn,
+        "SELECT 1 FROM subscriptions WHERE id = $1 FOR NO KEY UPDATE",
+        [subscription_id.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The subscription's ACTIVE Managers: who governs it, and whom a rescue is
+/// announced to.
+pub async fn active_managers<C: ConnectionTrait>(conn: &C, subscription_id: &str) -> StoreResult<Vec<user::Model>> {
+    Ok(user::Entity::find()
+        .filter(user::Column::SubscriptionId.eq(subscription_id))
+        .filter(user::Column::Role.eq(Role::Manager.as_str()))
+        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
+        .all(conn)
+        .await?)
 }

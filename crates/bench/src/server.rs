@@ -19,7 +19,7 @@ use super::{
     load::{self, Operation, Phase, Sample},
     procfs,
 };
-use crate::config::Argon2Config;
+use identity::config::Argon2Config;
 
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -3,7 +3,7 @@
 //! the server has hashing workers, measured alternately in each round.
 
 use super::{Found, cpu_ratio, login_operation, ratio};
-use crate::bench::{
+use crate::{
     Bench, Bound, Check, Measurement, fixtures,
     load::Sample,
     raw::{self, Rate, Work},

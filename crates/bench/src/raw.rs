@@ -18,7 +18,7 @@ use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 
 use super::procfs::CpuSnapshot;
-use crate::config::Argon2Config;
+use identity::config::Argon2Config;
 
 /// What the raw threads hash; its value does not change the cost.
 const PASSWORD: &[u8] = b"correct horse battery staple, raw";

@@ -19,17 +19,18 @@ use base64::Engine as _;
 use tonic::transport::Channel;
 
 use super::{Found, code_label};
-use crate::{
-    bench::{
-        Bench, Bound, Check, Measurement,
-        fixtures::{self, Tenant},
-        load::{self, Operation, Sample},
-        median,
-        procfs::CpuSnapshot,
-        server::{ServerSpec, ServerUnderTest},
-    },
+use identity::{
     config::Argon2Config,
     pb::{self, auth_client::AuthClient, reset_client::ResetClient},
+};
+
+use crate::{
+    Bench, Bound, Check, Measurement,
+    fixtures::{self, Tenant},
+    load::{self, Operation, Sample},
+    median,
+    procfs::CpuSnapshot,
+    server::{ServerSpec, ServerUnderTest},
 };
 
 const SCENARIO: &str = "gateway";

@@ -7,13 +7,12 @@
 use std::time::{Duration, Instant};
 
 use super::{Found, ratio};
+use identity::pb::reset_client::ResetClient;
+
 use crate::{
-    bench::{
-        Bench, Bound, Check, Measurement, fixtures,
-        raw::{self, Rate, Work},
-        server::{ServerSpec, ServerUnderTest},
-    },
-    pb::reset_client::ResetClient,
+    Bench, Bound, Check, Measurement, fixtures,
+    raw::{self, Rate, Work},
+    server::{ServerSpec, ServerUnderTest},
 };
 
 const SCENARIO: &str = "reset";

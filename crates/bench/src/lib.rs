@@ -1,7 +1,9 @@
-//! `identity bench`: measures the service against its physical limits in the
+//! `identity-bench`: measures the service against its physical limits in the
 //! same run on the same machine (raw argon2 in-process, a trivial gRPC call),
-//! so the ratios hold on a noisy machine. The server under test is this
-//! binary's `serve` in a child process; see `docs/PERFORMANCE.md`.
+//! so the ratios hold on a noisy machine. The server under test is the
+//! `identity` binary's `serve` in a child process; see `docs/PERFORMANCE.md`.
+//! It lives outside the product crate: the release binary carries none of it.
+#![forbid(unsafe_code)]
 
 mod fixtures;
 mod load;
@@ -22,7 +24,7 @@ use anyhow::bail;
 
 pub use report::{Bound, Check, Machine, Measurement, Report, Settings, median};
 
-use crate::config::{Argon2Config, Config};
+use identity::config::{Argon2Config, Config};
 
 /// The scenarios, in the order they run by default.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -63,7 +65,7 @@ pub enum BackendKind {
     Postgres,
 }
 
-/// Flags of `identity bench`. The defaults are the real measurement; the
+/// Flags of `identity-bench`. The defaults are the real measurement; the
 /// argon2 parameters and hashing workers come from the configuration
 /// (OWASP's unless overridden), like the server's.
 #[derive(Clone, Debug, clap::Args)]
@@ -115,6 +117,10 @@ pub struct BenchArgs {
     /// Also write the JSON report to this file.
     #[arg(long)]
     pub json_file: Option<PathBuf>,
+    /// The `identity` binary to measure (default: the one beside this
+    /// binary, i.e. the same build profile's `target/…/identity`).
+    #[arg(long)]
+    pub identity: Option<PathBuf>,
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -128,7 +134,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 /// Everything scenarios share.
 pub struct Bench {
     pub args: BenchArgs,
-    /// The binary that serves (this one).
+    /// The `identity` binary that serves.
     pub exe: PathBuf,
     pub scratch: PathBuf,
     pub postgres_admin_url: Option<String>,
@@ -166,7 +172,7 @@ impl Bench {
         load::Phase { concurrency, warmup: self.args.warmup, duration: self.args.duration, rate: None }
     }
 
-    /// This binary with a clean `IDENTITY_*` environment, the given argon2
+    /// The `identity` binary with a clean `IDENTITY_*` environment, the given argon2
     /// parameters, the bench's hashing pool and raised limits, quiet logs.
     pub fn identity_command(&self, argon2: &Argon2Config, dir: &Path) -> Command {
         let mut command = Command::new(&self.exe);
@@ -204,7 +210,7 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
     let scenarios = if args.scenarios.is_empty() { Scenario::ALL.to_vec() } else { args.scenarios.clone() };
     let machine = Machine::probe();
     let bench = Bench {
-        exe: std::env::current_exe()?,
+        exe: identity_binary(args.identity.as_deref())?,
         scratch: scratch.clone(),
         postgres_admin_url,
         argon2: config.argon2.clone(),
@@ -254,6 +260,21 @@ pub async fn run(args: BenchArgs, config: &Config) -> anyhow::Result<()> {
         bail!("{} scenario(s) failed: {}", report.failures.len(), report.failures.join("; "));
     }
     Ok(())
+}
+
+/// The server binary: as given, or `identity` beside this one.
+fn identity_binary(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(path) => path.to_owned(),
+        None => std::env::current_exe()?.with_file_name("identity"),
+    };
+    if !path.is_file() {
+        bail!(
+            "no identity binary at {}: build it first (`cargo build --release`), or name it with --identity PATH",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// A progress line on stderr, so stdout stays the report.

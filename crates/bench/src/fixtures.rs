@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 
 use super::{Bench, server::ServerUnderTest};
-use crate::{
+use identity::{
     config::HashingConfig,
     crypto::password::PasswordHasher,
     domain::{Role, Secret, UserStatus},
@@ -235,7 +235,7 @@ pub async fn bulk_insert_users(
     let unit = tenancy::find_business_unit_by_name(db, &tenant.subscription_id, tenancy::DEFAULT_UNIT)
         .await?
         .context("the subscription's default business unit")?;
-    let now = crate::clock::to_ms(time::OffsetDateTime::now_utc());
+    let now = identity::clock::to_ms(time::OffsetDateTime::now_utc());
     let indexes: Vec<u64> = range.collect();
     for transaction in indexes.chunks(ROWS_PER_INSERT * INSERTS_PER_TRANSACTION) {
         let txn = db.begin().await?;

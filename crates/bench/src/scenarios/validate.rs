@@ -7,15 +7,14 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 use tonic::transport::Channel;
 
 use super::{Found, cpu_ratio, health_operation, ratio, validate_operation};
+use identity::pb::{self, auth_client::AuthClient};
+
 use crate::{
-    bench::{
-        Bench, Bound, Check, Measurement, fixtures,
-        load::{self, Sample},
-        median,
-        raw::{self, Rate},
-        server::{ServerSpec, ServerUnderTest},
-    },
-    pb::{self, auth_client::AuthClient},
+    Bench, Bound, Check, Measurement, fixtures,
+    load::{self, Sample},
+    median,
+    raw::{self, Rate},
+    server::{ServerSpec, ServerUnderTest},
 };
 
 const SCENARIO: &str = "validate";

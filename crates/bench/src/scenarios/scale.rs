@@ -9,7 +9,7 @@ use rand::RngExt;
 use tonic::transport::Channel;
 
 use super::{Found, login_once, validate_operation};
-use crate::bench::{
+use crate::{
     Bench, Bound, Check, Measurement,
     fixtures::{self, BULK_PASSWORD, Tenant, bulk_login},
     load::{Operation, Sample},

@@ -18,7 +18,7 @@ use super::{
     fixtures::Credentials,
     load::{Operation, Outcome},
 };
-use crate::pb::{self, auth_client::AuthClient};
+use identity::pb::{self, auth_client::AuthClient};
 
 /// What a scenario measured, kept even when it fails half-way.
 #[derive(Default)]

@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Instant};
 use tokio::sync::Barrier;
 
 use super::{Found, login_once};
-use crate::bench::{
+use crate::{
     Bench, Bound, Check, Measurement, fixtures,
     load::{Sample, quantile},
     server::{ServerSpec, ServerUnderTest},

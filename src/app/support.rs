@@ -1,0 +1,238 @@
+//! Rescue by platform operators (DESIGN §1): the support desk the seeds send
+//! people to ("If you are the only user in the subscription … contact
+//! Support") resets a password, re-activates an account, resets a PIN or
+//! replaces a token, for any subscription. Every rescue states a reason, is
+//! audited in the target's subscription under the rescuer's identity, and is
+//! announced by email to that subscription's Managers. The command line does
+//! the same with no account at all, for break-glass use.
+
+use super::{
+    App, access,
+    caller::{Caller, RequestContext},
+    links,
+    second_factor::AssignedToken,
+    sessions,
+    users::{self, UserView},
+};
+use crate::{
+    crypto::{random, totp},
+    domain::{
+        Error, Secret, StatusReason, UserStatus,
+        link::LinkPurpose,
+        permissions::{Rescue, RescueDenial, Rescuer, Target, may_rescue},
+    },
+    mail::templates,
+    store::{
+        StoreError, activation,
+        audit::{self, AuditRecord},
+        entities::user,
+        second_factors, tenancy, users as user_rows,
+    },
+};
+
+pub const REASON_MAX: usize = 500;
+
+/// Who asks for a rescue, as established by the edge that received it.
+pub enum RescuedBy<'a> {
+    /// An operator's session over gRPC.
+    Operator(&'a Caller),
+    /// `identity support …` on the service's host; `who` names the person at
+    /// the keyboard (the OS user) for the audit trail.
+    CommandLine { who: &'a str },
+}
+
+#[derive(Debug)]
+pub struct Rescued {
+    pub user: UserView,
+    /// Set by [`Rescue::ReplaceToken`]: the new token's provisioning, shown once.
+    pub token: Option<AssignedToken>,
+    /// Set when a fresh link was emailed to the user (password reset, or the
+    /// re-sent welcome of a PENDING_ACTIVATION account).
+    pub link_emailed: bool,
+    /// How many ACTIVE Managers of the subscription were told.
+    pub managers_notified: usize,
+}
+
+/// The rescuer as the audit trail names it.
+struct Identity {
+    user_id: Option<String>,
+    login: String,
+}
+
+pub async fn rescue(
+    app: &App,
+    by: RescuedBy<'_>,
+    user_login: &str,
+    rescue: Rescue,
+    reason: &str,
+    ctx: &RequestContext,
+) -> Result<Rescued, Error> {
+    // Who asks is settled before anything about the target is looked at:
+    // a non-operator learns nothing about other tenants' logins.
+    let (identity, operator) = match by {
+        RescuedBy::Operator(caller) => {
+            let operator = access::active_user(app, caller).await?;
+            let role = access::role_of(&operator)?;
+            if role != crate::domain::Role::PlatformOperator {
+                return Err(denial_error(RescueDenial::NotAnOperator, user_login));
+            }
+            (Identity { user_id: Some(operator.id.clone()), login: operator.user_login.clone() }, Some(operator))
+        }
+        RescuedBy::CommandLine { who } => (Identity { user_id: None, login: format!("command line ({who})") }, None),
+    };
+    let reason = checked_reason(reason)?;
+    if user_login.is_empty() {
+        return Err(Error::invalid("user_login", "is required"));
+    }
+    let target = user_rows::find_by_login(app.store.connection(), user_login)
+        .await?
+        .ok_or_else(|| access::not_found(user_login))?;
+    let rescuer = match &operator {
+        Some(operator) => Rescuer::Account { user_id: &operator.id, role: access::role_of(operator)? },
+        None => Rescuer::CommandLine,
+    };
+    let as_target = Target {
+        user_id: &target.id,
+        subscription_id: &target.subscription_id,
+        role: access::role_of(&target)?,
+        business_unit_id: target.business_unit_id.as_deref(),
+        status: access::status_of(&target)?,
+    };
+    may_rescue(rescuer, rescue, &as_target).map_err(|denial| denial_error(denial, user_login))?;
+
+    // The password is made and hashed before the transaction, like every reset.
+    let new_password = match rescue {
+        Rescue::ResetPassword => {
+            let password = random::password(&app.config.password_policy, &target.user_login);
+            let hash = app.hasher.hash(password.clone()).await?;
+            Some((password, hash))
+        }
+        _ => None,
+    };
+    let now = app.clock.now_ms();
+    let txn = app.store.begin_write().await?;
+    user_rows::lock(&txn, &[target.id.as_str()]).await?;
+    let current = user_rows::find_by_id(&txn, &target.id).await?.ok_or_else(|| access::not_found(user_login))?;
+    if current.status != target.status || current.user_login != target.user_login {
+        return Err(Error::FailedPrecondition {
+            reason: "CONCURRENT_CHANGE",
+            message: format!("`{user_login}` changed meanwhile: read it again and retry"),
+        });
+    }
+    let mut revoked = Vec::new();
+    let mut token = None;
+    let mut link_emailed = false;
+    match rescue {
+        Rescue::ResetPassword => {
+            let (password, hash) = new_password.as_ref().ok_or_else(|| Error::internal("no password made"))?;
+            user_rows::set_password_hash(&txn, &target.id, hash, now).await?;
+            activation::supersede_all(&txn, &target.id, now).await?;
+            revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "PASSWORD_RESET").await?;
+            let link = links::issue_sealing(app, &txn, &target.id, LinkPurpose::AdminReset, Some(password)).await?;
+            let hours = app.config.activation.ttl_secs / 3600;
+            let mail = templates::password_reset_by(&target.user_login, link.expose(), hours, "platform support");
+            super::notify::email(app, &txn, &target, &mail).await?;
+            link_emailed = true;
+        }
+        Rescue::Reactivate if current.status == UserStatus::PendingActivation.as_str() => {
+            // Nothing to switch on yet: the user never chose a password. A
+            // fresh welcome link (superseding the old one) lets them.
+            users::send_welcome(app, &txn, &target).await?;
+            link_emailed = true;
+        }
+        Rescue::Reactivate => {
+            let changed = user_rows::change_status(
+                &txn,
+                &target.id,
+                UserStatus::Inactive,
+                UserStatus::Active,
+                StatusReason::Administrative,
+                now,
+            )
+            .await?;
+            if !changed {
+                return Err(Error::internal("a locked row changed its status"));
+            }
+        }
+        Rescue::ResetPin => {
+            if !second_factors::reset_pin(&txn, &target.id, now).await? {
+                return Err(no_token(user_login));
+            }
+            revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "PIN_RESET").await?;
+            super::notify::email(app, &txn, &target, &templates::pin_reset_by(&target.user_login, "platform support"))
+                .await?;
+        }
+        Rescue::ReplaceToken => {
+            let secret = totp::new_secret();
+            let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
+            let (qr_svg, qr_png) = totp::qr_codes(&uri)?;
+            second_factors::assign(&txn, &target.id, &secret, now).await?;
+            revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "TOKEN_REPLACED").await?;
+            token = Some(AssignedToken { otpauth_uri: Secret::new(uri), qr_svg, qr_png });
+        }
+    }
+    let event = AuditRecord::new(rescue.audit_action(), ctx.source_ip.clone())
+        .subscription(&target.subscription_id)
+        .target(Some(&target.id), &target.user_login)
+        .detail(format!("{}; reason: {reason}", rescue.describe()));
+    let event = match &identity.user_id {
+        Some(operator_id) => event.actor(operator_id, &identity.login),
+        None => event.actor_named(&identity.login),
+    };
+    audit::record(&txn, event, now).await?;
+    let managers = tenancy::active_managers(&txn, &target.subscription_id).await?;
+    let notice = templates::rescue_notice(&target.user_login, rescue.describe(), &identity.login, &reason);
+    let mails: Vec<(&user::Model, &templates::Rendered)> = managers.iter().map(|m| (m, &notice)).collect();
+    super::notify::email_each(app, &txn, &mails).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
+    tracing::warn!(target_user = %target.id, action = rescue.audit_action(), rescuer = %identity.login, "account rescued by support");
+    let fresh = user_rows::find_by_id(app.store.connection(), &target.id)
+        .await?
+        .ok_or_else(|| access::not_found(user_login))?;
+    Ok(Rescued {
+        user: users::views(app, vec![fresh]).await?.remove(0),
+        token,
+        link_emailed,
+        managers_notified: managers.len(),
+    })
+}
+
+/// A rescue always says why: a ticket id, a name, a call.
+fn checked_reason(reason: &str) -> Result<String, Error> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::invalid("reason", "is required: say why, e.g. the support ticket id"));
+    }
+    if reason.chars().count() > REASON_MAX || reason.chars().any(char::is_control) {
+        return Err(Error::invalid("reason", format!("must be at most {REASON_MAX} printable characters")));
+    }
+    Ok(reason.to_owned())
+}
+
+fn no_token(login: &str) -> Error {
+    Error::FailedPrecondition {
+        reason: "NO_TOKEN",
+        message: format!("`{login}` has no token: replace the token instead"),
+    }
+}
+
+fn denial_error(denial: RescueDenial, login: &str) -> Error {
+    match denial {
+        RescueDenial::NotAnOperator => Error::PermissionDenied("only platform operators rescue accounts".to_owned()),
+        RescueDenial::SelfTarget => Error::PermissionDenied(
+            "operators do not rescue their own account: ask another operator, or use `identity support` on the service's host"
+                .to_owned(),
+        ),
+        RescueDenial::Deleted => {
+            Error::FailedPrecondition { reason: "USER_DELETED", message: format!("`{login}` is deleted") }
+        }
+        RescueDenial::Contact => Error::FailedPrecondition {
+            reason: "USER_IS_CONTACT",
+            message: format!("`{login}` is a Contact and has no login"),
+        },
+        RescueDenial::AlreadyActive => {
+            Error::FailedPrecondition { reason: "ALREADY_ACTIVE", message: format!("`{login}` is already active") }
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! Logins are global (DESIGN §1), so creating or renaming a user must say when
+//! a login is taken — by anybody, in any subscription. That answer is an
+//! oracle: each caller gets a few per hour, and every one is audited, so no
+//! tenant can enumerate other tenants' logins at speed.
+
+use std::time::Duration;
+
+use super::{App, caller::RequestContext};
+use crate::{
+    domain::Error,
+    store::{
+        audit::{self, AuditRecord},
+        entities::user,
+        rate,
+    },
+};
+
+const WINDOW_MS: i64 = 3600 * 1000;
+
+/// One attempt at a login the caller chose: counted until it is known to
+/// have been free.
+#[must_use = "a free login must give its count back"]
+pub struct Probe {
+    key: String,
+    window_start: i64,
+}
+
+impl Probe {
+    /// Counts the attempt; refuses while the caller has had too many "taken"
+    /// answers this hour, before anything about the login is looked at.
+    pub async fn begin(app: &App, caller: &user::Model) -> Result<Probe, Error> {
+        let key = format!("taken-login:user:{}", caller.id);
+        let now = app.clock.now_ms();
+        let (count, window_start) = rate::hit(app.store.connection(), &key, WINDOW_MS, now).await?;
+        let probe = Probe { key, window_start };
+        if i64::from(count) > i64::from(app.config.throttle.taken_login_answers_per_hour) {
+            probe.free(app).await;
+            let seconds = u64::try_from((window_start + WINDOW_MS - now + 999) / 1000).unwrap_or(1).max(1);
+            return Err(Error::Throttled { retry_after: Duration::from_secs(seconds) });
+        }
+        Ok(probe)
+    }
+
+    /// The attempt failed before the login was looked at: it revealed
+    /// nothing and costs nothing. Never inside an open write transaction
+    /// (SQLite would wait on itself): use [`Probe::free_within`] there.
+    pub async fn free(self, app: &App) {
+        if let Err(error) = self.free_within(app.store.connection()).await {
+            tracing::warn!(%error, "could not refund a taken-login count");
+        }
+    }
+
+    /// The login was free: the count goes back within the transaction that
+    /// takes the login.
+    pub async fn free_within<C: sea_orm::ConnectionTrait>(self, conn: &C) -> Result<(), Error> {
+        Ok(rate::refund(conn, &self.key, self.window_start).await?)
+    }
+
+    /// The login is taken: the count stays, the answer is audited, and the
+    /// caller gets ALREADY_EXISTS. Call it after the failed transaction has
+    /// been rolled back.
+    pub async fn taken(self, app: &App, caller: &user::Model, login: &str, ctx: &RequestContext) -> Error {
+        let login: String = login.chars().take(crate::domain::login::LOGIN_MAX).collect();
+        let event = AuditRecord::new("user.login.taken", ctx.source_ip.clone())
+            .subscription(&caller.subscription_id)
+            .actor(&caller.id, &caller.user_login)
+            .target(None, &login)
+            .failed("ALREADY_EXISTS");
+        if let Err(error) = audit::record(app.store.connection(), event, app.clock.now_ms()).await {
+            return error.into();
+        }
+        Error::AlreadyExists(format!("the login `{login}` is taken"))
+    }
+}
