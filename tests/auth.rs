@@ -146,16 +146,14 @@ async fn fifty_concurrent_wrong_passwords_lock_the_account_exactly_once(backend:
         let status = attempt.await.unwrap().unwrap_err();
         assert_eq!(status.message(), "Invalid credentials", "a wrong password always gets the same answer");
     }
-    let locked = try_login(server, &t.manager_login, &t.manager_password).await.unwrap_err();
-    assert_eq!(locked.code(), Code::FailedPrecondition);
-    assert_eq!(reason(&locked), "ACCOUNT_LOCKED");
-    assert!(locked.message().contains("contact your Manager"), "{}", locked.message());
+    // Locked, the right password gets the wrong one's answer: no oracle left.
+    assert_locked_like_a_wrong_password(server, &t.manager_login, &t.manager_password).await;
 
     assert_eq!(common::audit_count(server, "user.lockout", &t.manager_login, None).await, 1, "locked exactly once");
     assert_eq!(
         common::audit_count(server, "auth.login", &t.manager_login, Some("FAILURE")).await,
-        51,
-        "every attempt audited"
+        52,
+        "every attempt audited: fifty guesses, then the right and a wrong password above"
     );
     let store = common::store(server).await;
     let user = identity::store::users::find_by_login(store.connection(), &t.manager_login).await.unwrap().unwrap();
@@ -200,8 +198,37 @@ async fn a_success_resets_the_failure_count(backend: Backend) {
     for _ in 0..5 {
         try_login(server, &t.manager_login, "wrong").await.unwrap_err();
     }
-    let locked = try_login(server, &t.manager_login, &t.manager_password).await.unwrap_err();
-    assert_eq!(reason(&locked), "ACCOUNT_LOCKED");
+    assert_locked_like_a_wrong_password(server, &t.manager_login, &t.manager_password).await;
+}
+
+/// On an account locked after failed attempts, the right password and a
+/// wrong one get the same answer, "Invalid credentials"; only the audit log
+/// tells that the attempts met a lock.
+async fn assert_locked_like_a_wrong_password(server: &common::TestServer, login: &str, password: &str) {
+    use identity::store::entities::audit_event;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let right = try_login(server, login, password).await.unwrap_err();
+    let wrong = try_login(server, login, "certainly not the password").await.unwrap_err();
+    for status in [&right, &wrong] {
+        assert_eq!(
+            (status.code(), status.message(), reason(status).as_str()),
+            (Code::Unauthenticated, "Invalid credentials", "INVALID_CREDENTIALS")
+        );
+    }
+    let store = common::store(server).await;
+    let last_two: Vec<Option<String>> = audit_event::Entity::find()
+        .filter(audit_event::Column::Action.eq("auth.login"))
+        .filter(audit_event::Column::TargetLogin.eq(login))
+        .order_by_desc(audit_event::Column::OccurredAt)
+        .order_by_desc(audit_event::Column::Id)
+        .limit(2)
+        .all(store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.reason)
+        .collect();
+    assert_eq!(last_two, [Some("ACCOUNT_LOCKED".to_owned()), Some("ACCOUNT_LOCKED".to_owned())], "the audit tells");
 }
 
 /// Signs arbitrary claims with the server's own current key, as a forger who
@@ -429,10 +456,10 @@ async fn guessing_the_current_password_locks_like_failed_logins(backend: Backend
         let status = auth.change_password(bearer(guess, &session.access_token)).await.unwrap_err();
         assert!(status.code() == Code::InvalidArgument || status.code() == Code::Unauthenticated, "{status:?}");
     }
-    assert_eq!(reason(&try_login(server, &t.manager_login, &t.manager_password).await.unwrap_err()), "ACCOUNT_LOCKED");
+    assert_locked_like_a_wrong_password(server, &t.manager_login, &t.manager_password).await;
     assert_eq!(common::audit_count(server, "user.lockout", &t.manager_login, None).await, 1);
-    // Five guesses, then the refused login just above.
-    assert_eq!(common::audit_count(server, "auth.login", &t.manager_login, Some("FAILURE")).await, 6);
+    // Five guesses, then the two refused logins just above.
+    assert_eq!(common::audit_count(server, "auth.login", &t.manager_login, Some("FAILURE")).await, 7);
     let verdict = validate(server, &session.access_token).await;
     assert!(!verdict.valid, "the lockout ends the session that was guessing");
 }

@@ -223,14 +223,16 @@ async fn every_outcome_validates_against_the_dtd(backend: Backend) {
     let second_factor = legacy(gw, &token_holder, MEMBER_PASSWORD, &format!("user_logins={p}_a"));
     assert_failed(gw, &second_factor, 403, 2013);
 
-    // Locked after repeated wrong passwords.
+    // Locked after repeated wrong passwords: from then on the right password
+    // gets the wrong one's answer (the owner learns of the lock by email).
     let locked_login = format!("{p}_locked");
     member(gw, &token, &locked_login, Role::Manager, "").await;
     for _ in 0..6 {
         assert_failed(gw, &legacy(gw, &locked_login, "not my password", &format!("user_logins={p}_a")), 401, 2000);
     }
     let locked = legacy(gw, &locked_login, MEMBER_PASSWORD, &format!("user_logins={p}_a"));
-    assert_failed(gw, &locked, 409, 2012);
+    assert_failed(gw, &locked, 401, 2000);
+    common::assert_mail_sent(gw, &locked_login, "account_locked").await;
 }
 
 async fn logins_are_trimmed_collapsed_and_all_means_everyone(backend: Backend) {

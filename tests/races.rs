@@ -128,8 +128,9 @@ async fn two_hundred_wrong_logins_lock_the_account_exactly_once(backend: Backend
     let failures = common::audit_count(&server, "auth.login", &login, Some("FAILURE")).await;
     assert_eq!(failures, attempts as u64, "one audit row per attempt, none for calls turned away");
 
+    // Locked, the right password is refused like a wrong one.
     let refused = common::try_login(&server, &login, MEMBER_PASSWORD).await.unwrap_err();
-    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::FailedPrecondition, "ACCOUNT_LOCKED"));
+    assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Unauthenticated, "INVALID_CREDENTIALS"));
 }
 
 const REDEEMERS: usize = 20;
@@ -452,7 +453,238 @@ async fn abandoned_logins_leave_no_transaction_open(backend: Backend) {
     assert!(stale.is_empty(), "transactions left open: {stale:?}");
 }
 
+// ---- logins racing password events --------------------------------------------
+
+/// A subscription whose accounts lock only after 100 failures (the races below
+/// make old-password logins fail on purpose), made through the API by a
+/// platform operator, and its activated Manager: (prefix, manager session).
+async fn patient_subscription(server: &TestServer) -> (String, String) {
+    let operator = common::unique("op");
+    let output = common::identity_cli(
+        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
+        &[("IDENTITY_DATABASE_URL", &server.database_url)],
+        Some("operator pass phrase long\n"),
+    );
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let operator = common::login_session(server, &operator, "operator pass phrase long").await;
+    let prefix = common::unique("p");
+    let manager = format!("{prefix}_mgr");
+    let request = pb::CreateSubscriptionRequest {
+        name: "Racing".into(),
+        login_prefix: prefix.clone(),
+        users_define_own_password: true,
+        lockout_threshold: 100,
+        manager: Some(pb::create_subscription_request::NewManager {
+            user_login: manager.clone(),
+            email: format!("{prefix}@example.com"),
+            first_name: "Mia".into(),
+            last_name: "Manager".into(),
+        }),
+    };
+    common::users_client(server).await.create_subscription(bearer(request, &operator)).await.expect("subscription");
+    let link = latest_link(server, &manager, "welcome").await;
+    common::reset_client(server)
+        .await
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: MEMBER_PASSWORD.into() })
+        .await
+        .expect("manager activated");
+    (prefix, common::login_session(server, &manager, MEMBER_PASSWORD).await)
+}
+
+/// How a round changes the password.
+#[derive(Clone, Copy, Debug)]
+enum PasswordEvent {
+    /// The user's own ChangePassword.
+    Change,
+    /// A Manager's ResetPasswords, the password returned (email=0).
+    AdminReset,
+}
+
+/// What the logins of one round saw.
+#[derive(Default)]
+struct RaceTally {
+    sessions: Vec<pb::Session>,
+    /// Logins sent before the change returned and answered after it.
+    in_flight: usize,
+    refused: usize,
+}
+
+const RACERS: usize = 12;
+const RACE_ROUNDS: usize = 4;
+const RACE_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// `RACERS` lanes log in with `old` over and over, on the servers given in
+/// turn, while `event` sets a new password on `servers[0]`; every lane has had
+/// a session before the event starts, and each stops once it has seen the
+/// event finish. Returns the new password and what the lanes saw.
+async fn race_a_password_event(
+    servers: &[&TestServer],
+    login: &str,
+    old: &str,
+    event: PasswordEvent,
+    manager: &str,
+    round: usize,
+) -> (String, RaceTally) {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    // The user's own session for ChangePassword is made before the lanes start.
+    let own = match event {
+        PasswordEvent::Change => Some(common::login_session(servers[0], login, old).await),
+        PasswordEvent::AdminReset => None,
+    };
+    let (began, finished) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let ready = Arc::new(Barrier::new(RACERS + 1));
+    let mut lanes = JoinSet::new();
+    for lane in 0..RACERS {
+        let channel = servers[lane % servers.len()].channel().await;
+        let (began, finished, ready) = (Arc::clone(&began), Arc::clone(&finished), Arc::clone(&ready));
+        let (login, old) = (login.to_owned(), old.to_owned());
+        lanes.spawn(async move {
+            let mut auth = pb::auth_client::AuthClient::new(channel);
+            let (mut tally, mut waited) = (RaceTally::default(), false);
+            loop {
+                let sent_before_the_end = !finished.load(SeqCst);
+                let answer = auth.login(pb::LoginRequest { user_login: login.clone(), password: old.clone() }).await;
+                if sent_before_the_end && finished.load(SeqCst) {
+                    tally.in_flight += 1;
+                }
+                match answer.map(|r| r.into_inner().result) {
+                    Ok(Some(pb::login_response::Result::Session(session))) => tally.sessions.push(session),
+                    Ok(other) => panic!("lane {lane}: a session or a refusal, not {other:?}"),
+                    Err(status) => {
+                        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "lane {lane}: {status:?}");
+                        assert!(began.load(SeqCst), "lane {lane}: the old password was refused before the change");
+                        tally.refused += 1;
+                    }
+                }
+                if !waited {
+                    ready.wait().await;
+                    waited = true;
+                }
+                if !sent_before_the_end {
+                    return tally;
+                }
+            }
+        });
+    }
+    ready.wait().await;
+    began.store(true, SeqCst);
+    let new = match event {
+        PasswordEvent::Change => {
+            let new = format!("{MEMBER_PASSWORD} round {round}");
+            let request = pb::ChangePasswordRequest { current_password: old.to_owned(), new_password: new.clone() };
+            let own = own.expect("the user's session");
+            common::auth_client(servers[0]).await.change_password(bearer(request, &own)).await.expect("changed");
+            new
+        }
+        PasswordEvent::AdminReset => common::reset_password(servers[0], manager, login).await,
+    };
+    finished.store(true, SeqCst);
+    let mut tally = RaceTally::default();
+    for lane in lanes.join_all().await {
+        tally.sessions.extend(lane.sessions);
+        tally.in_flight += lane.in_flight;
+        tally.refused += lane.refused;
+    }
+    (new, tally)
+}
+
+/// Logins with the old password in flight on every side of a ChangePassword
+/// (odd rounds: a Manager's reset) keep no session: every session they got
+/// is refused by ValidateToken and Refresh once the change has returned, and
+/// the old password no longer logs in. A login that checked the password
+/// before the change used to open its session after the change had revoked
+/// the existing ones, and keep it for the refresh token's 30 days.
+async fn logins_racing_a_password_change_keep_no_session(backend: Backend) {
+    let server = common::start(backend, |mut config| {
+        // A password check long enough for a dozen logins to be in flight at once.
+        config.argon2.memory_kib = 2048;
+        config.reset.admin_resets_per_hour = 100;
+        config
+    });
+    let (prefix, manager) = patient_subscription(&server).await;
+    let login = format!("{prefix}_racer");
+    member(&server, &manager, &login, Role::Reader, "").await;
+    let mut password = MEMBER_PASSWORD.to_owned();
+    let mut auth = common::auth_client(&server).await;
+    for round in 0..RACE_ROUNDS {
+        let event = if round % 2 == 0 { PasswordEvent::Change } else { PasswordEvent::AdminReset };
+        let servers = [&server];
+        let race = race_a_password_event(&servers, &login, &password, event, &manager, round);
+        let (new, tally) = tokio::time::timeout(RACE_BOUND, race).await.expect("the race ends in time");
+        for session in &tally.sessions {
+            let check = auth
+                .validate_token(pb::ValidateTokenRequest { access_token: session.access_token.clone() })
+                .await
+                .expect("validate")
+                .into_inner();
+            assert!(!check.valid, "round {round} ({event:?}): a session from the old password is still valid");
+            let refresh = auth.refresh(pb::RefreshRequest { refresh_token: session.refresh_token.clone() }).await;
+            assert_eq!(refresh.map(|_| ()).unwrap_err().code(), Code::Unauthenticated, "round {round}: refreshed");
+        }
+        let stale = common::try_login(&server, &login, &password).await.unwrap_err();
+        assert_eq!(reason(&stale), "INVALID_CREDENTIALS", "round {round}: the old password still logs in");
+        common::login(&server, &login, &new).await;
+        eprintln!(
+            "[{backend:?}] round {round} ({event:?}): {} sessions from the old password, all refused afterwards; \
+             {} logins in flight when the change returned, {} refused",
+            tally.sessions.len(),
+            tally.in_flight,
+            tally.refused
+        );
+        password = new;
+    }
+}
+
+/// Two replicas with different argon2 parameters, so that every successful
+/// login rehashes the password, log in with the old password while the user
+/// changes it (odd rounds: a Manager resets it). Afterwards the new password
+/// works on both and the old one on neither: a rehash of the old password
+/// that committed after the change used to write it back, silently undoing
+/// the change (and losing the password a reset had returned).
+async fn rehashing_logins_never_bring_an_old_password_back(backend: Backend) {
+    let first = common::start(backend, |mut config| {
+        config.argon2.memory_kib = 1024;
+        config.reset.admin_resets_per_hour = 100;
+        config
+    });
+    let second = common::start_with(backend, Some(first.database_url.clone()), |mut config| {
+        config.argon2.memory_kib = 2048;
+        config
+    });
+    let (prefix, manager) = patient_subscription(&first).await;
+    let login = format!("{prefix}_rehash");
+    member(&first, &manager, &login, Role::Reader, "").await;
+    let mut password = MEMBER_PASSWORD.to_owned();
+    let store = common::store(&first).await;
+    let user = users::find_by_login(store.connection(), &login).await.unwrap().expect("the user");
+    for round in 0..RACE_ROUNDS {
+        let event = if round % 2 == 0 { PasswordEvent::Change } else { PasswordEvent::AdminReset };
+        let servers = [&first, &second];
+        let race = race_a_password_event(&servers, &login, &password, event, &manager, round);
+        let (new, tally) = tokio::time::timeout(RACE_BOUND, race).await.expect("the race ends in time");
+        let stored = users::password_hash(store.connection(), &user.id).await.unwrap().expect("a hash");
+        for server in [&first, &second] {
+            let stale = common::try_login(server, &login, &password).await.unwrap_err();
+            assert_eq!(reason(&stale), "INVALID_CREDENTIALS", "round {round} ({event:?}): the old password is back");
+        }
+        // The new password, on each replica in turn: each rehashes it for its own parameters.
+        for server in [&first, &second, &first] {
+            common::login(server, &login, &new).await;
+        }
+        eprintln!(
+            "[{backend:?}] round {round} ({event:?}): {} rehashing logins with the old password, {} in flight \
+             when the change returned; the stored hash after the race has m={}",
+            tally.sessions.len(),
+            tally.in_flight,
+            stored.split("m=").nth(1).and_then(|rest| rest.split(',').next()).unwrap_or("?")
+        );
+        password = new;
+    }
+}
+
 on_both_backends!(
+    logins_racing_a_password_change_keep_no_session,
+    rehashing_logins_never_bring_an_old_password_back,
     two_hundred_wrong_logins_lock_the_account_exactly_once,
     twenty_redemptions_of_one_link_let_exactly_one_through,
     overlapping_batch_resets_leave_one_generated_password_per_user,

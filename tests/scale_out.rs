@@ -55,12 +55,26 @@ async fn two_replicas_behave_as_one(backend: Backend) {
         let status = try_login(replica, &victim, "not the password at all").await.unwrap_err();
         assert_eq!(reason(&status), "INVALID_CREDENTIALS", "attempt {attempt}");
     }
+    // Locked on both replicas: the right password is refused as a wrong one,
+    // and each refusal is audited as meeting the lock.
     for replica in [&a, &b] {
         let status = try_login(replica, &victim, MEMBER_PASSWORD).await.unwrap_err();
-        assert_eq!(reason(&status), "ACCOUNT_LOCKED", "locked on both replicas");
+        assert_eq!(reason(&status), "INVALID_CREDENTIALS", "locked on both replicas");
     }
     assert_eq!(common::audit_count(&a, "user.lockout", &victim, None).await, 1, "locked exactly once");
     assert_eq!(common::audit_count(&a, "auth.login", &victim, Some("FAILURE")).await, 7);
+    {
+        use identity::store::entities::audit_event;
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        let store = common::store(&a).await;
+        let met_the_lock = audit_event::Entity::find()
+            .filter(audit_event::Column::TargetLogin.eq(victim.as_str()))
+            .filter(audit_event::Column::Reason.eq("ACCOUNT_LOCKED"))
+            .count(store.connection())
+            .await
+            .unwrap();
+        assert_eq!(met_the_lock, 2, "one per replica");
+    }
 
     // Refresh reuse: rotated on A, replayed on B, the session dies everywhere.
     let reader = format!("{}_reader", t.prefix);

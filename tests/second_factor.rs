@@ -73,10 +73,22 @@ async fn passcode_failures_count_towards_lockout(backend: Backend) {
     for _ in 0..5 {
         assert_eq!(submit(server, &challenge, "1111000000").await.unwrap_err().message(), "Invalid Tokencode or PIN");
     }
-    let locked = submit(server, &challenge, &format!("2468{}", token.code(1))).await.unwrap_err();
-    assert_eq!(reason(&locked), "ACCOUNT_LOCKED");
-    let by_password = common::try_login(server, &login, MEMBER_PASSWORD).await.unwrap_err();
-    assert_eq!(reason(&by_password), "ACCOUNT_LOCKED");
+    // The lock ended the challenge: a right and a wrong passcode get the same answer.
+    let right = submit(server, &challenge, &format!("2468{}", token.code(1))).await.unwrap_err();
+    let wrong = submit(server, &challenge, "1111000000").await.unwrap_err();
+    for status in [&right, &wrong] {
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert!(status.message().contains("expired or was already completed"), "{}", status.message());
+    }
+    assert_eq!((right.message(), reason(&right)), (wrong.message(), reason(&wrong)));
+    // And the password, right or wrong, gets "Invalid credentials".
+    for password in [MEMBER_PASSWORD, "not the password"] {
+        let by_password = common::try_login(server, &login, password).await.unwrap_err();
+        assert_eq!(
+            (by_password.message(), reason(&by_password).as_str()),
+            ("Invalid credentials", "INVALID_CREDENTIALS")
+        );
+    }
     assert_eq!(common::audit_count(server, "user.lockout", &login, None).await, 1);
 }
 
@@ -130,7 +142,83 @@ async fn a_lost_token_is_replaced_and_a_pin_can_be_reset(backend: Backend) {
     assert_eq!(self_assign.code(), Code::PermissionDenied, "nobody assigns themselves a token through admin paths");
 }
 
+async fn is_refused(server: &common::TestServer, session: &pb::Session) -> bool {
+    let mut auth = common::auth_client(server).await;
+    let check = auth
+        .validate_token(pb::ValidateTokenRequest { access_token: session.access_token.clone() })
+        .await
+        .expect("validate")
+        .into_inner();
+    let refresh = auth.refresh(pb::RefreshRequest { refresh_token: session.refresh_token.clone() }).await;
+    !check.valid && refresh.is_err_and(|status| status.code() == Code::Unauthenticated)
+}
+
+/// A token assigned after a compromise, or a PIN reset, ends the sessions
+/// made before it: they no longer validate or refresh. Others' sessions live on.
+async fn assigning_a_token_or_resetting_a_pin_ends_earlier_sessions(backend: Backend) {
+    let server = server(backend);
+    let t = tenant(server);
+    let manager = common::login(server, &t.manager_login, &t.manager_password).await;
+    let login = format!("{}_hygiene", t.prefix);
+    member(server, &manager.access_token, &login, pb::Role::Reader, "").await;
+    let password_only = common::login(server, &login, MEMBER_PASSWORD).await;
+
+    let token = assign(server, &manager.access_token, &login).await;
+    assert!(is_refused(server, &password_only).await, "a password-only session outlived the token's assignment");
+
+    let challenge = start(server, &login, MEMBER_PASSWORD).await;
+    let next = submit(server, &challenge, &token.code(0)).await.unwrap().result;
+    let Some(pb::submit_passcode_response::Result::Challenge(new_pin)) = next else { panic!("{next:?}") };
+    let with_token = set_pin(server, &new_pin, "2468").await.expect("PIN accepted");
+    assert!(!is_refused(server, &with_token).await, "a session made with the token is live");
+
+    let mut reset = reset_client(server).await;
+    reset.reset_pin(bearer(pb::ResetPinRequest { user_login: login.clone() }, &manager.access_token)).await.unwrap();
+    assert!(is_refused(server, &with_token).await, "a session outlived the PIN reset");
+    assert!(!is_refused(server, &manager).await, "the Manager's own session is untouched");
+}
+
+/// A passcode challenge is what a password opened: a password change, by an
+/// admin reset or by the user, voids the challenges opened before it. The
+/// refusal is "expired", not "Invalid Tokencode or PIN": the passcode given is
+/// good, as the challenge opened with the new password then shows.
+async fn a_password_change_voids_open_challenges(backend: Backend) {
+    let server = server(backend);
+    let (login, manager, token) = enrolled(server, "void").await;
+    let before_reset = start(server, &login, MEMBER_PASSWORD).await;
+    let reset_to = common::reset_password(server, &manager, &login).await;
+    let good = format!("2468{}", token.code(1));
+    let voided = submit(server, &before_reset, &good).await.unwrap_err();
+    assert_eq!(voided.code(), Code::Unauthenticated);
+    assert!(voided.message().contains("expired or was already completed"), "{}", voided.message());
+
+    let after_reset = start(server, &login, &reset_to).await;
+    let result = submit(server, &after_reset, &good).await.unwrap().result;
+    let Some(pb::submit_passcode_response::Result::Session(session)) = result else { panic!("{result:?}") };
+
+    // The user's own change voids the same way (no fresh tokencode is needed
+    // to tell: a live challenge would answer "Invalid Tokencode or PIN").
+    let before_change = start(server, &login, &reset_to).await;
+    let change = pb::ChangePasswordRequest {
+        current_password: reset_to.clone(),
+        new_password: "lantern zebra orbit kettle".to_owned(),
+    };
+    let generated = common::auth_client(server)
+        .await
+        .change_password(bearer(change, &session.access_token))
+        .await
+        .expect("password changed")
+        .into_inner()
+        .generated_password;
+    assert!(generated.is_empty(), "the users of this subscription choose their passwords");
+    let voided = submit(server, &before_change, &good).await.unwrap_err();
+    assert!(voided.message().contains("expired or was already completed"), "{}", voided.message());
+    assert!(is_refused(server, &session).await, "the change ended the session too");
+}
+
 on_both_backends!(
+    assigning_a_token_or_resetting_a_pin_ends_earlier_sessions,
+    a_password_change_voids_open_challenges,
     first_login_sets_a_pin_then_pin_and_tokencode_log_in,
     a_wrong_pin_and_a_wrong_tokencode_look_the_same,
     passcode_failures_count_towards_lockout,

@@ -168,6 +168,8 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
 
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    // First, as a login takes it before opening a session: see `sessions::end_credential_use`.
+    users::lock(&txn, &[&user.id]).await?;
     if !activation::consume(&txn, &live.link.token_hash, now).await? {
         // Someone redeemed it first (or it just expired): exactly one redemption wins.
         return Err(LinkProblem::Used.error());
@@ -188,9 +190,12 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
         )
         .await?;
     }
-    // A new password ends every session made with the old one.
-    let revoked =
-        if hash.is_some() { sessions::revoke_all(app, &txn, &user.id, "PASSWORD_SET").await? } else { Vec::new() };
+    // A new password ends every session and open login challenge made with the old one.
+    let revoked = if hash.is_some() {
+        sessions::end_credential_use(app, &txn, &[&user.id], "PASSWORD_SET").await?
+    } else {
+        Vec::new()
+    };
     let event = AuditRecord::new("activation.redeem", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
         .target(Some(&user.id), &user.user_login)

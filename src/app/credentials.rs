@@ -54,9 +54,11 @@ pub async fn change_password(
     let hash = app.hasher.hash(password).await?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    // First, as a login takes it before opening a session: see `sessions::end_credential_use`.
+    users::lock(&txn, &[&user.id]).await?;
     users::set_password_hash(&txn, &user.id, &hash, now).await?;
     activation::supersede_all(&txn, &user.id, now).await?;
-    let revoked = sessions::revoke_all(app, &txn, &user.id, "PASSWORD_CHANGED").await?;
+    let revoked = sessions::end_credential_use(app, &txn, &[&user.id], "PASSWORD_CHANGED").await?;
     let event = AuditRecord::new("password.change", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
         .actor(&caller.user_id, &caller.user_login)

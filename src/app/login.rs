@@ -43,32 +43,45 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
     if password.expose().len() > PASSWORD_INPUT_MAX {
         return Err(Error::invalid("password", format!("must be at most {PASSWORD_INPUT_MAX} bytes")));
     }
-    let reservation = match throttle::reserve_login(app, user_login, ctx).await {
-        Ok(reservation) => reservation,
-        Err(error) => {
-            let account = users::find_by_login(app.store.connection(), user_login).await?;
-            record_attempt(app, account.as_ref(), user_login, ctx, Some("THROTTLED")).await?;
-            return Err(error);
+    let reservation = match throttle::reserve_login(app, user_login, ctx).await? {
+        throttle::Admission::Admitted(reservation) => reservation,
+        throttle::Admission::Refused(refusal) => {
+            if let Some(limit) = refusal.first_of_window {
+                let account = users::find_by_login(app.store.connection(), user_login).await?;
+                let event = attempt_event(account.as_ref(), user_login, ctx).failed("THROTTLED").detail(format!(
+                    "first refusal by {limit} in this window; the window's later refusals are counted in \
+                     identity_login_outcomes_total{{outcome=\"THROTTLED\"}}, not audited"
+                ));
+                audit::record(app.store.connection(), event, app.clock.now_ms()).await?;
+            }
+            return Err(refusal.error());
         }
     };
     let candidate = users::find_for_login(app.store.connection(), user_login).await?;
+    // A locked account answers as a wrong password does, whatever the password:
+    // checked against the dummy hash, it takes the same time and never matches.
+    let locked = candidate.as_ref().is_some_and(|c| standing(&c.user) == Standing::Locked);
     // Accounts that cannot hold a password never use one found for them.
-    let stored_hash = candidate.as_ref().filter(|c| may_hold_password(&c.user)).and_then(|c| c.password_hash.clone());
+    let stored_hash =
+        candidate.as_ref().filter(|c| may_hold_password(&c.user) && !locked).and_then(|c| c.password_hash.clone());
     // Unknown logins are checked against a dummy hash: same work, same time.
-    let verification = match app.hasher.verify(password.clone(), stored_hash).await {
+    let verification = match app.hasher.verify(password.clone(), stored_hash.clone()).await {
         Ok(verification) => verification,
         Err(error) => {
             reservation.release(app).await;
             return Err(error);
         }
     };
-    match (candidate, verification) {
-        (Some(candidate), Verification::Match { needs_rehash }) => {
-            succeed(app, candidate, password, needs_rehash, reservation, ctx).await
+    match (candidate, stored_hash, verification) {
+        (Some(candidate), Some(verified), Verification::Match { needs_rehash }) => {
+            let checked = Checked { verified, set_at: candidate.password_set_at, needs_rehash };
+            succeed(app, candidate, password, checked, reservation, ctx).await
         }
-        (candidate, _) => {
+        (candidate, _, _) => {
             reservation.keep();
-            fail(app, candidate.map(|c| c.user).as_ref(), user_login, ctx, "INVALID_CREDENTIALS").await?;
+            // The audit row may tell the truth; the caller may not learn it.
+            let reason = if locked { LOCKED } else { "INVALID_CREDENTIALS" };
+            fail(app, candidate.map(|c| c.user).as_ref(), user_login, ctx, reason).await?;
             Err(Error::InvalidCredentials)
         }
     }
@@ -78,53 +91,117 @@ fn may_hold_password(user: &user::Model) -> bool {
     user.role != Role::Contact.as_str() && user.status != UserStatus::Deleted.as_str()
 }
 
+/// The password check that passed: the hash it passed against, when that
+/// password was set, and whether the hash was made with other parameters
+/// than today's.
+struct Checked {
+    verified: String,
+    set_at: Option<i64>,
+    needs_rehash: bool,
+}
+
 async fn succeed(
     app: &App,
     candidate: users::LoginCandidate,
     password: Secret,
-    needs_rehash: bool,
+    checked: Checked,
     reservation: throttle::Reservation,
     ctx: &RequestContext,
 ) -> Result<LoginOutcome, Error> {
     let user = candidate.user;
-    if let Some(problem) = account_problem(&user) {
+    if let Standing::Unavailable(problem) = standing(&user) {
         reservation.release(app).await;
         record_attempt(app, Some(&user), &user.user_login, ctx, Some(problem_reason(problem))).await?;
         return Err(Error::AccountUnavailable(problem));
     }
-    if candidate.has_second_factor
-        && let Some(challenge) = second_factor::challenge_if_enrolled(app, &user, &password_event(&user, ctx)).await?
-    {
-        reservation.release(app).await;
-        return Ok(LoginOutcome::Challenge(challenge));
-    }
     // Parameters changed since this hash was made: replace it while we hold the password.
     // A busy pool just postpones that to a later login.
-    let new_hash = if needs_rehash { app.hasher.hash(password).await.ok() } else { None };
+    let new_hash = if checked.needs_rehash { app.hasher.hash(password).await.ok() } else { None };
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
-    let user = users::record_successful_login(&txn, &user.id, now)
-        .await?
-        .ok_or(Error::AccountUnavailable(AccountProblem::Inactive))?;
+    // The password was checked outside any transaction. With the row locked (on
+    // SQLite the write transaction alone is), a password change, reset, link
+    // redemption or deactivation either committed before this point, and the
+    // re-check below sees it, or waits for this commit and then revokes the
+    // session opened here: the changers take the same lock before revoking.
+    users::lock(&txn, &[&user.id]).await?;
+    let current = users::find_for_login_by_id(&txn, &user.id).await?;
+    let current = match current.ok_or("ACCOUNT_DELETED").and_then(|c| unchanged(c, &checked)) {
+        Ok(current) => current,
+        Err(reason) => {
+            audit::record(&txn, login_event(&user, &user.user_login, ctx).failed(reason), now).await?;
+            txn.commit().await.map_err(StoreError::from)?;
+            reservation.keep();
+            return Err(Error::InvalidCredentials);
+        }
+    };
+    let user = current.user;
     if let Some(hash) = &new_hash {
-        users::set_password_hash(&txn, &user.id, hash, now).await?;
+        // Conditional as well: only the hash that was verified is ever replaced.
+        users::replace_password_hash(&txn, &user.id, &checked.verified, hash).await?;
     }
-    let session = sessions::open(app, &txn, &user).await?;
-    audit::record(&txn, login_event(&user, &user.user_login, ctx), now).await?;
+    let outcome = if current.has_second_factor
+        && let Some(challenge) =
+            second_factor::challenge_if_enrolled(app, &txn, &user, &password_event(&user, ctx)).await?
+    {
+        LoginOutcome::Challenge(challenge)
+    } else {
+        let user = users::record_successful_login(&txn, &user.id, now)
+            .await?
+            .ok_or_else(|| Error::internal("an ACTIVE user locked for the login is no longer ACTIVE"))?;
+        let session = sessions::open(app, &txn, &user).await?;
+        audit::record(&txn, login_event(&user, &user.user_login, ctx), now).await?;
+        LoginOutcome::Session(session)
+    };
     // Last, so the per-IP counter row, which every login from that address
     // updates, stays locked only for the commit.
     reservation.release_within(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
-    Ok(LoginOutcome::Session(session))
+    Ok(outcome)
 }
 
-/// Why a correct password still cannot log in; None for an ACTIVE account.
-pub(super) fn account_problem(user: &user::Model) -> Option<AccountProblem> {
+/// The account as it is now, if it is still ACTIVE with the password that
+/// was verified; otherwise the reason for the audit row. The hash itself may
+/// have changed in between without the password changing: another login
+/// rehashed it (a replica with other argon2 parameters, say), which keeps the
+/// time the password was set, while every change of password moves it on.
+fn unchanged(current: users::LoginCandidate, checked: &Checked) -> Result<users::LoginCandidate, &'static str> {
+    let same_hash = current.password_hash.as_deref() == Some(checked.verified.as_str());
+    let rehashed = current.password_hash.is_some() && current.password_set_at == checked.set_at;
+    if !same_hash && !rehashed {
+        return Err("PASSWORD_CHANGED");
+    }
+    match standing(&current.user) {
+        Standing::Active => Ok(current),
+        Standing::Locked => Err(LOCKED),
+        Standing::Unavailable(problem) => Err(problem_reason(problem)),
+    }
+}
+
+/// The audit reason of an attempt on a locked account; never an answer.
+const LOCKED: &str = "ACCOUNT_LOCKED";
+
+/// Where an account stands for a login whose secret was right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Standing {
+    Active,
+    /// Locked after failed attempts: answered exactly like a wrong password,
+    /// so that the lock ends online guessing instead of pacing it (the owner
+    /// learns of the lock from the email sent when it happened).
+    Locked,
+    /// Pending activation or deactivated by an administrator: a correct
+    /// password learns that (DESIGN §1).
+    Unavailable(AccountProblem),
+}
+
+pub(super) fn standing(user: &user::Model) -> Standing {
     match UserStatus::parse(&user.status) {
-        Some(UserStatus::Active) => None,
-        Some(UserStatus::PendingActivation) => Some(AccountProblem::PendingActivation),
-        _ if user.status_reason.as_deref() == Some(StatusReason::Locked.as_str()) => Some(AccountProblem::Locked),
-        _ => Some(AccountProblem::Inactive),
+        Some(UserStatus::Active) => Standing::Active,
+        Some(UserStatus::PendingActivation) => Standing::Unavailable(AccountProblem::PendingActivation),
+        Some(UserStatus::Inactive) if user.status_reason.as_deref() == Some(StatusReason::Locked.as_str()) => {
+            Standing::Locked
+        }
+        _ => Standing::Unavailable(AccountProblem::Inactive),
     }
 }
 
@@ -168,7 +245,8 @@ pub(super) async fn fail(
             .target(Some(&user.id), &user.user_login)
             .detail(format!("{} consecutive failed attempts", failure.failed_logins));
         audit::record(&txn, event, now).await?;
-        revoked = sessions::revoke_all(app, &txn, &user.id, "LOCKED").await?;
+        // Open challenges end too: a lock leaves nothing to complete.
+        revoked = sessions::end_credential_use(app, &txn, &[&user.id], "LOCKED").await?;
         let mail = templates::account_locked(&user.user_login, failure.failed_logins);
         super::notify::email(app, &txn, user, &mail).await?;
         tracing::warn!(user_id = %user.id, "account locked after consecutive failed logins");

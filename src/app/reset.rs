@@ -175,7 +175,7 @@ pub async fn reset_passwords(
     let granted_ids: Vec<&str> = credentials.iter().map(|&(id, _)| id).collect();
     // Links sent before this reset (welcome, forgot-password) must not open the account.
     activation::supersede_all_of(&txn, &granted_ids, now).await?;
-    let revoked = sessions::revoke_all_of(app, &txn, &granted_ids, "PASSWORD_RESET").await?;
+    let revoked = sessions::end_credential_use(app, &txn, &granted_ids, "PASSWORD_RESET").await?;
     let mut to_notify = Vec::new();
     for (index, target) in granted {
         let password = &secrets_of(index)?.0;

@@ -6,7 +6,8 @@
 use super::{
     App, access,
     caller::{Caller, RequestContext},
-    login, sessions,
+    login::{self, Standing},
+    sessions,
     sessions::IssuedSession,
 };
 use crate::{
@@ -53,25 +54,21 @@ pub enum PasscodeOutcome {
     NewPin(ChallengeView),
 }
 
-fn inactive() -> Error {
-    Error::AccountUnavailable(crate::domain::error::AccountProblem::Inactive)
-}
-
 const CHALLENGE_EXPIRED: &str = "The login attempt expired or was already completed: log in again";
 
-/// After a correct password: a passcode challenge when the user holds a token.
-pub async fn challenge_if_enrolled(
+/// After a correct password, inside the login's transaction (the user's row
+/// locked): a passcode challenge when the user holds a token.
+pub async fn challenge_if_enrolled<C: sea_orm::ConnectionTrait>(
     app: &App,
+    conn: &C,
     user: &user::Model,
     event: &AuditRecord,
 ) -> Result<Option<ChallengeView>, Error> {
-    let Some(factor) = second_factors::find(app.store.connection(), &user.id).await? else {
+    let Some(factor) = second_factors::find(conn, &user.id).await? else {
         return Ok(None);
     };
-    let txn = app.store.begin_write().await?;
-    let challenge = open_challenge(app, &txn, &user.id, ChallengeKind::Passcode, factor.new_pin_required).await?;
-    audit::record(&txn, event.clone(), app.clock.now_ms()).await?;
-    txn.commit().await.map_err(StoreError::from)?;
+    let challenge = open_challenge(app, conn, &user.id, ChallengeKind::Passcode, factor.new_pin_required).await?;
+    audit::record(conn, event.clone(), app.clock.now_ms()).await?;
     Ok(Some(challenge))
 }
 
@@ -120,10 +117,34 @@ async fn live_challenge(
         });
     }
     let user = users::find_by_id(conn, &challenge.user_id).await?.ok_or_else(expired)?;
-    if let Some(problem) = login::account_problem(&user) {
-        return Err(Error::AccountUnavailable(problem));
+    match login::standing(&user) {
+        Standing::Active => Ok((challenge, user)),
+        // The lock deleted the user's challenges; one read just before that
+        // ends the same way, whatever passcode came with it.
+        Standing::Locked => Err(expired()),
+        Standing::Unavailable(problem) => Err(Error::AccountUnavailable(problem)),
     }
-    Ok((challenge, user))
+}
+
+/// Inside a passcode step's transaction, with the user's row locked: records
+/// the successful login and returns the account as it is now, or the error
+/// when it stopped being ACTIVE since the challenge was read (`when_locked`:
+/// what a locked account answers there).
+async fn succeed_if_active<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    now: i64,
+    when_locked: Error,
+) -> Result<user::Model, Error> {
+    if let Some(user) = users::record_successful_login(conn, user_id, now).await? {
+        return Ok(user);
+    }
+    let user = users::find_by_id(conn, user_id).await?;
+    Err(match user.as_ref().map(login::standing) {
+        Some(Standing::Unavailable(problem)) => Error::AccountUnavailable(problem),
+        Some(Standing::Locked) => when_locked,
+        _ => Error::Unauthenticated(CHALLENGE_EXPIRED.to_owned()),
+    })
 }
 
 pub async fn submit_passcode(
@@ -163,13 +184,18 @@ pub async fn submit_passcode(
         return Err(Error::InvalidPasscode);
     }
     let txn = app.store.begin_write().await?;
+    // As a login does: a password change either committed before, and deleted
+    // the challenge, or waits for this commit and revokes the session.
+    users::lock(&txn, &[&user.id]).await?;
     if !second_factors::consume_challenge(&txn, &challenge.id_hash, now).await? {
         return Err(Error::Unauthenticated(CHALLENGE_EXPIRED.to_owned()));
     }
     let outcome = if factor.new_pin_required {
         PasscodeOutcome::NewPin(open_challenge(app, &txn, &user.id, ChallengeKind::NewPin, true).await?)
     } else {
-        let user = users::record_successful_login(&txn, &user.id, now).await?.ok_or_else(inactive)?;
+        // Locked since the challenge was read (by failures elsewhere): the
+        // answer a wrong passcode got in the same moment.
+        let user = succeed_if_active(&txn, &user.id, now, Error::InvalidPasscode).await?;
         let session = sessions::open(app, &txn, &user).await?;
         audit::record(&txn, login::login_event(&user, &user.user_login, ctx).detail("passcode accepted"), now).await?;
         PasscodeOutcome::Session(session)
@@ -189,11 +215,12 @@ pub async fn set_new_pin(
     let pin_hash = app.hasher.hash(pin.clone()).await?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    users::lock(&txn, &[&user.id]).await?;
     if !second_factors::consume_challenge(&txn, &challenge.id_hash, now).await? {
         return Err(Error::Unauthenticated(CHALLENGE_EXPIRED.to_owned()));
     }
+    let user = succeed_if_active(&txn, &user.id, now, Error::Unauthenticated(CHALLENGE_EXPIRED.to_owned())).await?;
     second_factors::set_pin(&txn, &user.id, &pin_hash, now).await?;
-    let user = users::record_successful_login(&txn, &user.id, now).await?.ok_or_else(inactive)?;
     let session = sessions::open(app, &txn, &user).await?;
     let event = AuditRecord::new("pin.set", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
@@ -228,8 +255,12 @@ pub async fn assign_token(
     let (qr_svg, qr_png) = totp::qr_codes(&uri)?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    users::lock(&txn, &[&target.id]).await?;
     let replacing = second_factors::find(&txn, &target.id).await?.is_some();
     second_factors::assign(&txn, &target.id, &secret, now).await?;
+    // Sessions made without this token (after a compromise, say) must not
+    // outlive its assignment by refreshing for weeks.
+    let revoked = sessions::end_credential_use(app, &txn, &[&target.id], "TOKEN_ASSIGNED").await?;
     let event = AuditRecord::new("token.assign", ctx.source_ip.clone())
         .subscription(&target.subscription_id)
         .actor(&actor.id, &actor.user_login)
@@ -237,6 +268,7 @@ pub async fn assign_token(
         .detail(if replacing { "replaced the previous token" } else { "first token" });
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
     Ok(AssignedToken { otpauth_uri: Secret::new(uri), qr_svg, qr_png })
 }
 
@@ -247,12 +279,14 @@ pub async fn reset_pin(app: &App, caller: &Caller, login_name: &str, ctx: &Reque
     access::authorize(&actor, Action::ResetPin, &target)?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    users::lock(&txn, &[&target.id]).await?;
     if !second_factors::reset_pin(&txn, &target.id, now).await? {
         return Err(Error::FailedPrecondition {
             reason: "NO_TOKEN",
             message: format!("`{}` has no token: assign one first", target.user_login),
         });
     }
+    let revoked = sessions::end_credential_use(app, &txn, &[&target.id], "PIN_RESET").await?;
     if target.status == UserStatus::Active.as_str() || target.status == UserStatus::PendingActivation.as_str() {
         let mail = crate::mail::templates::pin_reset(&target.user_login);
         super::notify::email(app, &txn, &target, &mail).await?;
@@ -263,5 +297,6 @@ pub async fn reset_pin(app: &App, caller: &Caller, login_name: &str, ctx: &Reque
         .target(Some(&target.id), &target.user_login);
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
     Ok(())
 }

@@ -24,7 +24,7 @@ use crate::{
         StoreError,
         audit::{self, AuditRecord},
         entities::user,
-        new_id,
+        new_id, second_factors,
         sessions::{self, Rotation},
         users,
     },
@@ -169,6 +169,23 @@ pub async fn revoke_all_of<C: ConnectionTrait>(
     reason: &str,
 ) -> Result<Vec<String>, Error> {
     Ok(sessions::revoke_sessions_of(conn, user_ids, reason, app.clock.now_ms()).await?)
+}
+
+/// A credential of these users changed (password, token, PIN) or their
+/// account was locked: every session and every open login challenge made
+/// before ends, inside the caller's transaction. The caller locks the users'
+/// rows first (`users::lock`), as a login does before it opens a session, so
+/// that a login in flight either commits first, and is revoked here, or sees
+/// the change. Call [`RevocationCache::mark_all_revoked`] with the result
+/// after the commit.
+pub async fn end_credential_use<C: ConnectionTrait>(
+    app: &App,
+    conn: &C,
+    user_ids: &[&str],
+    reason: &str,
+) -> Result<Vec<String>, Error> {
+    second_factors::delete_challenges_of(conn, user_ids).await?;
+    revoke_all_of(app, conn, user_ids, reason).await
 }
 
 /// Why an access token is refused.

@@ -127,7 +127,7 @@ pub async fn rescue(
             let (password, hash) = new_password.as_ref().ok_or_else(|| Error::internal("no password made"))?;
             user_rows::set_password_hash(&txn, &target.id, hash, now).await?;
             activation::supersede_all(&txn, &target.id, now).await?;
-            revoked = sessions::revoke_all(app, &txn, &target.id, "PASSWORD_RESET").await?;
+            revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "PASSWORD_RESET").await?;
             let link = links::issue_sealing(app, &txn, &target.id, LinkPurpose::AdminReset, Some(password)).await?;
             let hours = app.config.activation.ttl_secs / 3600;
             let mail = templates::password_reset_by(&target.user_login, link.expose(), hours, "platform support");
@@ -158,7 +158,7 @@ pub async fn rescue(
             if !second_factors::reset_pin(&txn, &target.id, now).await? {
                 return Err(no_token(user_login));
             }
-            revoked = sessions::revoke_all(app, &txn, &target.id, "PIN_RESET").await?;
+            revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "PIN_RESET").await?;
             super::notify::email(app, &txn, &target, &templates::pin_reset_by(&target.user_login, "platform support"))
                 .await?;
         }
@@ -167,7 +167,7 @@ pub async fn rescue(
             let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
             let (qr_svg, qr_png) = totp::qr_codes(&uri)?;
             second_factors::assign(&txn, &target.id, &secret, now).await?;
-            revoked = sessions::revoke_all(app, &txn, &target.id, "TOKEN_REPLACED").await?;
+            revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "TOKEN_REPLACED").await?;
             token = Some(AssignedToken { otpauth_uri: Secret::new(uri), qr_svg, qr_png });
         }
     }

@@ -62,7 +62,9 @@ pub enum Error {
     Internal(String),
 }
 
-/// Why a correct password still cannot log in.
+/// Why a correct password still cannot log in. A lock after failed attempts
+/// is not among them: it is answered as `InvalidCredentials`, whatever the
+/// password, so that it never tells a right guess from a wrong one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum AccountProblem {
     #[error(
@@ -71,8 +73,6 @@ pub enum AccountProblem {
     PendingActivation,
     #[error("Your account is inactive — contact your Manager")]
     Inactive,
-    #[error("Your account is locked after too many failed attempts — contact your Manager")]
-    Locked,
 }
 
 impl Error {
@@ -93,7 +93,6 @@ impl Error {
             Error::PinRejected => "PIN_REJECTED",
             Error::AccountUnavailable(AccountProblem::PendingActivation) => "ACCOUNT_PENDING_ACTIVATION",
             Error::AccountUnavailable(AccountProblem::Inactive) => "ACCOUNT_INACTIVE",
-            Error::AccountUnavailable(AccountProblem::Locked) => "ACCOUNT_LOCKED",
             Error::Unauthenticated(_) => "UNAUTHENTICATED",
             Error::PermissionDenied(_) => "PERMISSION_DENIED",
             Error::NotFound(_) => "NOT_FOUND",

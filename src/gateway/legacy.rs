@@ -38,7 +38,6 @@ pub enum Failing {
     BadCredentials,
     UnsupportedAuth,
     AccountInactive,
-    AccountLocked,
     SecondFactor,
     NoPermission,
     Unavailable,
@@ -59,7 +58,6 @@ impl Failing {
             Failing::BadCredentials => 2000,
             Failing::UnsupportedAuth => 2001,
             Failing::AccountInactive => 2002,
-            Failing::AccountLocked => 2012,
             Failing::SecondFactor => 2013,
             Failing::NoPermission => 2100,
             Failing::Unavailable => 1999,
@@ -77,7 +75,7 @@ impl Failing {
             Failing::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Failing::BadCredentials | Failing::UnsupportedAuth => StatusCode::UNAUTHORIZED,
             Failing::NoPermission | Failing::SecondFactor => StatusCode::FORBIDDEN,
-            Failing::AccountInactive | Failing::AccountLocked => StatusCode::CONFLICT,
+            Failing::AccountInactive => StatusCode::CONFLICT,
             Failing::RateLimited | Failing::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Failing::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Failing::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -112,7 +110,6 @@ impl Failure {
     fn from_status(status: &tonic::Status) -> Self {
         let reason = crate::grpc::status::reason(status).unwrap_or_default();
         let kind = match (status.code(), reason.as_str()) {
-            (_, "ACCOUNT_LOCKED") => Failing::AccountLocked,
             (Code::FailedPrecondition, _) => Failing::AccountInactive,
             (Code::Unauthenticated, _) => Failing::BadCredentials,
             (Code::PermissionDenied, _) => Failing::NoPermission,
@@ -516,7 +513,6 @@ mod tests {
             BadCredentials,
             UnsupportedAuth,
             AccountInactive,
-            AccountLocked,
             SecondFactor,
             NoPermission,
             Unavailable,
@@ -527,7 +523,7 @@ mod tests {
         numbers.dedup();
         assert_eq!(numbers.len(), all.len());
         assert_eq!(BadCredentials.http(), StatusCode::UNAUTHORIZED);
-        assert_eq!(AccountLocked.http(), StatusCode::CONFLICT);
+        assert_eq!(AccountInactive.http(), StatusCode::CONFLICT);
         assert_eq!(RateLimited.http(), StatusCode::TOO_MANY_REQUESTS);
     }
 }

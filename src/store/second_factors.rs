@@ -113,3 +113,14 @@ pub async fn consume_challenge<C: ConnectionTrait>(conn: &C, id_hash: &str, now_
     .await?;
     Ok(changed == 1)
 }
+
+/// Voids every open login challenge of these users (their credentials
+/// changed), a few hundred users per statement.
+pub async fn delete_challenges_of<C: ConnectionTrait>(conn: &C, user_ids: &[&str]) -> StoreResult<()> {
+    for chunk in user_ids.chunks(sql::BATCH_ROWS) {
+        let ids = sql::placeholders(1, chunk.len());
+        let values: Vec<sea_orm::Value> = chunk.iter().map(|&id| id.into()).collect();
+        sql::execute(conn, &format!("DELETE FROM login_challenges WHERE user_id IN ({ids})"), values).await?;
+    }
+    Ok(())
+}

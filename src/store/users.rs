@@ -1,9 +1,6 @@
 //! Users and their password credentials.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult as _, QueryFilter, Set,
-    sea_query::OnConflict,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult as _, QueryFilter, Set};
 
 use sea_orm::sea_query::ExprTrait as _;
 
@@ -83,23 +80,40 @@ pub async fn find_by_ids<C: ConnectionTrait>(
 pub struct LoginCandidate {
     pub user: user::Model,
     pub password_hash: Option<String>,
+    /// When the password was set: a rehash keeps it (see [`set_password_hashes`]).
+    pub password_set_at: Option<i64>,
     pub has_second_factor: bool,
 }
 
 pub async fn find_for_login<C: ConnectionTrait>(conn: &C, login: &str) -> StoreResult<Option<LoginCandidate>> {
-    let row = super::sql::query_one(
-        conn,
+    login_candidate(conn, "users.user_login", login).await
+}
+
+/// [`find_for_login`] by id, for the re-check inside a login's transaction
+/// once [`lock`] holds the row: what the password was verified against may
+/// have changed since.
+pub async fn find_for_login_by_id<C: ConnectionTrait>(conn: &C, id: &str) -> StoreResult<Option<LoginCandidate>> {
+    login_candidate(conn, "users.id", id).await
+}
+
+async fn login_candidate<C: ConnectionTrait>(
+    conn: &C,
+    column: &'static str,
+    value: &str,
+) -> StoreResult<Option<LoginCandidate>> {
+    let statement = format!(
         "SELECT users.*, password_credentials.hash AS password_hash, \
+           password_credentials.updated_at AS password_set_at, \
            EXISTS (SELECT 1 FROM second_factors WHERE second_factors.user_id = users.id) AS has_second_factor \
          FROM users LEFT JOIN password_credentials ON password_credentials.user_id = users.id \
-         WHERE users.user_login = $1",
-        [login.into()],
-    )
-    .await?;
+         WHERE {column} = $1"
+    );
+    let row = super::sql::query_one(conn, &statement, [value.into()]).await?;
     let Some(row) = row else { return Ok(None) };
     Ok(Some(LoginCandidate {
         user: user::Model::from_query_result(&row, "")?,
         password_hash: row.try_get("", "password_hash")?,
+        password_set_at: row.try_get("", "password_set_at")?,
         has_second_factor: row.try_get("", "has_second_factor")?,
     }))
 }
@@ -137,27 +151,51 @@ pub async fn set_password_hash<C: ConnectionTrait>(
 }
 
 /// Sets the password hash of each `(user_id, hash)`, a few hundred users per statement.
+///
+/// `updated_at` is when the *password* was set, and every setting moves it
+/// forward, by a millisecond when the clock did not: a login tells "the
+/// password changed since I checked it" from "another login rehashed the same
+/// password" by it ([`replace_password_hash`] keeps it).
 pub async fn set_password_hashes<C: ConnectionTrait>(
     conn: &C,
     credentials: &[(&str, &str)],
     now_ms: i64,
 ) -> StoreResult<()> {
     for chunk in credentials.chunks(super::sql::BATCH_ROWS) {
-        let rows = chunk.iter().map(|&(user_id, hash)| password_credential::ActiveModel {
-            user_id: Set(user_id.to_owned()),
-            hash: Set(hash.to_owned()),
-            updated_at: Set(now_ms),
-        });
-        password_credential::Entity::insert_many(rows)
-            .on_conflict(
-                OnConflict::column(password_credential::Column::UserId)
-                    .update_columns([password_credential::Column::Hash, password_credential::Column::UpdatedAt])
-                    .to_owned(),
-            )
-            .exec_without_returning(conn)
-            .await?;
+        let rows = (0..chunk.len()).map(|i| format!("(${}, ${}, $1)", 2 * i + 2, 2 * i + 3)).collect::<Vec<_>>();
+        let statement = format!(
+            "INSERT INTO password_credentials (user_id, hash, updated_at) VALUES {} \
+             ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, \
+               updated_at = CASE WHEN excluded.updated_at > password_credentials.updated_at \
+                            THEN excluded.updated_at ELSE password_credentials.updated_at + 1 END",
+            rows.join(", ")
+        );
+        let mut values: Vec<sea_orm::Value> = vec![now_ms.into()];
+        for &(user_id, hash) in chunk {
+            values.extend([user_id.into(), hash.into()]);
+        }
+        super::sql::execute(conn, &statement, values).await?;
     }
     Ok(())
+}
+
+/// A rehash: replaces `verified` by `new` (the same password under today's
+/// parameters) only if `verified` is still the stored hash, so that a
+/// password verified before a change is never written back over the new one.
+/// The password's `updated_at` stays: it was not set again. True when replaced.
+pub async fn replace_password_hash<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    verified: &str,
+    new: &str,
+) -> StoreResult<bool> {
+    let changed = super::sql::execute(
+        conn,
+        "UPDATE password_credentials SET hash = $1 WHERE user_id = $2 AND hash = $3",
+        [new.into(), user_id.into(), verified.into()],
+    )
+    .await?;
+    Ok(changed == 1)
 }
 
 pub async fn password_hash<C: ConnectionTrait>(conn: &C, user_id: &str) -> StoreResult<Option<String>> {
@@ -454,6 +492,30 @@ pub(crate) mod tests {
         let found = find_for_login(conn, "acme_ann").await.unwrap().unwrap();
         assert_eq!(found.password_hash.as_deref(), Some("$argon2id$stored"));
         assert!(found.has_second_factor);
+    }
+
+    #[tokio::test]
+    async fn a_rehash_replaces_only_the_hash_that_was_verified() {
+        let (store, user) = store_with_user("acme_fay").await;
+        let conn = store.connection();
+        async fn set_at(conn: &sea_orm::DatabaseConnection, id: &str) -> Option<i64> {
+            find_for_login_by_id(conn, id).await.unwrap().unwrap().password_set_at
+        }
+        set_password_hash(conn, &user.id, "old params", 10).await.unwrap();
+        assert!(replace_password_hash(conn, &user.id, "old params", "new params").await.unwrap());
+        assert_eq!(password_hash(conn, &user.id).await.unwrap().as_deref(), Some("new params"));
+        assert_eq!(set_at(conn, &user.id).await, Some(10), "a rehash does not set the password again");
+        // Changed meanwhile: the stale rehash writes nothing.
+        set_password_hash(conn, &user.id, "changed", 12).await.unwrap();
+        assert!(!replace_password_hash(conn, &user.id, "new params", "rehash of the old").await.unwrap());
+        assert_eq!(password_hash(conn, &user.id).await.unwrap().as_deref(), Some("changed"));
+        assert_eq!(set_at(conn, &user.id).await, Some(12));
+        // Set again within the same millisecond, or with a clock gone back: still later.
+        set_password_hash(conn, &user.id, "again", 12).await.unwrap();
+        assert_eq!(set_at(conn, &user.id).await, Some(13));
+        set_password_hash(conn, &user.id, "and again", 5).await.unwrap();
+        assert_eq!(set_at(conn, &user.id).await, Some(14));
+        assert!(find_for_login_by_id(conn, "missing").await.unwrap().is_none());
     }
 
     #[tokio::test]
