@@ -317,6 +317,13 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
         captcha: Some(common::solved_captcha(server).await),
     };
     reset.request_password_reset(forgot).await.expect("asked for a link");
+    // The email is queued after the (uniform) answer.
+    for _ in 0..200 {
+        if common::mail_count(server, &login, "forgot_password").await > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     let token = common::latest_link(server, &login, "forgot_password").await;
     let inspect = pb::InspectActivationRequest { token: token.clone() };
     assert!(reset.inspect_activation(inspect.clone()).await.unwrap().into_inner().valid);

@@ -442,17 +442,21 @@ pub async fn execute_sql(server: &TestServer, sql: &str) {
 
 /// Asserts that an email of `kind` to `login` is in the outbox.
 pub async fn assert_mail_sent(server: &TestServer, login: &str, kind: &str) {
+    assert!(mail_count(server, login, kind).await > 0, "no {kind} email for {login}");
+}
+
+/// How many emails of `kind` to `login` are in the outbox.
+pub async fn mail_count(server: &TestServer, login: &str, kind: &str) -> u64 {
     use identity::store::entities::email_outbox;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let store = store(server).await;
     let user = identity::store::users::find_by_login(store.connection(), login).await.unwrap().expect("user exists");
-    let count = email_outbox::Entity::find()
+    email_outbox::Entity::find()
         .filter(email_outbox::Column::UserId.eq(user.id))
         .filter(email_outbox::Column::Kind.eq(kind))
         .count(store.connection())
         .await
-        .unwrap();
-    assert!(count > 0, "no {kind} email for {login}");
+        .unwrap()
 }
 
 /// The token of the one-time link in the newest email of `kind` to `login`.
