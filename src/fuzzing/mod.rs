@@ -1,5 +1,5 @@
 //! The bad-input harness shared by the cargo-fuzz targets (`tests/fuzz`) and
-//! the property tests (`tests/properties.rs`). Each entry in [`TARGETS`] takes
+//! the property tests (`tests/stories/properties.rs`). Each entry in [`TARGETS`] takes
 //! arbitrary bytes, feeds them to one parser or to the XML writer, and panics
 //! when an invariant breaks, so libFuzzer and proptest hunt the same bugs. The
 //! `check_*` functions hold the invariants for inputs already decoded.

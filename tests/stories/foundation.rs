@@ -2,7 +2,7 @@
 //! reflection, migrates up and down, bootstraps a first Manager, and stops
 //! gracefully — on SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use std::{
     io::{BufRead, BufReader},

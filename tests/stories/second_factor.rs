@@ -2,7 +2,7 @@
 //! first login with the tokencode alone, then a new PIN; later PIN + tokencode
 //! as one entry; "Invalid Tokencode or PIN" whatever part was wrong.
 
-mod common;
+use crate::common;
 
 use common::{
     Backend, MEMBER_PASSWORD, bearer, login_session, member, reason, reset_client,

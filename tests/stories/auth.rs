@@ -2,7 +2,7 @@
 //! "Invalid credentials" for any wrong pair, frozen accounts after repeated
 //! failures, sessions that rotate and die when stolen tokens are replayed.
 
-mod common;
+use crate::common;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use common::{Backend, auth_client, bearer, login, reason, server, tenant, try_login};

@@ -5,7 +5,7 @@
 //! redeemed once whichever replica is asked, and a logout on one is honoured
 //! by the other within the revocation cache's bound.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

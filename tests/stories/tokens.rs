@@ -5,7 +5,7 @@
 //! whose claims are wrong. And a revoked session is refused on every replica
 //! within the documented staleness (`tokens.revocation_cache_ms`).
 
-mod common;
+use crate::common;
 
 use std::{
     path::PathBuf,

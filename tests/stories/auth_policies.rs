@@ -2,7 +2,7 @@
 //! of lockout, a bounded hashing pool, re-hashing with new parameters, key
 //! rotation, and tokens checked by an independent JWT library.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -175,13 +175,7 @@ on_both_backends!(
 /// nothing but the published JWKS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pyjwt_verifies_tokens_with_the_published_jwks() {
-    let has_pyjwt = std::process::Command::new("python3")
-        .args(["-c", "import jwt, cryptography"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_pyjwt {
-        assert!(std::env::var_os("CI").is_none(), "CI must install PyJWT (pip install 'pyjwt[crypto]')");
-        eprintln!("PyJWT is not installed: skipping");
+    if !common::tools::require(&[common::tools::Tool::PyJwt]) {
         return;
     }
     let server = common::server(Backend::Sqlite);

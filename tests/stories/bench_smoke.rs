@@ -3,7 +3,7 @@
 //! figures and checks. Nothing here judges the figures themselves: CI
 //! machines are too noisy for that, and the figures are not the point.
 
-mod common;
+use crate::common;
 
 use std::{collections::BTreeSet, process::Command};
 
@@ -16,6 +16,10 @@ const BURST: u64 = 40;
 /// `identity` (it is a workspace member of its own, `crates/bench`). None
 /// when only this package was built.
 fn bench_binary() -> Option<std::path::PathBuf> {
+    // The gateway scenario drives the legacy API with wrk.
+    if !common::tools::require(&[common::tools::Tool::Wrk]) {
+        return None;
+    }
     let path = std::path::Path::new(env!("CARGO_BIN_EXE_identity")).with_file_name("identity-bench");
     if path.is_file() {
         return Some(path);
@@ -103,12 +107,14 @@ fn assert_complete(report: &Value, backend: &str) {
 
 #[test]
 fn every_scenario_runs_and_reports_on_sqlite() {
+    let _shared = common::shared_machine_blocking();
     let Some(exe) = bench_binary() else { return };
     assert_complete(&bench(&exe, &[]), "sqlite");
 }
 
 #[test]
 fn every_scenario_runs_and_reports_on_postgres() {
+    let _shared = common::shared_machine_blocking();
     let Some(exe) = bench_binary() else { return };
     if !common::postgres_configured() {
         return;

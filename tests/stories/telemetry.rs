@@ -5,7 +5,8 @@
 //! logout, second factor — leaves one trace across the gateway hop, the
 //! expected counters, and no password, PIN, token or link anywhere.
 
-mod common;
+use crate::common;
+use crate::common::tools::Tool;
 
 use std::time::Duration;
 
@@ -89,6 +90,9 @@ fn legacy(base: &str, user: &str, password: &str, query: &str) -> HttpResponse {
 }
 
 async fn an_operator_sees_traces_metrics_and_logs_without_secrets(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::OtlpReceiver]) {
+        return;
+    }
     let database_url = fresh_database(backend, &scratch_dir("telemetry")).await;
     let observed = observed_server(&database_url);
     let server = observed.server.test_server();

@@ -2,7 +2,7 @@
 //! same instant on one account, one link, one refresh token or overlapping
 //! batches. Each story says what exactly one winner, or no lost row, means.
 
-mod common;
+use crate::common;
 
 use std::{collections::HashMap, sync::Arc};
 

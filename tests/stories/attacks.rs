@@ -4,7 +4,8 @@
 //! secrets in error messages and read RPCs. Figures are printed
 //! (`--nocapture`) and summarised in docs/RELIABILITY.md.
 
-mod common;
+use crate::common;
+use crate::common::tools::Tool;
 
 use std::time::{Duration, Instant};
 
@@ -19,22 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-// ---- panics and exclusive timing ----------------------------------------------
-
-/// Timing measurements run alone: the other stories of this binary wait for them.
-static EXCLUSIVE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
-
-/// Starts a story that shares the machine: panics are watched, timings wait.
-async fn begin() -> tokio::sync::RwLockReadGuard<'static, ()> {
-    watch_panics();
-    EXCLUSIVE.read().await
-}
-
-/// Starts a timing measurement: nothing else of this binary runs meanwhile.
-async fn begin_alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
-    watch_panics();
-    EXCLUSIVE.write().await
-}
+// ---- panics ---------------------------------------------------------------
 
 // ---- shared fixtures --------------------------------------------------------
 
@@ -125,7 +111,7 @@ async fn login_medians(server: &TestServer, known: &[String], prefix: &str, trie
 }
 
 async fn unknown_logins_and_wrong_passwords_take_the_same_time(backend: Backend) {
-    let _alone = begin_alone().await;
+    watch_panics();
     // Production hashing (OWASP argon2id), so the hash dominates as it does in service.
     let server = start(backend, |mut config| {
         config.argon2 = Argon2Config::default();
@@ -227,7 +213,10 @@ fn visible(response: &tonic::Response<pb::RequestPasswordResetResponse>) -> Stri
 }
 
 async fn forgot_password_answers_do_not_tell_accounts_apart(backend: Backend) {
-    let _alone = begin_alone().await;
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
+    watch_panics();
     let gw = start_gateway(backend, |mut config| {
         config.reset.forgot_per_login_per_hour = 100_000;
         config.reset.forgot_per_ip_per_hour = 100_000;
@@ -355,7 +344,10 @@ fn assert_throttled_xml(gw: &GatewayServer, response: &HttpResponse, window_secs
 }
 
 async fn throttles_refuse_with_a_time_to_retry(backend: Backend) {
-    let _shared = begin().await;
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
+    watch_panics();
     // Production throttles: 4 per login and 50 per address per 60 s, forgot-password 3 and 30 per hour.
     let gw = start_gateway(backend, |mut config| {
         config.throttle = identity::config::ThrottleConfig::default();
@@ -442,7 +434,7 @@ const ATTACK_WINDOW_SECS: u64 = 2;
 const ATTACKERS: usize = 6;
 
 async fn a_throttled_attacker_cannot_lock_an_account_within_one_window(backend: Backend) {
-    let _shared = begin().await;
+    watch_panics();
     let server = start(backend, |mut config| {
         config.throttle = identity::config::ThrottleConfig {
             window_secs: ATTACK_WINDOW_SECS,
@@ -562,7 +554,7 @@ fn get(path: &str, extra_headers: &str) -> Vec<u8> {
 }
 
 async fn oversized_requests_are_refused_cleanly(backend: Backend) {
-    let _shared = begin().await;
+    watch_panics();
     let max_body = 16 * 1024;
     let gw = start_gateway(backend, move |mut config| {
         config.gateway.max_body_bytes = max_body;
@@ -641,7 +633,7 @@ async fn oversized_requests_are_refused_cleanly(backend: Backend) {
 const SLOW_CLIENTS: usize = 20;
 
 async fn slow_clients_are_cut_off_without_blocking_others(backend: Backend) {
-    let _shared = begin().await;
+    watch_panics();
     let timeout_secs = 2;
     let gw = start_gateway(backend, move |mut config| {
         config.gateway.request_timeout_secs = timeout_secs;
@@ -763,7 +755,7 @@ async fn raw_login(
 }
 
 async fn invalid_utf8_is_refused_cleanly(backend: Backend) {
-    let _shared = begin().await;
+    watch_panics();
     let gw = start_gateway(backend, |config| config);
     let t = common::tenant(&gw);
     let dtd = curl(&[&gw.url("/password_change_output.dtd")]).body;
@@ -842,7 +834,10 @@ fn readable(status: &tonic::Status) -> String {
 }
 
 async fn error_messages_never_echo_secrets(backend: Backend) {
-    let _shared = begin().await;
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
+    watch_panics();
     let gw = common::http::gateway_server(backend);
     let t = common::tenant(gw);
     let manager = common::login_session(gw, &t.manager_login, &t.manager_password).await;
@@ -975,7 +970,7 @@ async fn error_messages_never_echo_secrets(backend: Backend) {
 // ---- secrets: read RPCs ---------------------------------------------------------------
 
 /// The RPCs whose purpose is to hand a secret to its owner, once.
-const SECRET_BEARING_RPCS: [&str; 8] = [
+const SECRET_BEARING_RPCS: [&str; 9] = [
     "identity.v1.Auth.Login",
     "identity.v1.Auth.SubmitPasscode",
     "identity.v1.Auth.SetNewPin",
@@ -984,6 +979,7 @@ const SECRET_BEARING_RPCS: [&str; 8] = [
     "identity.v1.Reset.ResetPasswords",
     "identity.v1.Reset.RedeemActivation",
     "identity.v1.Users.AssignToken",
+    "identity.v1.Support.ReplaceUserToken",
 ];
 
 /// Field names that would carry a secret; JWK private members (RFC 7518) included.
@@ -1064,7 +1060,7 @@ fn response_fields_of_read_rpcs() -> Vec<String> {
 }
 
 async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
-    let _shared = begin().await;
+    watch_panics();
     // The contract first: no response of a read RPC has a field a secret could travel in.
     let fields = response_fields_of_read_rpcs();
     assert!(fields.len() > 40, "the walk reached the messages: {fields:?}");
@@ -1237,9 +1233,13 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
 }
 
+// Timing measurements: nothing else of the binary runs meanwhile.
 on_both_backends!(
-    unknown_logins_and_wrong_passwords_take_the_same_time,
+    alone: unknown_logins_and_wrong_passwords_take_the_same_time,
     forgot_password_answers_do_not_tell_accounts_apart,
+);
+
+on_both_backends!(
     throttles_refuse_with_a_time_to_retry,
     a_throttled_attacker_cannot_lock_an_account_within_one_window,
     error_messages_never_echo_secrets,
@@ -1250,16 +1250,28 @@ on_both_backends!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_requests() {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
+    let _shared = common::shared_machine().await;
     oversized_requests_are_refused_cleanly(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_clients() {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
+    let _shared = common::shared_machine().await;
     slow_clients_are_cut_off_without_blocking_others(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_utf8() {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
+    let _shared = common::shared_machine().await;
     invalid_utf8_is_refused_cleanly(Backend::Sqlite).await;
 }
 
@@ -1278,7 +1290,10 @@ async fn audit_sources(server: &TestServer, token: &str, login: &str, action: &s
 }
 
 async fn a_forged_first_forwarded_line_does_not_choose_the_address(backend: Backend) {
-    let _shared = begin().await;
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
+    watch_panics();
     let gw = start_gateway(backend, |config| config);
     let t = common::tenant(&gw);
     // A proxy that adds its own X-Forwarded-For line after the one the client sent.
@@ -1323,7 +1338,7 @@ async fn channel_from(source: std::net::IpAddr, server: std::net::SocketAddr) ->
 }
 
 async fn a_direct_grpc_caller_cannot_choose_its_address(backend: Backend) {
-    let _shared = begin().await;
+    watch_panics();
     // The default configuration: the gRPC port believes loopback (the in-process gateway) only.
     let server = start(backend, |config| config);
     let t = common::tenant(&server);
@@ -1367,7 +1382,7 @@ async fn audit_trail(server: &TestServer, manager: &str, target: &str) -> Vec<pb
 /// one row per throttle window, not by a row per call (which let anyone fill
 /// the disk with throttled calls that cost no password check).
 async fn hammering_a_throttled_login_leaves_a_bounded_audit_trail(backend: Backend) {
-    let _shared = begin().await;
+    watch_panics();
     let server = start(backend, |mut config| {
         config.throttle = identity::config::ThrottleConfig::default();
         config

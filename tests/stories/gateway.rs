@@ -3,15 +3,16 @@
 //! every outcome), and the pages people reach from emails, in curl and in a
 //! real headless Chromium.
 
-mod common;
+use crate::common;
+use crate::common::tools::Tool;
 
 use std::time::Duration;
 
 use common::{
     Backend, MEMBER_PASSWORD, bearer, create_user,
     http::{
-        Browser, GatewayServer, HttpResponse, assert_valid_xml, browser_available, cdata, curl, elements,
-        gateway_server, shell, shown_password, start_gateway,
+        Browser, GatewayServer, HttpResponse, assert_valid_xml, cdata, curl, elements, gateway_server, shell,
+        shown_password, start_gateway,
     },
     latest_link, login_session, member, reset_client, tenant, users_client,
 };
@@ -81,6 +82,9 @@ fn assert_security_headers(response: &HttpResponse) {
 // ---- the legacy API -------------------------------------------------------
 
 async fn the_api_pages_curl_commands_work(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (_, token) = manager(gw).await;
     member(gw, &token, "john_d", Role::Manager, "").await;
@@ -121,6 +125,9 @@ async fn the_api_pages_curl_commands_work(backend: Backend) {
 }
 
 async fn every_outcome_validates_against_the_dtd(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (t, token) = manager(gw).await;
     let (p, mgr, pw) = (&t.prefix, t.manager_login.as_str(), t.manager_password.as_str());
@@ -236,6 +243,9 @@ async fn every_outcome_validates_against_the_dtd(backend: Backend) {
 }
 
 async fn logins_are_trimmed_collapsed_and_all_means_everyone(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (t, token) = manager(gw).await;
     let p = &t.prefix;
@@ -267,6 +277,9 @@ async fn logins_are_trimmed_collapsed_and_all_means_everyone(backend: Backend) {
 }
 
 async fn concurrent_gateway_requests_all_succeed(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (t, token) = manager(gw).await;
     let logins: Vec<String> = (0..6).map(|i| format!("{}_c{i}", t.prefix)).collect();
@@ -294,6 +307,9 @@ async fn concurrent_gateway_requests_all_succeed(backend: Backend) {
 // ---- pages ----------------------------------------------------------------
 
 async fn activation_links_survive_scanners_and_are_redeemed_once(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (t, token) = manager(gw).await;
     let target = format!("{}_r", t.prefix);
@@ -338,6 +354,9 @@ async fn activation_links_survive_scanners_and_are_redeemed_once(backend: Backen
 }
 
 async fn welcome_links_ask_for_a_new_password(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (t, token) = manager(gw).await;
     let login = format!("{}_w", t.prefix);
@@ -383,6 +402,9 @@ fn captcha_of(page: &str) -> (String, u32) {
 }
 
 async fn forgot_password_answers_the_same_whatever_the_outcome(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (t, _) = manager(gw).await;
     let page_url = gw.url("/forgot-password");
@@ -434,6 +456,9 @@ async fn forgot_password_answers_the_same_whatever_the_outcome(backend: Backend)
 }
 
 async fn status_keys_and_dtd_are_served(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let status = curl(&[&gw.url("/status")]);
     assert_eq!(status.status, 200, "{}", status.body);
@@ -464,6 +489,9 @@ fn post_new_password(page_url: &str) -> HttpResponse {
 }
 
 async fn a_new_password_posted_to_a_generated_password_link_is_refused(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (t, token) = manager(gw).await;
     let target = format!("{}_g", t.prefix);
@@ -542,6 +570,9 @@ async fn generating_subscription(gw: &GatewayServer) -> (String, String) {
 }
 
 async fn forgot_links_follow_a_subscription_that_generates_passwords(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
     let gw = gateway_server(backend);
     let (manager, email) = generating_subscription(gw).await;
     let solution = common::solved_captcha(gw).await;
@@ -609,6 +640,9 @@ on_both_backends!(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_legacy_rate_limit_is_reported_and_enforced_per_api_user() {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = start_gateway(Backend::Sqlite, |mut config| {
         config.gateway.rate_limit_per_user = 2;
         config.gateway.rate_limit_window_secs = 60;
@@ -639,6 +673,9 @@ async fn the_legacy_rate_limit_is_reported_and_enforced_per_api_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_speaks_https_when_given_a_certificate() {
+    if !common::tools::require(&[Tool::Curl, Tool::Openssl, Tool::Xmllint]) {
+        return;
+    }
     let dir = common::scratch_dir("tls");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let made = std::process::Command::new("openssl")
@@ -680,7 +717,7 @@ async fn the_gateway_speaks_https_when_given_a_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_reveals_an_admin_reset_password_once() {
-    if !browser_available() {
+    if !common::tools::require(&[Tool::Chromium, Tool::Curl, Tool::Xmllint]) {
         return;
     }
     let gw = gateway_server(Backend::Sqlite);
@@ -727,6 +764,9 @@ async fn chromium_reveals_an_admin_reset_password_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_runs_alone_and_stops_on_sigterm() {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
     let gw = gateway_server(Backend::Sqlite);
     let port = common::free_port();
     let mut child = common::cli_command(
@@ -766,6 +806,9 @@ async fn the_gateway_runs_alone_and_stops_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_json_matches_the_status_page() {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
     let gw = gateway_server(Backend::Sqlite);
     let response = curl(&[&gw.url("/status.json")]);
     assert_eq!(response.status, 200, "{}", response.body);
@@ -784,6 +827,9 @@ async fn status_json_matches_the_status_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_or_unreachable_service_still_answers_valid_xml() {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
     let gw = start_gateway(Backend::Sqlite, |mut config| {
         config.throttle.login_per_user = 1;
         config

@@ -1,7 +1,7 @@
 //! Users and their administrators: who may see and change whom (DESIGN §1),
 //! the status machine, lookups, pagination, and one audit row per change.
 
-mod common;
+use crate::common;
 
 use common::{Backend, bearer, create_user, login_session, member, reset_client, server, tenant, unique, users_client};
 use identity::pb::{self, Role, UserStatus};
@@ -317,13 +317,7 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
         captcha: Some(common::solved_captcha(server).await),
     };
     reset.request_password_reset(forgot).await.expect("asked for a link");
-    // The email is queued after the (uniform) answer.
-    for _ in 0..200 {
-        if common::mail_count(server, &login, "forgot_password").await > 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
+    common::await_mail(server, &login, "forgot_password").await;
     let token = common::latest_link(server, &login, "forgot_password").await;
     let inspect = pb::InspectActivationRequest { token: token.clone() };
     assert!(reset.inspect_activation(inspect.clone()).await.unwrap().into_inner().valid);
@@ -335,6 +329,32 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
     let after = reset.inspect_activation(inspect).await.unwrap().into_inner();
     assert!(!after.valid, "the account is back, its old link is not");
     assert_eq!(after.invalid_reason(), pb::ActivationInvalidReason::Superseded);
+
+    // A lockout is a deactivation too.
+    let welcome_login = format!("{}_newcomer", t.prefix);
+    create_user(server, &manager, &welcome_login, Role::Reader, "").await;
+    let welcome = common::latest_link(server, &welcome_login, "welcome").await;
+    reset
+        .redeem_activation(pb::RedeemActivationRequest { token: welcome, new_password: common::MEMBER_PASSWORD.into() })
+        .await
+        .expect("activated");
+    let forgot = pb::RequestPasswordResetRequest {
+        user_login: welcome_login.clone(),
+        email: format!("{welcome_login}@example.com"),
+        captcha: Some(common::solved_captcha(server).await),
+    };
+    reset.request_password_reset(forgot).await.expect("asked for a link");
+    common::await_mail(server, &welcome_login, "forgot_password").await;
+    let token = common::latest_link(server, &welcome_login, "forgot_password").await;
+    lock_out(server, &welcome_login).await;
+    let reactivate = pb::SetUserStatusRequest {
+        user_login: welcome_login,
+        status: UserStatus::Active.into(),
+        reason: String::new(),
+    };
+    users.set_user_status(bearer(reactivate, &manager)).await.expect("re-activated");
+    let after = reset.inspect_activation(pb::InspectActivationRequest { token }).await.unwrap().into_inner();
+    assert_eq!(after.invalid_reason(), pb::ActivationInvalidReason::Superseded, "a lock voids live links");
 }
 
 async fn operator_session(server: &common::TestServer) -> (String, String) {

@@ -1,4 +1,4 @@
-//! Shared test harness: one real server per test binary and backend, on an
+//! Shared test harness: one real server per backend for the whole binary, on an
 //! ephemeral loopback port, against a fresh SQLite file or a fresh PostgreSQL
 //! database (when `TEST_DATABASE_URL` names a PostgreSQL server).
 #![allow(dead_code)]
@@ -10,6 +10,7 @@ pub mod process;
 pub mod proxy;
 pub mod second_factor;
 pub mod smtp;
+pub mod tools;
 
 use std::{
     net::SocketAddr,
@@ -48,23 +49,60 @@ impl TestServer {
     }
 }
 
-/// Runs a story against SQLite and, when configured, PostgreSQL.
+/// Runs a story against SQLite and, when configured, PostgreSQL, sharing the
+/// machine with the binary's other stories. `alone:` stories (timing
+/// measurements) run with nothing else of the binary running.
 #[macro_export]
 macro_rules! on_both_backends {
-    ($($story:ident),* $(,)?) => {$(
+    (alone: $($story:ident),* $(,)?) => {$(
         mod $story {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
+                let _alone = $crate::common::machine_alone().await;
                 super::$story($crate::common::Backend::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if $crate::common::postgres_configured() {
+                    let _alone = $crate::common::machine_alone().await;
                     super::$story($crate::common::Backend::Postgres).await
                 }
             }
         }
     )*};
+    ($($story:ident),* $(,)?) => {$(
+        mod $story {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let _shared = $crate::common::shared_machine().await;
+                super::$story($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::common::postgres_configured() {
+                    let _shared = $crate::common::shared_machine().await;
+                    super::$story($crate::common::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+/// Timing measurements must not share the two cores with a load: every
+/// story holds a shared guard while it runs, a measurement the exclusive one.
+static MACHINE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+pub async fn shared_machine() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().await
+}
+
+/// [`shared_machine`] for a story that is not async.
+pub fn shared_machine_blocking() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.blocking_read()
+}
+
+pub async fn machine_alone() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().await
 }
 
 /// The PostgreSQL admin URL from `TEST_DATABASE_URL`. Unset: PostgreSQL
@@ -443,6 +481,18 @@ pub async fn execute_sql(server: &TestServer, sql: &str) {
 /// Asserts that an email of `kind` to `login` is in the outbox.
 pub async fn assert_mail_sent(server: &TestServer, login: &str, kind: &str) {
     assert!(mail_count(server, login, kind).await > 0, "no {kind} email for {login}");
+}
+
+/// Waits (up to 5 s) for an email of `kind` to `login`: forgot-password
+/// queues its email after the uniform answer.
+pub async fn await_mail(server: &TestServer, login: &str, kind: &str) {
+    for _ in 0..200 {
+        if mail_count(server, login, kind).await > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no {kind} email for {login} within 5 s");
 }
 
 /// How many emails of `kind` to `login` are in the outbox.

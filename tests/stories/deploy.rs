@@ -39,33 +39,9 @@ fn production_toml() -> PathBuf {
 // ---------------------------------------------------------------------------
 // Tools
 
-fn runs(program: &str, args: &[&str]) -> bool {
-    Command::new(program).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
-}
-
-/// True when helm and the schema validator are installed. Otherwise the caller
-/// skips, except under CI, where the chart must be checked.
+/// True when helm and the schema validator are installed (see `common::tools`).
 fn chart_tools() -> bool {
-    static FOUND: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    match FOUND.get_or_init(find_chart_tools) {
-        Ok(()) => true,
-        Err(missing) => {
-            assert!(std::env::var_os("CI").is_none(), "CI must install {missing} (see .ci/run)");
-            eprintln!("{missing} not found: skipping the chart checks (.ci/run shows how to install them)");
-            false
-        }
-    }
-}
-
-fn find_chart_tools() -> Result<(), String> {
-    let mut missing = Vec::new();
-    if !runs("helm", &["version", "--short"]) {
-        missing.push("helm");
-    }
-    if !runs("python3", &["-c", "import kubernetes_validate, yaml"]) {
-        missing.push("the kubernetes-validate Python package");
-    }
-    if missing.is_empty() { Ok(()) } else { Err(missing.join(" and ")) }
+    crate::common::tools::require(&[crate::common::tools::Tool::Helm, crate::common::tools::Tool::KubernetesValidate])
 }
 
 fn succeed(what: &str, output: Output) -> String {

@@ -1,0 +1,27 @@
+//! The end-to-end stories, as one test binary with a module per story family
+//! (crates.io's `tests/integration`, Kanidm's testkit). One binary links the
+//! whole service once; each extra file directly under `tests/` would link it
+//! again, so new stories go in a module here (`tidy` checks it).
+#![forbid(unsafe_code)]
+
+#[macro_use]
+mod common;
+
+mod attacks;
+mod auth;
+mod auth_policies;
+mod bench_smoke;
+mod deploy;
+mod faults;
+mod foundation;
+mod gateway;
+mod mail;
+mod platform;
+mod properties;
+mod races;
+mod reset;
+mod scale_out;
+mod second_factor;
+mod telemetry;
+mod tokens;
+mod users;
