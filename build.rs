@@ -4,8 +4,9 @@
 
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "proto/identity/v1/types.proto",
+    "proto/identity/v1/errors.proto",
     "proto/identity/v1/auth.proto",
     "proto/identity/v1/users.proto",
     "proto/identity/v1/reset.proto",
@@ -23,7 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .generate_default_stubs(true)
+        // A new RPC without a handler must not compile (no UNIMPLEMENTED defaults).
+        .generate_default_stubs(false)
         .compile_fds(fds)?;
     Ok(())
 }

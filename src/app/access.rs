@@ -77,11 +77,12 @@ pub fn denial_error(denial: Denial, login: &str) -> Error {
         Denial::OtherSubscription => not_found(login),
         Denial::SelfTarget => Error::PermissionDenied("administrative paths cannot act on your own account".to_owned()),
         Denial::OutOfScope => Error::PermissionDenied(format!("you may not administer `{login}`")),
-        Denial::Deleted => {
-            Error::FailedPrecondition { reason: "USER_DELETED", message: format!("`{login}` is deleted") }
-        }
+        Denial::Deleted => Error::FailedPrecondition {
+            reason: crate::domain::ErrorReason::UserDeleted,
+            message: format!("`{login}` is deleted"),
+        },
         Denial::Contact => Error::FailedPrecondition {
-            reason: "USER_IS_CONTACT",
+            reason: crate::domain::ErrorReason::UserIsContact,
             message: format!("`{login}` is a Contact and has no login"),
         },
     }

@@ -29,11 +29,11 @@ pub enum LinkProblem {
 impl LinkProblem {
     fn error(self) -> Error {
         let reason = match self {
-            LinkProblem::Unknown => "ACTIVATION_KEY_UNKNOWN",
-            LinkProblem::Used => "ACTIVATION_KEY_USED",
-            LinkProblem::Expired => "ACTIVATION_KEY_EXPIRED",
-            LinkProblem::Superseded => "ACTIVATION_KEY_SUPERSEDED",
-            LinkProblem::AccountUnavailable => "ACTIVATION_ACCOUNT_UNAVAILABLE",
+            LinkProblem::Unknown => crate::domain::ErrorReason::ActivationKeyUnknown,
+            LinkProblem::Used => crate::domain::ErrorReason::ActivationKeyUsed,
+            LinkProblem::Expired => crate::domain::ErrorReason::ActivationKeyExpired,
+            LinkProblem::Superseded => crate::domain::ErrorReason::ActivationKeySuperseded,
+            LinkProblem::AccountUnavailable => crate::domain::ErrorReason::ActivationAccountUnavailable,
         };
         Error::FailedPrecondition { reason, message: KEY_NOT_VALID.to_owned() }
     }

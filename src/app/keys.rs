@@ -144,7 +144,7 @@ fn publish_until(config: &Config, now_ms: i64) -> i64 {
 pub async fn rotate(store: &Store, config: &Config, now_ms: i64) -> Result<String, Error> {
     if config.tokens.signing_key_file.is_some() {
         return Err(Error::FailedPrecondition {
-            reason: "PINNED_SIGNING_KEY",
+            reason: crate::domain::ErrorReason::PinnedSigningKey,
             message: "tokens.signing_key_file is set: rotate by replacing that file".to_owned(),
         });
     }

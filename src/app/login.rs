@@ -206,7 +206,7 @@ pub(super) fn standing(user: &user::Model) -> Standing {
 }
 
 fn problem_reason(problem: AccountProblem) -> &'static str {
-    Error::AccountUnavailable(problem).reason()
+    Error::AccountUnavailable(problem).reason().as_str()
 }
 
 fn password_event(user: &user::Model, ctx: &RequestContext) -> AuditRecord {

@@ -213,7 +213,7 @@ pub async fn schedule(
     let txn = app.store.begin_write().await?;
     if let Some(other) = maintenance::overlapping(&txn, start, end).await? {
         return Err(Error::FailedPrecondition {
-            reason: "MAINTENANCE_OVERLAP",
+            reason: crate::domain::ErrorReason::MaintenanceOverlap,
             message: format!("overlaps the window `{}` ({})", other.title, other.id),
         });
     }
@@ -244,7 +244,7 @@ pub async fn cancel(app: &App, caller: &Caller, id: &str, ctx: &RequestContext) 
         maintenance::find(&txn, id).await?.ok_or_else(|| Error::NotFound(format!("no maintenance window `{id}`")))?;
     if !maintenance::cancel(&txn, id, now).await? {
         return Err(Error::FailedPrecondition {
-            reason: "MAINTENANCE_OVER",
+            reason: crate::domain::ErrorReason::MaintenanceOver,
             message: format!("the window `{}` is already cancelled or over", window.title),
         });
     }

@@ -306,7 +306,7 @@ async fn everyone_in_scope(app: &App, actor: &user::Model) -> Result<Vec<user::M
     let everyone = users::list(app.store.connection(), &query).await?;
     if everyone.len() > max {
         return Err(Error::FailedPrecondition {
-            reason: "BATCH_TOO_LARGE",
+            reason: crate::domain::ErrorReason::BatchTooLarge,
             message: format!("`all` covers more than {max} users here: name them in batches of at most {max}"),
         });
     }

@@ -109,7 +109,7 @@ async fn live_challenge(
         .ok_or_else(expired)?;
     if challenge.kind != kind.as_str() {
         return Err(Error::FailedPrecondition {
-            reason: "WRONG_CHALLENGE",
+            reason: crate::domain::ErrorReason::WrongChallenge,
             message: match kind {
                 ChallengeKind::Passcode => "this challenge asks for a new PIN: use SetNewPin".to_owned(),
                 ChallengeKind::NewPin => "this challenge asks for a passcode: use SubmitPasscode".to_owned(),
@@ -282,7 +282,7 @@ pub async fn reset_pin(app: &App, caller: &Caller, login_name: &str, ctx: &Reque
     users::lock(&txn, &[&target.id]).await?;
     if !second_factors::reset_pin(&txn, &target.id, now).await? {
         return Err(Error::FailedPrecondition {
-            reason: "NO_TOKEN",
+            reason: crate::domain::ErrorReason::NoToken,
             message: format!("`{}` has no token: assign one first", target.user_login),
         });
     }

@@ -115,7 +115,7 @@ pub async fn rescue(
     let current = user_rows::find_by_id(&txn, &target.id).await?.ok_or_else(|| access::not_found(user_login))?;
     if current.status != target.status || current.user_login != target.user_login {
         return Err(Error::FailedPrecondition {
-            reason: "CONCURRENT_CHANGE",
+            reason: crate::domain::ErrorReason::ConcurrentChange,
             message: format!("`{user_login}` changed meanwhile: read it again and retry"),
         });
     }
@@ -212,7 +212,7 @@ fn checked_reason(reason: &str) -> Result<String, Error> {
 
 fn no_token(login: &str) -> Error {
     Error::FailedPrecondition {
-        reason: "NO_TOKEN",
+        reason: crate::domain::ErrorReason::NoToken,
         message: format!("`{login}` has no token: replace the token instead"),
     }
 }
@@ -225,14 +225,14 @@ fn denial_error(denial: RescueDenial, login: &str) -> Error {
                 .to_owned(),
         ),
         RescueDenial::Deleted => {
-            Error::FailedPrecondition { reason: "USER_DELETED", message: format!("`{login}` is deleted") }
+            Error::FailedPrecondition { reason: crate::domain::ErrorReason::UserDeleted, message: format!("`{login}` is deleted") }
         }
         RescueDenial::Contact => Error::FailedPrecondition {
-            reason: "USER_IS_CONTACT",
+            reason: crate::domain::ErrorReason::UserIsContact,
             message: format!("`{login}` is a Contact and has no login"),
         },
         RescueDenial::AlreadyActive => {
-            Error::FailedPrecondition { reason: "ALREADY_ACTIVE", message: format!("`{login}` is already active") }
+            Error::FailedPrecondition { reason: crate::domain::ErrorReason::AlreadyActive, message: format!("`{login}` is already active") }
         }
     }
 }

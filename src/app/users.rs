@@ -380,7 +380,7 @@ async fn change_status(
     keep_an_active_manager(&txn, &target, |before| Standing { status: to, ..before }).await?;
     if !users::change_status(&txn, &target.id, from, to, reason, now).await? {
         return Err(Error::FailedPrecondition {
-            reason: "CONCURRENT_CHANGE",
+            reason: crate::domain::ErrorReason::ConcurrentChange,
             message: format!("`{}` changed meanwhile: read it again and retry", target.user_login),
         });
     }
@@ -429,7 +429,7 @@ async fn keep_an_active_manager<C: ConnectionTrait>(
     let others = others.iter().filter(|manager| manager.id != target.id).count();
     if removes_last_active_manager(before, after(before), u64::try_from(others).unwrap_or(u64::MAX)) {
         return Err(Error::FailedPrecondition {
-            reason: "LAST_MANAGER",
+            reason: crate::domain::ErrorReason::LastManager,
             message: format!(
                 "`{}` is the subscription's last active Manager: make another user an active Manager first",
                 target.user_login

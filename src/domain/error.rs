@@ -1,6 +1,7 @@
-//! What went wrong, in business words. The gRPC layer maps each variant to a
-//! status code, a stable reason string and the message a person reads, in one
-//! place (`grpc::status`).
+//! What went wrong, in business words. Every error has one [`ErrorReason`],
+//! the stable machine-readable code clients match on; the gRPC layer maps the
+//! reason to a status code and `google.rpc.ErrorInfo`, in one place
+//! (`grpc::status`), and the proto's `identity.v1.ErrorReason` publishes the list.
 
 use std::time::Duration;
 
@@ -41,9 +42,10 @@ pub enum Error {
     #[error("cannot change a user from {from} to {to}")]
     IllegalTransition { from: UserStatus, to: UserStatus },
 
-    /// Any other state problem; `reason` is the stable machine-readable code.
+    /// Any other state problem, named by its reason (one of the
+    /// FAILED_PRECONDITION reasons of [`ErrorReason`]).
     #[error("{message}")]
-    FailedPrecondition { reason: &'static str, message: String },
+    FailedPrecondition { reason: ErrorReason, message: String },
 
     /// Too many attempts for now: try again after `retry_after`.
     #[error("Too many attempts: try again in {} seconds", retry_after.as_secs().max(1))]
@@ -85,25 +87,145 @@ impl Error {
     }
 
     /// Stable machine-readable reason, for `google.rpc.ErrorInfo` and clients' scripts.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> ErrorReason {
         match self {
-            Error::InvalidArgument { .. } => "INVALID_ARGUMENT",
-            Error::InvalidCredentials => "INVALID_CREDENTIALS",
-            Error::InvalidPasscode => "INVALID_PASSCODE",
-            Error::PinRejected => "PIN_REJECTED",
-            Error::AccountUnavailable(AccountProblem::PendingActivation) => "ACCOUNT_PENDING_ACTIVATION",
-            Error::AccountUnavailable(AccountProblem::Inactive) => "ACCOUNT_INACTIVE",
-            Error::Unauthenticated(_) => "UNAUTHENTICATED",
-            Error::PermissionDenied(_) => "PERMISSION_DENIED",
-            Error::NotFound(_) => "NOT_FOUND",
-            Error::AlreadyExists(_) => "ALREADY_EXISTS",
-            Error::IllegalTransition { .. } => "ILLEGAL_STATUS_TRANSITION",
-            Error::FailedPrecondition { reason, .. } => reason,
-            Error::Throttled { .. } => "THROTTLED",
-            Error::Overloaded => "OVERLOADED",
-            Error::Unavailable => "UNAVAILABLE",
-            Error::Internal(_) => "INTERNAL",
+            Error::InvalidArgument { .. } => ErrorReason::InvalidArgument,
+            Error::InvalidCredentials => ErrorReason::InvalidCredentials,
+            Error::InvalidPasscode => ErrorReason::InvalidPasscode,
+            Error::PinRejected => ErrorReason::PinRejected,
+            Error::AccountUnavailable(AccountProblem::PendingActivation) => ErrorReason::AccountPendingActivation,
+            Error::AccountUnavailable(AccountProblem::Inactive) => ErrorReason::AccountInactive,
+            Error::Unauthenticated(_) => ErrorReason::Unauthenticated,
+            Error::PermissionDenied(_) => ErrorReason::PermissionDenied,
+            Error::NotFound(_) => ErrorReason::NotFound,
+            Error::AlreadyExists(_) => ErrorReason::AlreadyExists,
+            Error::IllegalTransition { .. } => ErrorReason::IllegalStatusTransition,
+            Error::FailedPrecondition { reason, .. } => *reason,
+            Error::Throttled { .. } => ErrorReason::Throttled,
+            Error::Overloaded => ErrorReason::Overloaded,
+            Error::Unavailable => ErrorReason::Unavailable,
+            Error::Internal(_) => ErrorReason::Internal,
         }
+    }
+}
+
+/// The one list of machine-readable error reasons. It mirrors the proto enum
+/// `identity.v1.ErrorReason` value for value (`ERROR_REASON_<text>`, a unit
+/// test in `grpc::status` holds them together), and [`ErrorReason::as_str`]
+/// is the text `ErrorInfo.reason` carries — unchanged since clients first
+/// matched on it, so never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorReason {
+    InvalidArgument,
+    PinRejected,
+    InvalidCredentials,
+    InvalidPasscode,
+    Unauthenticated,
+    PermissionDenied,
+    AccountPendingActivation,
+    AccountInactive,
+    NotFound,
+    AlreadyExists,
+    IllegalStatusTransition,
+    ConcurrentChange,
+    LastManager,
+    UserDeleted,
+    UserIsContact,
+    AlreadyActive,
+    NoToken,
+    WrongChallenge,
+    BatchTooLarge,
+    ActivationKeyUnknown,
+    ActivationKeyUsed,
+    ActivationKeyExpired,
+    ActivationKeySuperseded,
+    ActivationAccountUnavailable,
+    MaintenanceOverlap,
+    MaintenanceOver,
+    PinnedSigningKey,
+    Throttled,
+    Overloaded,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorReason {
+    /// Every reason, for the tests that hold this list and the proto together.
+    pub const ALL: [ErrorReason; 31] = [
+        ErrorReason::InvalidArgument,
+        ErrorReason::PinRejected,
+        ErrorReason::InvalidCredentials,
+        ErrorReason::InvalidPasscode,
+        ErrorReason::Unauthenticated,
+        ErrorReason::PermissionDenied,
+        ErrorReason::AccountPendingActivation,
+        ErrorReason::AccountInactive,
+        ErrorReason::NotFound,
+        ErrorReason::AlreadyExists,
+        ErrorReason::IllegalStatusTransition,
+        ErrorReason::ConcurrentChange,
+        ErrorReason::LastManager,
+        ErrorReason::UserDeleted,
+        ErrorReason::UserIsContact,
+        ErrorReason::AlreadyActive,
+        ErrorReason::NoToken,
+        ErrorReason::WrongChallenge,
+        ErrorReason::BatchTooLarge,
+        ErrorReason::ActivationKeyUnknown,
+        ErrorReason::ActivationKeyUsed,
+        ErrorReason::ActivationKeyExpired,
+        ErrorReason::ActivationKeySuperseded,
+        ErrorReason::ActivationAccountUnavailable,
+        ErrorReason::MaintenanceOverlap,
+        ErrorReason::MaintenanceOver,
+        ErrorReason::PinnedSigningKey,
+        ErrorReason::Throttled,
+        ErrorReason::Overloaded,
+        ErrorReason::Unavailable,
+        ErrorReason::Internal,
+    ];
+
+    /// The text of `google.rpc.ErrorInfo.reason`, audit rows and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorReason::PinRejected => "PIN_REJECTED",
+            ErrorReason::InvalidCredentials => "INVALID_CREDENTIALS",
+            ErrorReason::InvalidPasscode => "INVALID_PASSCODE",
+            ErrorReason::Unauthenticated => "UNAUTHENTICATED",
+            ErrorReason::PermissionDenied => "PERMISSION_DENIED",
+            ErrorReason::AccountPendingActivation => "ACCOUNT_PENDING_ACTIVATION",
+            ErrorReason::AccountInactive => "ACCOUNT_INACTIVE",
+            ErrorReason::NotFound => "NOT_FOUND",
+            ErrorReason::AlreadyExists => "ALREADY_EXISTS",
+            ErrorReason::IllegalStatusTransition => "ILLEGAL_STATUS_TRANSITION",
+            ErrorReason::ConcurrentChange => "CONCURRENT_CHANGE",
+            ErrorReason::LastManager => "LAST_MANAGER",
+            ErrorReason::UserDeleted => "USER_DELETED",
+            ErrorReason::UserIsContact => "USER_IS_CONTACT",
+            ErrorReason::AlreadyActive => "ALREADY_ACTIVE",
+            ErrorReason::NoToken => "NO_TOKEN",
+            ErrorReason::WrongChallenge => "WRONG_CHALLENGE",
+            ErrorReason::BatchTooLarge => "BATCH_TOO_LARGE",
+            ErrorReason::ActivationKeyUnknown => "ACTIVATION_KEY_UNKNOWN",
+            ErrorReason::ActivationKeyUsed => "ACTIVATION_KEY_USED",
+            ErrorReason::ActivationKeyExpired => "ACTIVATION_KEY_EXPIRED",
+            ErrorReason::ActivationKeySuperseded => "ACTIVATION_KEY_SUPERSEDED",
+            ErrorReason::ActivationAccountUnavailable => "ACTIVATION_ACCOUNT_UNAVAILABLE",
+            ErrorReason::MaintenanceOverlap => "MAINTENANCE_OVERLAP",
+            ErrorReason::MaintenanceOver => "MAINTENANCE_OVER",
+            ErrorReason::PinnedSigningKey => "PINNED_SIGNING_KEY",
+            ErrorReason::Throttled => "THROTTLED",
+            ErrorReason::Overloaded => "OVERLOADED",
+            ErrorReason::Unavailable => "UNAVAILABLE",
+            ErrorReason::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -126,6 +248,13 @@ mod tests {
     fn internal_details_stay_out_of_the_message() {
         let error = Error::internal("connection string postgres://secret@db");
         assert_eq!(error.to_string(), "internal error");
+    }
+
+    #[test]
+    fn every_reason_is_listed_once_with_its_own_text() {
+        let texts: std::collections::HashSet<&str> = ErrorReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(texts.len(), ErrorReason::ALL.len());
+        assert_eq!(Error::AccountUnavailable(AccountProblem::Inactive).reason().as_str(), "ACCOUNT_INACTIVE");
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod role;
 pub mod secret;
 pub mod status;
 
-pub use error::Error;
+pub use error::{Error, ErrorReason};
 pub use login::UserLogin;
 pub use role::{Role, StatusReason, UserStatus};
 pub use secret::Secret;

@@ -106,32 +106,73 @@ impl Failure {
         &self.message
     }
 
-    /// A refusal of the gRPC services, by status code and ErrorInfo reason.
+    /// A refusal of the gRPC services, by its ErrorInfo reason; the gRPC code
+    /// decides only for statuses without one (made by the transport).
     fn from_status(status: &tonic::Status) -> Self {
-        let reason = crate::grpc::status::reason(status).unwrap_or_default();
-        let kind = match (status.code(), reason.as_str()) {
-            (Code::FailedPrecondition, _) => Failing::AccountInactive,
-            (Code::Unauthenticated, _) => Failing::BadCredentials,
-            (Code::PermissionDenied, _) => Failing::NoPermission,
-            (Code::InvalidArgument | Code::OutOfRange, _) => Failing::InvalidValue,
-            (Code::ResourceExhausted, "THROTTLED") => Failing::Throttled,
-            (Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled, _) => {
-                Failing::Unavailable
-            }
-            _ => Failing::Internal,
-        };
+        let reason = crate::grpc::status::error_reason(status);
+        let kind = reason.map_or_else(|| by_transport_code(status.code()), by_reason);
         let message = match kind {
             Failing::Internal => {
-                tracing::error!(code = ?status.code(), "the identity service failed a legacy API call");
+                tracing::error!(
+                    code = ?status.code(),
+                    reason = crate::grpc::status::reason(status).unwrap_or_default(),
+                    "the identity service failed a legacy API call"
+                );
                 "Internal error: try again later".to_owned()
             }
-            Failing::Unavailable if status.message().is_empty() || status.code() != Code::ResourceExhausted => {
+            // Only the service's own "busy" sentence is worth passing on.
+            Failing::Unavailable if reason != Some(pb::ErrorReason::Overloaded) || status.message().is_empty() => {
                 "The service is temporarily unavailable: try again shortly".to_owned()
             }
             _ => status.message().to_owned(),
         };
         let retry_after = status.get_error_details().retry_info().and_then(|info| info.retry_delay);
         Self { kind, message, retry_after }
+    }
+}
+
+/// The legacy answer to each reason `Auth.Login` and `Reset.ResetPasswords`
+/// can give; a reason neither gives is a bug here, answered 999.
+fn by_reason(reason: pb::ErrorReason) -> Failing {
+    use pb::ErrorReason as R;
+    match reason {
+        // `all` over `reset.max_batch` is refused like a list over it: a bad value.
+        R::InvalidArgument | R::PinRejected | R::BatchTooLarge => Failing::InvalidValue,
+        R::InvalidCredentials | R::InvalidPasscode | R::Unauthenticated => Failing::BadCredentials,
+        R::AccountPendingActivation | R::AccountInactive => Failing::AccountInactive,
+        R::PermissionDenied => Failing::NoPermission,
+        R::Throttled => Failing::Throttled,
+        R::Overloaded | R::Unavailable => Failing::Unavailable,
+        R::Unspecified
+        | R::Internal
+        | R::NotFound
+        | R::AlreadyExists
+        | R::IllegalStatusTransition
+        | R::ConcurrentChange
+        | R::LastManager
+        | R::UserDeleted
+        | R::UserIsContact
+        | R::AlreadyActive
+        | R::NoToken
+        | R::WrongChallenge
+        | R::ActivationKeyUnknown
+        | R::ActivationKeyUsed
+        | R::ActivationKeyExpired
+        | R::ActivationKeySuperseded
+        | R::ActivationAccountUnavailable
+        | R::MaintenanceOverlap
+        | R::MaintenanceOver
+        | R::PinnedSigningKey => Failing::Internal,
+    }
+}
+
+/// Statuses the transport made, which carry no reason: a message over the
+/// service's size limit, a deadline, a connection that failed.
+fn by_transport_code(code: Code) -> Failing {
+    match code {
+        Code::InvalidArgument | Code::OutOfRange => Failing::InvalidValue,
+        Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Failing::Unavailable,
+        _ => Failing::Internal,
     }
 }
 
@@ -525,5 +566,29 @@ mod tests {
         assert_eq!(BadCredentials.http(), StatusCode::UNAUTHORIZED);
         assert_eq!(AccountInactive.http(), StatusCode::CONFLICT);
         assert_eq!(RateLimited.http(), StatusCode::TOO_MANY_REQUESTS);
+    }
+
+    fn refusal(error: crate::domain::Error) -> Failing {
+        Failure::from_status(&tonic::Status::from(error)).kind
+    }
+
+    #[test]
+    fn refusals_are_told_apart_by_reason_not_by_code() {
+        use crate::domain::{Error, ErrorReason, error::AccountProblem};
+        let precondition = |reason| Error::FailedPrecondition { reason, message: "no".into() };
+        // Both FAILED_PRECONDITION, two different answers.
+        assert_eq!(refusal(Error::AccountUnavailable(AccountProblem::Inactive)), Failing::AccountInactive);
+        assert_eq!(refusal(Error::AccountUnavailable(AccountProblem::PendingActivation)), Failing::AccountInactive);
+        assert_eq!(refusal(precondition(ErrorReason::BatchTooLarge)), Failing::InvalidValue);
+        // Both RESOURCE_EXHAUSTED, two different answers.
+        assert_eq!(refusal(Error::Throttled { retry_after: Duration::from_secs(1) }), Failing::Throttled);
+        assert_eq!(refusal(Error::Overloaded), Failing::Unavailable);
+        assert_eq!(refusal(Error::InvalidCredentials), Failing::BadCredentials);
+        assert_eq!(refusal(Error::PermissionDenied("no".into())), Failing::NoPermission);
+        assert_eq!(refusal(precondition(ErrorReason::LastManager)), Failing::Internal);
+        // No reason: the transport's code decides.
+        assert_eq!(Failure::from_status(&tonic::Status::out_of_range("too big")).kind, Failing::InvalidValue);
+        assert_eq!(Failure::from_status(&tonic::Status::unavailable("refused")).kind, Failing::Unavailable);
+        assert_eq!(Failure::from_status(&tonic::Status::failed_precondition("?")).kind, Failing::Internal);
     }
 }

@@ -11,7 +11,6 @@ use axum::{
 use minijinja::{Environment, Value, context};
 use serde::Deserialize;
 use time::{OffsetDateTime, macros::format_description};
-use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::{AppState, clients::call, http_util::ClientIp};
@@ -116,8 +115,31 @@ fn invalid_link(state: &AppState) -> Response {
     page(state, StatusCode::NOT_FOUND, "activate.html", context! { title => "Link not valid", state => "invalid" })
 }
 
-fn is_link_problem(status: &tonic::Status) -> bool {
-    crate::grpc::status::reason(status).is_some_and(|reason| reason.starts_with("ACTIVATION_"))
+/// How a page answers a refusal of the service, by its ErrorInfo reason.
+enum Refusal {
+    /// The one-time link cannot be used (whatever the cause: the page says only that).
+    InvalidLink,
+    /// A field the person typed is wrong: show the form again with the message.
+    BadInput,
+    Throttled,
+    /// Anything else, including the transport's own statuses.
+    Unavailable,
+}
+
+fn refusal(status: &tonic::Status) -> Refusal {
+    use pb::ErrorReason as R;
+    match crate::grpc::status::error_reason(status) {
+        Some(
+            R::ActivationKeyUnknown
+            | R::ActivationKeyUsed
+            | R::ActivationKeyExpired
+            | R::ActivationKeySuperseded
+            | R::ActivationAccountUnavailable,
+        ) => Refusal::InvalidLink,
+        Some(R::InvalidArgument) => Refusal::BadInput,
+        Some(R::Throttled) => Refusal::Throttled,
+        _ => Refusal::Unavailable,
+    }
 }
 
 async fn inspect(
@@ -259,13 +281,12 @@ async fn redeem(state: &AppState, client: Option<std::net::IpAddr>, token: &str,
                 page(state, StatusCode::OK, "activate.html", ctx)
             }
         }
-        Err(status) if is_link_problem(&status) => invalid_link(state),
-        Err(status) if status.code() == Code::InvalidArgument => {
-            choose_form(state, client, token, Some(status.message())).await
-        }
-        Err(status) if status.code() == Code::ResourceExhausted => throttled(state, &status),
-        Err(status) if status.code() == Code::FailedPrecondition => invalid_link(state),
-        Err(status) => unavailable(state, &status),
+        Err(status) => match refusal(&status) {
+            Refusal::InvalidLink => invalid_link(state),
+            Refusal::BadInput => choose_form(state, client, token, Some(status.message())).await,
+            Refusal::Throttled => throttled(state, &status),
+            Refusal::Unavailable => unavailable(state, &status),
+        },
     }
 }
 
@@ -330,12 +351,14 @@ pub async fn forgot_submit(
                 context! { title => "Check your email", state => "done", message => response.into_inner().message };
             page(&state, StatusCode::OK, "forgot.html", ctx)
         }
-        Err(status) if status.code() == Code::InvalidArgument => {
-            let error = format!("{} Please try again.", status.message());
-            forgot_form(&state, client, StatusCode::BAD_REQUEST, &form.user_login, &form.email, Some(&error)).await
-        }
-        Err(status) if status.code() == Code::ResourceExhausted => throttled(&state, &status),
-        Err(status) => unavailable(&state, &status),
+        Err(status) => match refusal(&status) {
+            Refusal::BadInput => {
+                let error = format!("{} Please try again.", status.message());
+                forgot_form(&state, client, StatusCode::BAD_REQUEST, &form.user_login, &form.email, Some(&error)).await
+            }
+            Refusal::Throttled => throttled(&state, &status),
+            Refusal::InvalidLink | Refusal::Unavailable => unavailable(&state, &status),
+        },
     }
 }
 

@@ -48,7 +48,7 @@ impl Auth for AuthService {
         let label = match &outcome {
             Ok(LoginOutcome::Session(_)) => "session",
             Ok(LoginOutcome::Challenge(_)) => "challenge",
-            Err(error) => error.reason(),
+            Err(error) => error.reason().as_str(),
         };
         metrics::counter!(crate::telemetry::metrics::LOGIN_OUTCOMES, "outcome" => label).increment(1);
         let result = match outcome? {

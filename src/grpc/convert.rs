@@ -29,7 +29,7 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
         .extensions()
         .get::<Caller>()
         .cloned()
-        .ok_or_else(|| Status::unauthenticated("this call needs an access token"))
+        .ok_or_else(|| crate::domain::Error::Unauthenticated("this call needs an access token".to_owned()).into())
 }
 
 pub fn context<T>(request: &Request<T>) -> RequestContext {

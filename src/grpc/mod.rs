@@ -11,6 +11,8 @@ pub mod users;
 
 use std::sync::Arc;
 
+use tonic::server::NamedService;
+
 use self::{
     auth::AuthService, platform::PlatformService, reset::ResetService, support::SupportService, users::UsersService,
 };
@@ -23,7 +25,8 @@ use crate::{
     },
 };
 
-// RPCs not implemented yet answer UNIMPLEMENTED through the generated defaults.
+// build.rs turns tonic's default method stubs off: every RPC in the proto
+// needs its handler here, or the crate does not compile.
 
 pub struct Services {
     pub auth: AuthServer<AuthService>,
@@ -33,9 +36,15 @@ pub struct Services {
     pub support: SupportServer<SupportService>,
 }
 
-/// Fully-qualified names of the identity services, for health reporting.
-pub const SERVICE_NAMES: [&str; 5] =
-    ["identity.v1.Auth", "identity.v1.Users", "identity.v1.Reset", "identity.v1.Platform", "identity.v1.Support"];
+/// Fully-qualified names of the identity services, for health reporting:
+/// the generated servers' own names (a test checks the proto has no other).
+pub const SERVICE_NAMES: [&str; 5] = [
+    <AuthServer<AuthService> as NamedService>::NAME,
+    <UsersServer<UsersService> as NamedService>::NAME,
+    <ResetServer<ResetService> as NamedService>::NAME,
+    <PlatformServer<PlatformService> as NamedService>::NAME,
+    <SupportServer<SupportService> as NamedService>::NAME,
+];
 
 /// Smallest limit on a request message, in bytes. Every request but a big
 /// ResetPasswords batch is a few KiB at most; tonic's default (4 MiB) would let
@@ -59,5 +68,26 @@ pub fn services(app: Arc<App>) -> Services {
         reset: ResetServer::new(ResetService::new(Arc::clone(&app))).max_decoding_message_size(limit),
         platform: PlatformServer::new(PlatformService::new(Arc::clone(&app))).max_decoding_message_size(limit),
         support: SupportServer::new(SupportService::new(app)).max_decoding_message_size(limit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn the_service_names_are_exactly_the_services_of_the_proto() {
+        let set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let mut published: Vec<String> = set
+            .file
+            .iter()
+            .flat_map(|file| file.service.iter().map(move |service| format!("{}.{}", file.package(), service.name())))
+            .collect();
+        published.sort();
+        let mut named: Vec<String> = SERVICE_NAMES.iter().map(|name| (*name).to_owned()).collect();
+        named.sort();
+        assert_eq!(named, published);
     }
 }

@@ -82,7 +82,8 @@ impl Support for SupportService {
         let body = request.get_ref();
         let mut done = self.rescue(&request, &body.user_login, Rescue::ReplaceToken, &body.reason).await?;
         let managers_notified = notified(&done);
-        let token = done.token.take().ok_or_else(|| Status::internal("no token was made"))?;
+        let token =
+            done.token.take().ok_or_else(|| Status::from(crate::domain::Error::internal("no token was made")))?;
         Ok(Response::new(pb::ReplaceUserTokenResponse {
             user: Some(user_to_proto(done.user)),
             otpauth_uri: token.otpauth_uri.expose().to_owned(),
