@@ -67,6 +67,25 @@ async fn reflection_lists_every_service(backend: Backend) {
     for expected in identity::grpc::SERVICE_NAMES.into_iter().chain(["grpc.health.v1.Health"]) {
         assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
     }
+
+    // The list of error reasons is published too, for clients to generate from.
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol("identity.v1.ErrorReason".to_owned())),
+    };
+    let mut responses = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection answers")
+        .into_inner();
+    let response = responses.next().await.expect("one response").expect("ok");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("expected the file of ErrorReason, got {:?}", response.message_response);
+    };
+    let file = <prost_types::FileDescriptorProto as prost::Message>::decode(files.file_descriptor_proto[0].as_slice())
+        .unwrap();
+    let reasons = file.enum_type.iter().find(|e| e.name() == "ErrorReason").expect("ErrorReason");
+    assert!(reasons.value.iter().any(|v| v.name() == "ERROR_REASON_BATCH_TOO_LARGE"), "{reasons:?}");
 }
 
 async fn migrations_go_up_down_and_up_again(backend: Backend) {

@@ -276,6 +276,45 @@ async fn logins_are_trimmed_collapsed_and_all_means_everyone(backend: Backend) {
     assert_eq!(passwords(&all.body).len(), logins.len());
 }
 
+/// `all` over `reset.max_batch` is a bad value (400 / 1905), like naming too
+/// many logins — not "account inactive" (409 / 2002), which the gateway once
+/// answered because it mapped every FAILED_PRECONDITION to that.
+async fn all_over_the_batch_limit_is_a_bad_value(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
+        return;
+    }
+    let gw = start_gateway(backend, |mut config| {
+        config.reset.max_batch = 2;
+        config
+    });
+    let (t, token) = manager(&gw).await;
+    let p = &t.prefix;
+    for name in ["x", "y"] {
+        create_user(&gw, &token, &format!("{p}_{name}"), Role::Reader, "").await;
+    }
+    let refused = reset_client(&gw)
+        .await
+        .reset_passwords(bearer(
+            pb::ResetPasswordsRequest { user_logins: Vec::new(), all: true, notify_by_email: false },
+            &token,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), common::reason(&refused).as_str()),
+        (tonic::Code::FailedPrecondition, "BATCH_TOO_LARGE")
+    );
+
+    let (user, password) = (t.manager_login.as_str(), t.manager_password.as_str());
+    let all = legacy(&gw, user, password, "user_logins=all&email=0");
+    assert_failed(&gw, &all, 400, 1905);
+    assert!(all.body.contains("name them in batches of at most 2"), "{}", all.body);
+    let named = legacy(&gw, user, password, &format!("user_logins={p}_x,{p}_y,{p}_z&email=0"));
+    assert_failed(&gw, &named, 400, 1905);
+    let within = legacy(&gw, user, password, &format!("user_logins={p}_x,{p}_y&email=0"));
+    assert_reply(&gw, &within, 200, "SUCCESS");
+}
+
 async fn concurrent_gateway_requests_all_succeed(backend: Backend) {
     if !common::tools::require(&[Tool::Curl, Tool::Xmllint]) {
         return;
@@ -627,6 +666,7 @@ on_both_backends!(
     the_api_pages_curl_commands_work,
     every_outcome_validates_against_the_dtd,
     logins_are_trimmed_collapsed_and_all_means_everyone,
+    all_over_the_batch_limit_is_a_bad_value,
     concurrent_gateway_requests_all_succeed,
     activation_links_survive_scanners_and_are_redeemed_once,
     welcome_links_ask_for_a_new_password,
