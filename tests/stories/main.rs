@@ -23,5 +23,6 @@ mod reset;
 mod scale_out;
 mod second_factor;
 mod telemetry;
+mod tidy;
 mod tokens;
 mod users;
