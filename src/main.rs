@@ -230,7 +230,7 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
         Command::Migrate { action } => migrate(&config, action.unwrap_or(MigrateAction::Up)).await,
         Command::Keys { action } => {
             let store = connect_migrated(&config).await?;
-            let now = identity::clock::to_ms(time::OffsetDateTime::now_utc());
+            let now = identity::clock::Clock::now_ms(&identity::clock::SystemClock);
             match action {
                 KeysAction::Rotate => {
                     let kid = identity::app::keys::rotate(&store, &config, now).await?;

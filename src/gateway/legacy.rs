@@ -180,7 +180,7 @@ pub(super) async fn password_change(
     // Basic username is often a password typed into the wrong field.
     let authenticated = rate.is_some();
     log_outcome(if authenticated { &username } else { "" }, &outcome, http);
-    let body = xml::render(&state.settings.dtd_url(), &username, time::OffsetDateTime::now_utc(), &outcome);
+    let body = xml::render(&state.settings.dtd_url(), &username, state.settings.clock.now(), &outcome);
     let mut response = (http, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml; charset=UTF-8"));

@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 
 pub use self::clients::GrpcClients;
 use crate::{
+    clock::{SharedClock, SystemClock},
     config::{Config, GatewayConfig},
     domain::client_address::TrustedProxy,
 };
@@ -43,7 +44,7 @@ pub const DTD: &str = include_str!("password_change_output.dtd");
 pub const DTD_PATH: &str = "/password_change_output.dtd";
 
 /// What the gateway needs from the configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// `public_url` without a trailing slash: base of the DTD URL.
     pub public_url: String,
@@ -54,6 +55,8 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Served over TLS: every response carries HSTS.
     pub tls: bool,
+    /// The time of replies and pages: injectable, like the service's.
+    pub clock: SharedClock,
 }
 
 impl Settings {
@@ -64,6 +67,7 @@ impl Settings {
             trusted_proxies: config.trusted_proxies.clone(),
             shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             tls: config.http_tls_cert.is_some() && config.http_tls_key.is_some(),
+            clock: Arc::new(SystemClock),
         }
     }
 

@@ -352,7 +352,7 @@ struct ComponentRow {
 /// UNIMPLEMENTED (or cannot be reached), the gateway's own health and the
 /// gRPC health service's answer.
 pub async fn status_page(State(state): State<AppState>, ClientIp(client): ClientIp) -> Response {
-    let checked_at = format_time(OffsetDateTime::now_utc());
+    let checked_at = format_time(state.settings.clock.now());
     match state.clients.platform().get_status(call(pb::GetStatusRequest {}, client, None)).await {
         Ok(response) => {
             let status = response.into_inner();

@@ -3,6 +3,9 @@
 //! whole service once; each extra file directly under `tests/` would link it
 //! again, so new stories go in a module here (`tidy` checks it).
 #![forbid(unsafe_code)]
+// A story that meets the unexpected fails on the spot, with its line: that is
+// what an unwrap in a test is for.
+#![allow(clippy::unwrap_used)]
 
 #[macro_use]
 mod common;
@@ -23,5 +26,6 @@ mod reset;
 mod scale_out;
 mod second_factor;
 mod telemetry;
+mod tidy;
 mod tokens;
 mod users;
