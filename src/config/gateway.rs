@@ -1,0 +1,48 @@
+//! `gateway`: limits of the HTTP gateway.
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, bad};
+
+/// The HTTP gateway: the legacy XML API and the pages people reach from emails.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Legacy API calls (`/msp/password_change.php`) allowed per API user per window.
+    pub rate_limit_per_user: u32,
+    /// Length of the legacy API's rate-limit window, in seconds.
+    pub rate_limit_window_secs: u64,
+    /// Largest query string or request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Longest time one HTTP request may take, in seconds.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_user: 300,
+            rate_limit_window_secs: 3600,
+            max_body_bytes: 128 * 1024,
+            request_timeout_secs: 30,
+        }
+    }
+}
+
+impl GatewayConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.rate_limit_per_user == 0 {
+            return Err(bad("gateway.rate_limit_per_user", "must be at least 1"));
+        }
+        if !(1..=86_400).contains(&self.rate_limit_window_secs) {
+            return Err(bad("gateway.rate_limit_window_secs", "must be 1 to 86400"));
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(bad("gateway.max_body_bytes", "must be 1024 to 16777216"));
+        }
+        if !(1..=600).contains(&self.request_timeout_secs) {
+            return Err(bad("gateway.request_timeout_secs", "must be 1 to 600"));
+        }
+        Ok(())
+    }
+}
