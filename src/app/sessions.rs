@@ -70,7 +70,7 @@ async fn issue_tokens<C: ConnectionTrait>(
         jti: new_id(),
         sid: session_id.to_owned(),
         subscription: user.subscription_id.clone(),
-        role: user.role.clone(),
+        role: user.role.as_str().to_owned(),
         login: user.user_login.clone(),
     };
     let access_token = Secret::new(app.keys.ring().sign(&claims)?);
@@ -103,7 +103,7 @@ pub async fn refresh(app: &App, refresh_token: &Secret, ctx: &RequestContext) ->
                 _ => None,
             };
             match user {
-                Some(user) if user.status == UserStatus::Active.as_str() => {
+                Some(user) if user.status == UserStatus::Active => {
                     let expires = session.map_or(now, |s| s.expires_at);
                     Ok(issue_tokens(app, &txn, &user, &session_id, expires).await?)
                 }
