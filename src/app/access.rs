@@ -4,7 +4,7 @@
 use super::{App, caller::Caller};
 use crate::{
     domain::{
-        Error, Role, UserStatus,
+        Error, UserStatus,
         permissions::{Action, Actor, Decision, Denial, Target, may},
     },
     store::{entities::user, users},
@@ -15,7 +15,7 @@ pub async fn active_user(app: &App, caller: &Caller) -> Result<user::Model, Erro
     let user = users::find_by_id(app.store.connection(), &caller.user_id)
         .await?
         .ok_or_else(|| Error::Unauthenticated("the session's user no longer exists".to_owned()))?;
-    if user.status != UserStatus::Active.as_str() {
+    if user.status != UserStatus::Active {
         return Err(Error::Unauthenticated("the session's user is no longer active".to_owned()));
     }
     Ok(user)
@@ -37,39 +37,31 @@ pub fn not_found(login: &str) -> Error {
     Error::NotFound(format!("no user with login `{login}`"))
 }
 
-pub fn role_of(user: &user::Model) -> Result<Role, Error> {
-    Role::parse(&user.role).ok_or_else(|| Error::internal("unknown stored role"))
-}
-
-pub fn status_of(user: &user::Model) -> Result<UserStatus, Error> {
-    UserStatus::parse(&user.status).ok_or_else(|| Error::internal("unknown stored status"))
-}
-
 /// Asks the permission table; maps a refusal to the error a caller sees.
 pub fn authorize(actor: &user::Model, action: Action, target: &user::Model) -> Result<(), Error> {
-    match decide(actor, action, target)? {
+    match decide(actor, action, target) {
         Decision::Allow => Ok(()),
         Decision::Deny(denial) => Err(denial_error(denial, &target.user_login)),
     }
 }
 
-pub fn decide(actor: &user::Model, action: Action, target: &user::Model) -> Result<Decision, Error> {
-    Ok(may(
+pub fn decide(actor: &user::Model, action: Action, target: &user::Model) -> Decision {
+    may(
         &Actor {
             user_id: &actor.id,
             subscription_id: &actor.subscription_id,
-            role: role_of(actor)?,
+            role: actor.role,
             business_unit_id: actor.business_unit_id.as_deref(),
         },
         action,
         &Target {
             user_id: &target.id,
             subscription_id: &target.subscription_id,
-            role: role_of(target)?,
+            role: target.role,
             business_unit_id: target.business_unit_id.as_deref(),
-            status: status_of(target)?,
+            status: target.status,
         },
-    ))
+    )
 }
 
 pub fn denial_error(denial: Denial, login: &str) -> Error {

@@ -72,17 +72,17 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
     if link.expires_at <= app.clock.now_ms() {
         return Ok(Err(LinkProblem::Expired));
     }
-    let purpose = LinkPurpose::parse(&link.purpose).ok_or_else(|| Error::internal("unknown link purpose"))?;
+    let purpose = link.purpose;
     let Some(user) = users::find_by_id(conn, &link.user_id).await? else {
         return Ok(Err(LinkProblem::AccountUnavailable));
     };
-    let status = UserStatus::parse(&user.status);
-    let usable = user.role != Role::Contact.as_str()
+    let status = user.status;
+    let usable = user.role != Role::Contact
         && match purpose {
             // A welcome link activates: once the account is active it has served its purpose.
-            LinkPurpose::Welcome => status == Some(UserStatus::PendingActivation),
-            LinkPurpose::AdminReset => matches!(status, Some(UserStatus::PendingActivation | UserStatus::Active)),
-            LinkPurpose::ForgotPassword => status == Some(UserStatus::Active),
+            LinkPurpose::Welcome => status == UserStatus::PendingActivation,
+            LinkPurpose::AdminReset => matches!(status, UserStatus::PendingActivation | UserStatus::Active),
+            LinkPurpose::ForgotPassword => status == UserStatus::Active,
         };
     if !usable {
         // The user was read after the link: a redemption landing in between
@@ -179,7 +179,7 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
     if let Some(hash) = &hash {
         users::set_password_hash(&txn, &user.id, hash, now).await?;
     }
-    if user.status == UserStatus::PendingActivation.as_str() {
+    if user.status == UserStatus::PendingActivation {
         users::change_status(
             &txn,
             &user.id,

@@ -141,11 +141,11 @@ async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Resul
     let now = app.clock.now_ms();
     let user = users::find_by_login(app.store.connection(), login)
         .await?
-        .filter(|user| user.email.trim().eq_ignore_ascii_case(email.trim()) && user.role != Role::Contact.as_str());
+        .filter(|user| user.email.trim().eq_ignore_ascii_case(email.trim()) && user.role != Role::Contact);
     let txn = app.store.begin_write().await?;
     let mut event = AuditRecord::new("password.forgot", ctx.source_ip.clone());
     match &user {
-        Some(user) if user.status == UserStatus::Active.as_str() => {
+        Some(user) if user.status == UserStatus::Active => {
             let link = links::issue(app, &txn, &user.id, LinkPurpose::ForgotPassword).await?;
             let chooses = tenancy::find_subscription(&txn, &user.subscription_id)
                 .await?
@@ -155,7 +155,7 @@ async fn act(app: &App, login: &str, email: &str, ctx: &RequestContext) -> Resul
             notify::email(app, &txn, user, &mail).await?;
             event = event.subscription(&user.subscription_id).target(Some(&user.id), &user.user_login);
         }
-        Some(user) if user.status == UserStatus::Inactive.as_str() => {
+        Some(user) if user.status == UserStatus::Inactive => {
             notify::email(app, &txn, user, &templates::account_inactive(&user.user_login)).await?;
             event = event
                 .subscription(&user.subscription_id)

@@ -48,7 +48,7 @@ pub async fn issue_sealing_many<C: ConnectionTrait>(
         .zip(tokens.iter().zip(&token_hashes))
         .map(|(&(user_id, secret), (token, token_hash))| NewLink {
             user_id,
-            purpose: purpose.as_str(),
+            purpose,
             token_hash,
             expires_at_ms: now.saturating_add(ttl_ms),
             sealed_secret: secret.map(|secret| crate::crypto::seal::seal(token, secret)),

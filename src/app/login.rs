@@ -88,7 +88,7 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
 }
 
 fn may_hold_password(user: &user::Model) -> bool {
-    user.role != Role::Contact.as_str() && user.status != UserStatus::Deleted.as_str()
+    user.role != Role::Contact && user.status != UserStatus::Deleted
 }
 
 /// The password check that passed: the hash it passed against, when that
@@ -195,13 +195,11 @@ pub(super) enum Standing {
 }
 
 pub(super) fn standing(user: &user::Model) -> Standing {
-    match UserStatus::parse(&user.status) {
-        Some(UserStatus::Active) => Standing::Active,
-        Some(UserStatus::PendingActivation) => Standing::Unavailable(AccountProblem::PendingActivation),
-        Some(UserStatus::Inactive) if user.status_reason.as_deref() == Some(StatusReason::Locked.as_str()) => {
-            Standing::Locked
-        }
-        _ => Standing::Unavailable(AccountProblem::Inactive),
+    match (user.status, user.status_reason) {
+        (UserStatus::Active, _) => Standing::Active,
+        (UserStatus::PendingActivation, _) => Standing::Unavailable(AccountProblem::PendingActivation),
+        (UserStatus::Inactive, Some(StatusReason::Locked)) => Standing::Locked,
+        (UserStatus::Inactive | UserStatus::Deleted, _) => Standing::Unavailable(AccountProblem::Inactive),
     }
 }
 
@@ -224,7 +222,7 @@ pub(super) async fn fail(
     reason: &'static str,
 ) -> Result<(), Error> {
     // Only ACTIVE accounts that can hold a password count: Contacts never lock.
-    let counting = account.filter(|u| u.status == UserStatus::Active.as_str() && may_hold_password(u));
+    let counting = account.filter(|u| u.status == UserStatus::Active && may_hold_password(u));
     // Failures that count nothing (unknown login, inactive account) still run every
     // statement of one that counts, on no row: the time of "Invalid credentials"
     // must not tell whether the account exists (a transaction costs round trips).

@@ -89,7 +89,7 @@ pub async fn reset_passwords(
     if input.user_logins.len() > max {
         return Err(Error::invalid("user_logins", format!("must name at most {max} logins")));
     }
-    if !may_reset_anyone(access::role_of(&actor)?) {
+    if !may_reset_anyone(actor.role) {
         return Err(Error::PermissionDenied(
             "only Managers, Unit Managers and Administrators reset passwords".to_owned(),
         ));
@@ -144,7 +144,7 @@ pub async fn reset_passwords(
             continue;
         };
         let Some(current) = current.remove(&target.id) else { continue };
-        match refusal(&actor, &current)? {
+        match refusal(&actor, &current) {
             Some(refusal) => refuse(index, &current.user_login, Some(&current.id), refusal),
             None => allowed.push((index, target)),
         }
@@ -181,7 +181,7 @@ pub async fn reset_passwords(
         let password = &secrets_of(index)?.0;
         if input.notify_by_email {
             to_notify.push((target, password));
-        } else if target.status == UserStatus::PendingActivation.as_str() {
+        } else if target.status == UserStatus::PendingActivation {
             // The caller holds the credentials now: the account is usable (legacy API rule).
             users::change_status(
                 &txn,
@@ -225,7 +225,7 @@ async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> 
     if input.all {
         let mut items = Vec::new();
         for user in everyone_in_scope(app, actor).await? {
-            if refusal(actor, &user)?.is_none() {
+            if refusal(actor, &user).is_none() {
                 items.push(Item {
                     requested: user.user_login.clone(),
                     target: Some(user),
@@ -243,7 +243,7 @@ async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> 
         let found = found_by_login.remove(&login).filter(|user| user.subscription_id == actor.subscription_id);
         let item = match found {
             None => Item { requested: login, target: None, refusal: Some(NotReset::UnknownUser), known_id: None },
-            Some(user) => match refusal(actor, &user)? {
+            Some(user) => match refusal(actor, &user) {
                 None => Item { requested: login, target: Some(user), refusal: None, known_id: None },
                 Some(refusal) => {
                     Item { requested: login, known_id: Some(user.id), target: None, refusal: Some(refusal) }
@@ -281,15 +281,15 @@ async fn refuse_throttled(app: &App, mut items: Vec<Item>) -> Result<Vec<Item>, 
     Ok(items)
 }
 
-fn refusal(actor: &user::Model, target: &user::Model) -> Result<Option<NotReset>, Error> {
-    Ok(match access::decide(actor, Action::ResetPassword, target)? {
+fn refusal(actor: &user::Model, target: &user::Model) -> Option<NotReset> {
+    match access::decide(actor, Action::ResetPassword, target) {
         Decision::Allow => None,
         Decision::Deny(Denial::OtherSubscription) => Some(NotReset::UnknownUser),
         Decision::Deny(Denial::SelfTarget) => Some(NotReset::SelfTarget),
         Decision::Deny(Denial::OutOfScope) => Some(NotReset::OutOfScope),
         Decision::Deny(Denial::Deleted) => Some(NotReset::Deleted),
         Decision::Deny(Denial::Contact) => Some(NotReset::Contact),
-    })
+    }
 }
 
 fn may_reset_anyone(role: Role) -> bool {
@@ -298,7 +298,7 @@ fn may_reset_anyone(role: Role) -> bool {
 
 async fn everyone_in_scope(app: &App, actor: &user::Model) -> Result<Vec<user::Model>, Error> {
     let mut query = users::UserQuery { subscription_id: &actor.subscription_id, ..Default::default() };
-    if access::role_of(actor)? == Role::UnitManager {
+    if actor.role == Role::UnitManager {
         query.business_unit_id = Some(actor.business_unit_id.as_deref().unwrap_or(""));
     }
     let max = app.config.reset.max_batch;

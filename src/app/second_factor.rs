@@ -287,7 +287,7 @@ pub async fn reset_pin(app: &App, caller: &Caller, login_name: &str, ctx: &Reque
         });
     }
     let revoked = sessions::end_credential_use(app, &txn, &[&target.id], "PIN_RESET").await?;
-    if target.status == UserStatus::Active.as_str() || target.status == UserStatus::PendingActivation.as_str() {
+    if target.status == UserStatus::Active || target.status == UserStatus::PendingActivation {
         let mail = crate::mail::templates::pin_reset(&target.user_login);
         super::notify::email(app, &txn, &target, &mail).await?;
     }

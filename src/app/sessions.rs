@@ -2,12 +2,9 @@
 //! Reusing a rotated refresh token revokes the whole session. Revocation is
 //! read from the database through a short per-replica cache.
 
-use std::{
-    collections::HashMap,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
+use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use sea_orm::ConnectionTrait;
 
 use super::{
@@ -73,7 +70,7 @@ async fn issue_tokens<C: ConnectionTrait>(
         jti: new_id(),
         sid: session_id.to_owned(),
         subscription: user.subscription_id.clone(),
-        role: user.role.clone(),
+        role: user.role.as_str().to_owned(),
         login: user.user_login.clone(),
     };
     let access_token = Secret::new(app.keys.ring().sign(&claims)?);
@@ -106,7 +103,7 @@ pub async fn refresh(app: &App, refresh_token: &Secret, ctx: &RequestContext) ->
                 _ => None,
             };
             match user {
-                Some(user) if user.status == UserStatus::Active.as_str() => {
+                Some(user) if user.status == UserStatus::Active => {
                     let expires = session.map_or(now, |s| s.expires_at);
                     Ok(issue_tokens(app, &txn, &user, &session_id, expires).await?)
                 }
@@ -225,54 +222,116 @@ pub fn caller_from(claims: AccessClaims) -> Result<Caller, TokenProblem> {
 
 /// A replica's memory of which sessions are live. Revocations made here are
 /// seen at once; those made by another replica within `revocation_cache_ms`.
+/// Bounded in number by quick_cache (S3-FIFO): a session it forgets is read
+/// from its row again, and the row is what decides.
 pub struct RevocationCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (bool, Instant)>>,
+    seen: Cache<String, Seen>,
 }
 
-/// Past this many entries the cache starts afresh, bounding its memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Final: a revoked session never comes back.
+    Revoked,
+    /// Trusted until `ttl` after this instant.
+    LiveAt(Instant),
+}
+
+/// The most sessions a replica remembers, bounding its memory (about 100 bytes each).
 const REVOCATION_CACHE_MAX: usize = 100_000;
 
 impl RevocationCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, seen: Cache::new(REVOCATION_CACHE_MAX) }
     }
 
     pub async fn is_live(&self, app: &App, session_id: &str) -> Result<bool, Error> {
-        if let Some((live, checked)) = self.lock().get(session_id).copied() {
-            // A revocation is final; liveness is trusted only briefly.
-            if !live || checked.elapsed() < self.ttl {
-                return Ok(live);
-            }
+        if let Some(live) = self.cached(session_id) {
+            return Ok(live);
         }
         let now = app.clock.now_ms();
         let live = sessions::find_session(app.store.connection(), session_id)
             .await?
             .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now);
-        let mut entries = self.lock();
-        if entries.len() >= REVOCATION_CACHE_MAX {
-            entries.clear();
+        if live {
+            self.remember_live(session_id, Instant::now());
+        } else {
+            self.mark_revoked(session_id);
         }
-        entries.insert(session_id.to_owned(), (live, Instant::now()));
         Ok(live)
     }
 
-    pub fn mark_revoked(&self, session_id: &str) {
-        self.lock().insert(session_id.to_owned(), (false, Instant::now()));
-    }
-
-    pub fn mark_all_revoked(&self, session_ids: &[String]) {
-        let mut entries = self.lock();
-        for id in session_ids {
-            entries.insert(id.clone(), (false, Instant::now()));
+    /// What this replica may answer without reading the session's row.
+    fn cached(&self, session_id: &str) -> Option<bool> {
+        match self.seen.get(session_id)? {
+            Seen::Revoked => Some(false),
+            Seen::LiveAt(checked) => (checked.elapsed() < self.ttl).then_some(true),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (bool, Instant)>> {
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    /// A revocation noted while the row was being read is newer than the
+    /// read, so it stays.
+    fn remember_live(&self, session_id: &str, checked: Instant) {
+        let entry = self.seen.entry(session_id, Some(Duration::ZERO), |_, seen| {
+            if let Seen::LiveAt(at) = seen {
+                *at = checked;
+            }
+            EntryAction::Retain(())
+        });
+        if let EntryResult::Vacant(slot) = entry {
+            let _ = slot.insert(Seen::LiveAt(checked));
+        }
+    }
+
+    pub fn mark_revoked(&self, session_id: &str) {
+        self.seen.insert(session_id.to_owned(), Seen::Revoked);
+    }
+
+    pub fn mark_all_revoked(&self, session_ids: &[String]) {
+        for id in session_ids {
+            self.mark_revoked(id);
+        }
     }
 }
 
 pub fn secs_to_ms(secs: u64) -> i64 {
     i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_is_trusted_for_the_ttl_and_a_revocation_for_good() {
+        let cache = RevocationCache::new(Duration::from_secs(60));
+        assert_eq!(cache.cached("s1"), None, "an unknown session is read from its row");
+        cache.remember_live("s1", Instant::now());
+        assert_eq!(cache.cached("s1"), Some(true));
+        cache.mark_revoked("s1");
+        assert_eq!(cache.cached("s1"), Some(false));
+        cache.remember_live("s1", Instant::now());
+        assert_eq!(cache.cached("s1"), Some(false), "a read that raced the revocation does not undo it");
+    }
+
+    #[test]
+    fn liveness_past_the_ttl_is_read_again() {
+        let cache = RevocationCache::new(Duration::from_millis(1_000));
+        let long_ago = Instant::now().checked_sub(Duration::from_millis(1_001)).expect("the clock is past 1 s");
+        cache.remember_live("s1", long_ago);
+        assert_eq!(cache.cached("s1"), None);
+        cache.remember_live("s1", Instant::now());
+        assert_eq!(cache.cached("s1"), Some(true), "a fresh read renews the entry");
+        cache.mark_all_revoked(&["s1".to_owned(), "s2".to_owned()]);
+        assert_eq!((cache.cached("s1"), cache.cached("s2")), (Some(false), Some(false)));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let cache = RevocationCache::new(Duration::from_secs(60));
+        for i in 0..REVOCATION_CACHE_MAX + 1_000 {
+            cache.mark_revoked(&format!("session-{i}"));
+        }
+        assert!(cache.seen.len() <= REVOCATION_CACHE_MAX, "{} entries", cache.seen.len());
+    }
 }

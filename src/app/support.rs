@@ -72,7 +72,7 @@ pub async fn rescue(
     let (identity, operator) = match by {
         RescuedBy::Operator(caller) => {
             let operator = access::active_user(app, caller).await?;
-            let role = access::role_of(&operator)?;
+            let role = operator.role;
             if role != crate::domain::Role::PlatformOperator {
                 return Err(denial_error(RescueDenial::NotAnOperator, user_login));
             }
@@ -88,15 +88,15 @@ pub async fn rescue(
         .await?
         .ok_or_else(|| access::not_found(user_login))?;
     let rescuer = match &operator {
-        Some(operator) => Rescuer::Account { user_id: &operator.id, role: access::role_of(operator)? },
+        Some(operator) => Rescuer::Account { user_id: &operator.id, role: operator.role },
         None => Rescuer::CommandLine,
     };
     let as_target = Target {
         user_id: &target.id,
         subscription_id: &target.subscription_id,
-        role: access::role_of(&target)?,
+        role: target.role,
         business_unit_id: target.business_unit_id.as_deref(),
-        status: access::status_of(&target)?,
+        status: target.status,
     };
     may_rescue(rescuer, rescue, &as_target).map_err(|denial| denial_error(denial, user_login))?;
 
@@ -134,7 +134,7 @@ pub async fn rescue(
             super::notify::email(app, &txn, &target, &mail).await?;
             link_emailed = true;
         }
-        Rescue::Reactivate if current.status == UserStatus::PendingActivation.as_str() => {
+        Rescue::Reactivate if current.status == UserStatus::PendingActivation => {
             // Nothing to switch on yet: the user never chose a password. A
             // fresh welcome link (superseding the old one) lets them.
             users::send_welcome(app, &txn, &target).await?;

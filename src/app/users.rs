@@ -62,7 +62,7 @@ pub async fn create_user(
     let first_name = person_name("first_name", &input.first_name)?;
     let last_name = person_name("last_name", &input.last_name)?;
     let unit = unit_for(app, &actor.subscription_id, role, &input.business_unit).await?;
-    let actor_role = access::role_of(&actor)?;
+    let actor_role = actor.role;
     if !may_create(actor_role, actor.business_unit_id.as_deref(), role, unit.as_ref().map(|u| u.id.as_str())) {
         return Err(Error::PermissionDenied(format!("a {actor_role} may not create a {role} here")));
     }
@@ -168,15 +168,15 @@ pub async fn list_users(app: &App, caller: &Caller, input: ListInput) -> Result<
                 .ok_or_else(|| Error::invalid("business_unit", format!("no business unit named `{name}`")))?,
         ),
     };
-    let mut query = scope_query(&actor)?;
+    let mut query = scope_query(&actor);
     if let Some(unit) = &unit_filter {
         match query.business_unit_id {
             Some(own) if own != unit.id => return Ok((Vec::new(), String::new())),
             _ => query.business_unit_id = Some(&unit.id),
         }
     }
-    query.role = input.role.map(Role::as_str);
-    query.status = input.status.map(UserStatus::as_str);
+    query.role = input.role;
+    query.status = input.status;
     query.text = (!text.is_empty()).then_some(text);
     query.after_login = after.as_deref();
     query.limit = limit + 1;
@@ -191,20 +191,20 @@ pub async fn list_users(app: &App, caller: &Caller, input: ListInput) -> Result<
 }
 
 /// Whom the actor may list: the subscription, the own unit, or oneself.
-fn scope_query(actor: &user::Model) -> Result<UserQuery<'_>, Error> {
+fn scope_query(actor: &user::Model) -> UserQuery<'_> {
     let mut query = UserQuery { subscription_id: &actor.subscription_id, ..UserQuery::default() };
-    match access::role_of(actor)? {
+    match actor.role {
         Role::Administrator | Role::Manager => {}
         Role::UnitManager => query.business_unit_id = Some(actor.business_unit_id.as_deref().unwrap_or("")),
         _ => query.only_user_id = Some(&actor.id),
     }
-    Ok(query)
+    query
 }
 
 /// "Find my username": a Manager or Unit Manager looks users up by email or name.
 pub async fn lookup_username(app: &App, caller: &Caller, email: &str, name: &str) -> Result<Vec<UserView>, Error> {
     let actor = access::active_user(app, caller).await?;
-    if !matches!(access::role_of(&actor)?, Role::Administrator | Role::Manager | Role::UnitManager) {
+    if !matches!(actor.role, Role::Administrator | Role::Manager | Role::UnitManager) {
         return Err(Error::PermissionDenied("only Managers and Unit Managers look up usernames".to_owned()));
     }
     let (email, name) = (email.trim(), name.trim());
@@ -214,7 +214,7 @@ pub async fn lookup_username(app: &App, caller: &Caller, email: &str, name: &str
     if email.len() > 254 || name.chars().count() > 2 * NAME_MAX + 1 {
         return Err(Error::invalid("name", "is too long"));
     }
-    let mut scope = scope_query(&actor)?;
+    let mut scope = scope_query(&actor);
     scope.limit = PAGE_DEFAULT;
     let found = users::lookup(
         app.store.connection(),
@@ -245,7 +245,7 @@ pub async fn update_user(
     let actor = access::active_user(app, caller).await?;
     let target = access::find_target(app, &actor, login).await?;
     access::authorize(&actor, Action::Update, &target)?;
-    let old_role = access::role_of(&target)?;
+    let old_role = target.role;
     let role = changes.role.unwrap_or(old_role);
     let current_unit = match &target.business_unit_id {
         Some(id) => tenancy::find_business_unit(app.store.connection(), id).await?,
@@ -275,7 +275,7 @@ pub async fn update_user(
         business_unit_id: unit.as_ref().map(|u| u.id.clone()),
     };
     let placement_changed = role != old_role || update.business_unit_id != target.business_unit_id;
-    let actor_role = access::role_of(&actor)?;
+    let actor_role = actor.role;
     if placement_changed
         && !may_create(actor_role, actor.business_unit_id.as_deref(), role, update.business_unit_id.as_deref())
     {
@@ -373,7 +373,7 @@ async fn change_status(
     detail: &str,
     ctx: &RequestContext,
 ) -> Result<UserView, Error> {
-    let from = access::status_of(&target)?;
+    let from = target.status;
     let (to, reason) = transition(from, event)?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
@@ -416,15 +416,12 @@ async fn keep_an_active_manager<C: ConnectionTrait>(
     target: &user::Model,
     after: impl FnOnce(Standing) -> Standing,
 ) -> Result<(), Error> {
-    let standing = |user: &user::Model| -> Result<Standing, Error> {
-        Ok(Standing { role: access::role_of(user)?, status: access::status_of(user)? })
-    };
-    if standing(target)?.role != Role::Manager {
+    if target.role != Role::Manager {
         return Ok(());
     }
     tenancy::lock_governance(conn, &target.subscription_id).await?;
     let current = users::find_by_id(conn, &target.id).await?.ok_or_else(|| access::not_found(&target.user_login))?;
-    let before = standing(&current)?;
+    let before = Standing { role: current.role, status: current.status };
     let others = tenancy::active_managers(conn, &target.subscription_id).await?;
     let others = others.iter().filter(|manager| manager.id != target.id).count();
     if removes_last_active_manager(before, after(before), u64::try_from(others).unwrap_or(u64::MAX)) {
@@ -446,7 +443,7 @@ pub async fn create_business_unit(
     ctx: &RequestContext,
 ) -> Result<business_unit::Model, Error> {
     let actor = access::active_user(app, caller).await?;
-    if !matches!(access::role_of(&actor)?, Role::Administrator | Role::Manager) {
+    if !matches!(actor.role, Role::Administrator | Role::Manager) {
         return Err(Error::PermissionDenied("only Managers and Administrators create business units".to_owned()));
     }
     let name = name.trim();

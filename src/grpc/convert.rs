@@ -82,9 +82,9 @@ pub fn status_from_proto(status: pb::UserStatus) -> Option<UserStatus> {
 
 pub fn user_to_proto(view: UserView) -> pb::User {
     let user = view.user;
-    let role = Role::parse(&user.role).map_or(pb::Role::Unspecified, role_to_proto);
-    let status = UserStatus::parse(&user.status).map_or(pb::UserStatus::Unspecified, status_to_proto);
-    let reason = match user.status_reason.as_deref().and_then(StatusReason::parse) {
+    let role = role_to_proto(user.role);
+    let status = status_to_proto(user.status);
+    let reason = match user.status_reason {
         Some(StatusReason::Locked) => pb::StatusReason::Locked,
         Some(StatusReason::Administrative) => pb::StatusReason::Administrative,
         Some(StatusReason::SelfService) => pb::StatusReason::SelfService,

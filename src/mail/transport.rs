@@ -87,6 +87,13 @@ impl Failure {
 }
 
 /// How an `smtp_url` asks to talk to the relay.
+///
+/// Read here rather than by lettre's `AsyncSmtpTransport::from_url`, which
+/// spells STARTTLS `?tls=required`, ignores unknown or repeated parameters (a
+/// typo would silently mean plain text), sends credentials over plain
+/// `smtp://`, and hands an IPv6 host to the resolver with its brackets, so it
+/// can never connect to one (docs/decisions.md; the test
+/// `lettre_from_url_still_cannot_read_our_urls` says when that changes).
 #[derive(Clone, PartialEq, Eq)]
 struct SmtpSettings {
     host: String,
@@ -129,7 +136,12 @@ impl SmtpSettings {
             TlsMode::StartTls => 587,
             TlsMode::Implicit => 465,
         };
-        let decode = |part: &str| percent_decode(part).map_err(|()| bad("has a user or password that is not UTF-8"));
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(|decoded| decoded.into_owned())
+                .map_err(|_| bad("has a user or password that is not UTF-8"))
+        };
         let credentials = if url.username().is_empty() {
             None
         } else {
@@ -161,26 +173,6 @@ impl SmtpSettings {
         }
         Ok(builder.build())
     }
-}
-
-fn percent_decode(part: &str) -> Result<String, ()> {
-    let bytes = part.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
-            (b'%', Some(high), Some(low)) => {
-                out.push(u8::try_from(high * 16 + low).map_err(|_| ())?);
-                i += 3;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 impl Transport {
@@ -297,6 +289,30 @@ mod tests {
             let error = SmtpSettings::parse(url).err().map(|e| e.to_string()).unwrap_or_default();
             assert!(error.contains("`smtp_url`"), "{url}: {error}");
         }
+    }
+
+    #[test]
+    fn credentials_that_are_not_utf8_are_refused() {
+        let error = SmtpSettings::parse("smtps://user:%FF@mail.example.com").err().map(|e| e.to_string());
+        assert!(error.is_some_and(|e| e.contains("`smtp_url`") && e.contains("not UTF-8")));
+        let decoded = settings("smtps://%C3%A9l%C3%A8ve:a%25b@mail.example.com").credentials;
+        assert_eq!(decoded, Some(("élève".to_owned(), "a%b".to_owned())));
+    }
+
+    /// Why `SmtpSettings` reads the URL and not lettre: when this fails,
+    /// lettre's `from_url` may have learnt what it lacked.
+    #[test]
+    fn lettre_from_url_still_cannot_read_our_urls() {
+        let lettre = |url: &str| {
+            AsyncSmtpTransport::<Tokio1Executor>::from_url(url).map(|b| format!("{:?}", b.build::<Tokio1Executor>()))
+        };
+        assert!(lettre("smtp://mail.example.com?tls=starttls").is_err(), "our spelling of STARTTLS");
+        for ipv6 in ["smtp://[::1]:25", "smtps://[::1]:465"] {
+            let transport = lettre(ipv6).unwrap_or_default();
+            assert!(transport.contains("server: \"[::1]\""), "the resolver is given the brackets: {transport}");
+        }
+        let clear_text = lettre("smtp://user:pw@mail.example.com:25").unwrap_or_default();
+        assert!(clear_text.contains("Some(Credentials)") && clear_text.contains("tls: None"), "{clear_text}");
     }
 
     #[test]

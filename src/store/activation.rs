@@ -4,10 +4,11 @@
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use super::{StoreResult, entities::activation_token, new_id};
+use crate::domain::link::LinkPurpose;
 
 pub struct NewLink<'a> {
     pub user_id: &'a str,
-    pub purpose: &'a str,
+    pub purpose: LinkPurpose,
     pub token_hash: &'a str,
     pub expires_at_ms: i64,
     pub sealed_secret: Option<Vec<u8>>,
@@ -44,7 +45,7 @@ pub async fn issue_many<C: ConnectionTrait>(conn: &C, links: Vec<NewLink<'_>>, n
             id: Set(new_id()),
             token_hash: Set(link.token_hash.to_owned()),
             user_id: Set(link.user_id.to_owned()),
-            purpose: Set(link.purpose.to_owned()),
+            purpose: Set(link.purpose),
             created_at: Set(now_ms),
             expires_at: Set(link.expires_at_ms),
             used_at: Set(None),
@@ -106,7 +107,7 @@ mod tests {
     use super::*;
     use crate::store::users::tests::store_with_users;
 
-    fn link<'a>(user_id: &'a str, purpose: &'a str, token_hash: &'a str) -> NewLink<'a> {
+    fn link<'a>(user_id: &'a str, purpose: LinkPurpose, token_hash: &'a str) -> NewLink<'a> {
         NewLink { user_id, purpose, token_hash, expires_at_ms: 1_000_000, sealed_secret: None }
     }
 
@@ -119,13 +120,20 @@ mod tests {
         let (store, users) = store_with_users(&["acme_ann", "acme_bob"]).await;
         let (ann, bob) = (users[0].id.as_str(), users[1].id.as_str());
         let conn = store.connection();
-        issue(conn, link(ann, "WELCOME", "ann-welcome"), 1).await.unwrap();
-        issue(conn, link(ann, "FORGOT", "ann-forgot"), 1).await.unwrap();
-        issue(conn, link(bob, "WELCOME", "bob-welcome"), 1).await.unwrap();
+        issue(conn, link(ann, LinkPurpose::Welcome, "ann-welcome"), 1).await.unwrap();
+        issue(conn, link(ann, LinkPurpose::ForgotPassword, "ann-forgot"), 1).await.unwrap();
+        issue(conn, link(bob, LinkPurpose::Welcome, "bob-welcome"), 1).await.unwrap();
 
-        issue_many(conn, vec![link(ann, "WELCOME", "ann-welcome-2"), link(bob, "FORGOT", "bob-forgot")], 2)
-            .await
-            .unwrap();
+        issue_many(
+            conn,
+            vec![
+                link(ann, LinkPurpose::Welcome, "ann-welcome-2"),
+                link(bob, LinkPurpose::ForgotPassword, "bob-forgot"),
+            ],
+            2,
+        )
+        .await
+        .unwrap();
         assert_eq!(superseded_at(conn, "ann-welcome").await, Some(2));
         for live in ["ann-forgot", "bob-welcome", "ann-welcome-2", "bob-forgot"] {
             assert_eq!(superseded_at(conn, live).await, None, "{live}");

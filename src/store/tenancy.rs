@@ -112,8 +112,8 @@ pub async fn lock_governance<C: ConnectionTrait>(conn: &C, subscription_id: &str
 pub async fn active_managers<C: ConnectionTrait>(conn: &C, subscription_id: &str) -> StoreResult<Vec<user::Model>> {
     Ok(user::Entity::find()
         .filter(user::Column::SubscriptionId.eq(subscription_id))
-        .filter(user::Column::Role.eq(Role::Manager.as_str()))
-        .filter(user::Column::Status.eq(UserStatus::Active.as_str()))
+        .filter(user::Column::Role.eq(Role::Manager))
+        .filter(user::Column::Status.eq(UserStatus::Active))
         .all(conn)
         .await?)
 }

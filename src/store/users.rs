@@ -31,8 +31,8 @@ pub async fn insert_user<C: ConnectionTrait>(conn: &C, new: NewUser<'_>, now_ms:
         email: Set(new.email.to_owned()),
         first_name: Set(new.first_name.to_owned()),
         last_name: Set(new.last_name.to_owned()),
-        role: Set(new.role.as_str().to_owned()),
-        status: Set(new.status.as_str().to_owned()),
+        role: Set(new.role),
+        status: Set(new.status),
         status_reason: Set(None),
         failed_logins: Set(0),
         created_at: Set(now_ms),
@@ -204,7 +204,7 @@ pub async fn password_hash<C: ConnectionTrait>(conn: &C, user_id: &str) -> Store
 
 /// After a failed attempt on an ACTIVE account: counts it and, when the count
 /// reaches `threshold`, locks the account — all in one UPDATE guarded by
-/// `status = 'ACTIVE'`, so under any concurrency exactly one statement locks.
+/// `status = ACTIVE`, so under any concurrency exactly one statement locks.
 /// None when the account was not ACTIVE (nothing counted).
 pub async fn record_failed_login<C: ConnectionTrait>(
     conn: &C,
@@ -215,18 +215,25 @@ pub async fn record_failed_login<C: ConnectionTrait>(
     let row = super::sql::query_one(
         conn,
         "UPDATE users SET failed_logins = failed_logins + 1, \
-           status = CASE WHEN failed_logins + 1 >= $1 THEN 'INACTIVE' ELSE status END, \
-           status_reason = CASE WHEN failed_logins + 1 >= $1 THEN 'LOCKED' ELSE status_reason END, \
+           status = CASE WHEN failed_logins + 1 >= $1 THEN $4 ELSE status END, \
+           status_reason = CASE WHEN failed_logins + 1 >= $1 THEN $5 ELSE status_reason END, \
            updated_at = $2 \
-         WHERE id = $3 AND status = 'ACTIVE' \
+         WHERE id = $3 AND status = $6 \
          RETURNING failed_logins, status",
-        [threshold.into(), now_ms.into(), user_id.into()],
+        [
+            threshold.into(),
+            now_ms.into(),
+            user_id.into(),
+            UserStatus::Inactive.into(),
+            StatusReason::Locked.into(),
+            UserStatus::Active.into(),
+        ],
     )
     .await?;
     let Some(row) = row else { return Ok(None) };
     let failed_logins: i32 = row.try_get_by_index(0)?;
-    let status: String = row.try_get_by_index(1)?;
-    Ok(Some(FailedLogin { failed_logins, locked: status == UserStatus::Inactive.as_str() }))
+    let status: UserStatus = row.try_get_by_index(1)?;
+    Ok(Some(FailedLogin { failed_logins, locked: status == UserStatus::Inactive }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,8 +254,8 @@ pub async fn record_successful_login<C: ConnectionTrait>(
 ) -> StoreResult<Option<user::Model>> {
     let row = super::sql::query_one(
         conn,
-        "UPDATE users SET failed_logins = 0, last_login_at = $1 WHERE id = $2 AND status = 'ACTIVE' RETURNING *",
-        [now_ms.into(), user_id.into()],
+        "UPDATE users SET failed_logins = 0, last_login_at = $1 WHERE id = $2 AND status = $3 RETURNING *",
+        [now_ms.into(), user_id.into(), UserStatus::Active.into()],
     )
     .await?;
     Ok(row.map(|row| user::Model::from_query_result(&row, "")).transpose()?)
@@ -278,8 +285,8 @@ pub struct UserQuery<'a> {
     pub business_unit_id: Option<&'a str>,
     /// Only this user (callers who see nobody else).
     pub only_user_id: Option<&'a str>,
-    pub role: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub role: Option<Role>,
+    pub status: Option<UserStatus>,
     /// Case-insensitive substring of login, email, first or last name.
     pub text: Option<&'a str>,
     /// Keyset cursor: logins strictly after this one.
@@ -385,7 +392,7 @@ pub async fn update_profile<C: ConnectionTrait>(
             update.email.clone().into(),
             update.first_name.clone().into(),
             update.last_name.clone().into(),
-            update.role.as_str().into(),
+            update.role.into(),
             update.business_unit_id.clone().into(),
             now_ms.into(),
             id.into(),
@@ -408,7 +415,7 @@ pub async fn change_status<C: ConnectionTrait>(
     let changed = super::sql::execute(
         conn,
         "UPDATE users SET status = $1, status_reason = $2, failed_logins = 0, updated_at = $3 WHERE id = $4 AND status = $5",
-        [to.as_str().into(), reason.as_str().into(), now_ms.into(), id.into(), from.as_str().into()],
+        [to.into(), reason.into(), now_ms.into(), id.into(), from.into()],
     )
     .await?;
     Ok(changed == 1)

@@ -73,7 +73,7 @@ fn login_request(user_login: &str, password: &str) -> pb::LoginRequest {
 fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
     let mid = samples.len() / 2;
-    if samples.len() % 2 == 0 { (samples[mid - 1] + samples[mid]) / 2.0 } else { samples[mid] }
+    if samples.len().is_multiple_of(2) { (samples[mid - 1] + samples[mid]) / 2.0 } else { samples[mid] }
 }
 
 // ---- enumeration by time ----------------------------------------------------
@@ -148,7 +148,7 @@ async fn unknown_logins_and_wrong_passwords_take_the_same_time(backend: Backend)
             .await
             .unwrap()
             .expect("known user");
-        assert_eq!(user.status, "ACTIVE", "no account locked during the measurement");
+        assert_eq!(user.status, identity::domain::UserStatus::Active, "no account locked during the measurement");
         assert!(user.failed_logins > 0, "every wrong password counted as a failure");
     }
 }
@@ -508,7 +508,10 @@ async fn a_throttled_attacker_cannot_lock_an_account_within_one_window(backend: 
         lockouts.first().map_or(-1, |l| i128::from(l.occurred_at) - started_ms),
     );
     assert_eq!(lockouts.len(), 1, "locked exactly once");
-    assert_eq!((after.status.as_str(), after.status_reason.as_deref()), ("INACTIVE", Some("LOCKED")));
+    assert_eq!(
+        (after.status, after.status_reason),
+        (identity::domain::UserStatus::Inactive, Some(identity::domain::StatusReason::Locked))
+    );
     assert_eq!(after.failed_logins, 5, "only checked attempts count, up to the threshold");
     // The first window admits `per_login` checks, below the threshold: the locking
     // attempt can only start once that window has passed.

@@ -157,7 +157,10 @@ async fn fifty_concurrent_wrong_passwords_lock_the_account_exactly_once(backend:
     );
     let store = common::store(server).await;
     let user = identity::store::users::find_by_login(store.connection(), &t.manager_login).await.unwrap().unwrap();
-    assert_eq!((user.status.as_str(), user.status_reason.as_deref()), ("INACTIVE", Some("LOCKED")));
+    assert_eq!(
+        (user.status, user.status_reason),
+        (identity::domain::UserStatus::Inactive, Some(identity::domain::StatusReason::Locked))
+    );
     assert_eq!(user.failed_logins, 5, "attempts on an INACTIVE account count no further");
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let notices = identity::store::entities::email_outbox::Entity::find()

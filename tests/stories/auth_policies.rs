@@ -37,7 +37,11 @@ async fn guessing_is_throttled_before_it_can_lock_the_account(backend: Backend) 
 
     let store = common::store(&server).await;
     let user = identity::store::users::find_by_login(store.connection(), &t.manager_login).await.unwrap().unwrap();
-    assert_eq!((user.status.as_str(), user.failed_logins), ("ACTIVE", 3), "throttled attempts do not count to lockout");
+    assert_eq!(
+        (user.status, user.failed_logins),
+        (identity::domain::UserStatus::Active, 3),
+        "throttled attempts do not count to lockout"
+    );
     // Three guesses, and the window's first throttled attempt: later ones are only counted.
     assert_eq!(common::audit_count(&server, "auth.login", &t.manager_login, Some("FAILURE")).await, 4);
 }

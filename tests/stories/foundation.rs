@@ -11,7 +11,10 @@ use std::{
 };
 
 use common::{Backend, cli_command, free_port, fresh_database, identity_cli, scratch_dir, server, stderr, stdout};
-use identity::store::{Store, users};
+use identity::{
+    domain::{Role, UserStatus},
+    store::{Store, users},
+};
 use tokio_stream::StreamExt;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use tonic_reflection::pb::v1::{
@@ -139,7 +142,7 @@ async fn bootstrap_creates_a_subscription_with_a_first_manager(backend: Backend)
 
     let store = Store::connect(&database_url, 2).await.unwrap();
     let john = users::find_by_login(store.connection(), "john_d").await.unwrap().expect("john_d exists");
-    assert_eq!((john.role.as_str(), john.status.as_str()), ("MANAGER", "ACTIVE"));
+    assert_eq!((john.role, john.status), (Role::Manager, UserStatus::Active));
     let hash = users::password_hash(store.connection(), &john.id).await.unwrap().expect("a password hash");
     assert!(hash.starts_with("$argon2id$"), "only a hash is stored");
     assert!(users::find_by_login(store.connection(), "John_D").await.unwrap().is_none(), "logins are case-sensitive");
@@ -170,7 +173,7 @@ async fn bootstrap_creates_a_subscription_with_a_first_manager(backend: Backend)
     assert!(link.starts_with("http://127.0.0.1:8080/activate/") && link.len() > 60, "{link}");
     let login = out.lines().find_map(|l| l.split("Manager login:   ").nth(1)).unwrap();
     let pending = users::find_by_login(store.connection(), login).await.unwrap().unwrap();
-    assert_eq!(pending.status, "PENDING_ACTIVATION");
+    assert_eq!(pending.status, UserStatus::PendingActivation);
     assert!(users::password_hash(store.connection(), &pending.id).await.unwrap().is_none());
 
     let again = identity_cli(&["bootstrap", "--subscription", "acme", "--email", "x@example.com"], &env, None);

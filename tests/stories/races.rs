@@ -119,8 +119,8 @@ async fn two_hundred_wrong_logins_lock_the_account_exactly_once(backend: Backend
 
     let user = user_row(&server, &login).await;
     assert_eq!(
-        (user.status.as_str(), user.status_reason.as_deref(), user.failed_logins),
-        ("INACTIVE", Some("LOCKED"), 5),
+        (user.status, user.status_reason, user.failed_logins),
+        (identity::domain::UserStatus::Inactive, Some(identity::domain::StatusReason::Locked), 5),
         "locked by the fifth counted failure; later ones count nothing"
     );
     assert_eq!(audit_rows(&server, "user.lockout", &login).await.len(), 1, "one lockout");

@@ -379,7 +379,10 @@ async fn lock_out(server: &common::TestServer, login: &str) {
     }
     let store = common::store(server).await;
     let user = identity::store::users::find_by_login(store.connection(), login).await.unwrap().unwrap();
-    assert_eq!((user.status.as_str(), user.status_reason.as_deref()), ("INACTIVE", Some("LOCKED")));
+    assert_eq!(
+        (user.status, user.status_reason),
+        (identity::domain::UserStatus::Inactive, Some(identity::domain::StatusReason::Locked))
+    );
 }
 
 /// Seed 000: "If you are the only user in the subscription … contact Support".

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::link::LinkPurpose;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "activation_tokens")]
 pub struct Model {
@@ -9,7 +11,7 @@ pub struct Model {
     pub id: String,
     pub token_hash: String,
     pub user_id: String,
-    pub purpose: String,
+    pub purpose: LinkPurpose,
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,

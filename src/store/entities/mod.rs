@@ -15,3 +15,4 @@ pub mod signing_key;
 pub mod spent_nonce;
 pub mod subscription;
 pub mod user;
+mod vocabulary;

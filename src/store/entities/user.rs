@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::domain::{Role, StatusReason, UserStatus};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
@@ -13,9 +15,9 @@ pub struct Model {
     pub email: String,
     pub first_name: String,
     pub last_name: String,
-    pub role: String,
-    pub status: String,
-    pub status_reason: Option<String>,
+    pub role: Role,
+    pub status: UserStatus,
+    pub status_reason: Option<StatusReason>,
     pub failed_logins: i32,
     pub created_at: i64,
     pub updated_at: i64,
