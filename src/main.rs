@@ -308,7 +308,7 @@ async fn rescue(app: &App, action: SupportAction) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
-    let store = connect(config).await?;
+    let store = identity::server::open_store(config).await?;
     match action {
         MigrateAction::Up => {
             store.migrate_up().await?;
@@ -327,14 +327,8 @@ async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn connect(config: &Config) -> anyhow::Result<Store> {
-    Store::connect(&config.database_url, config.database_max_connections)
-        .await
-        .with_context(|| format!("cannot open the database at {}", identity::server::redact_url(&config.database_url)))
-}
-
 async fn connect_migrated(config: &Config) -> anyhow::Result<Store> {
-    let store = connect(config).await?;
+    let store = identity::server::open_store(config).await?;
     store.migrate_up().await?;
     Ok(store)
 }

@@ -40,13 +40,20 @@ pub struct Server {
     mail: Transport,
 }
 
+/// Opens the configured database: the one place a URL becomes a pool, for
+/// `serve` and every command, with an error that names the database (its
+/// password redacted).
+pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::connect(&config.database_url, config.database_max_connections)
+        .await
+        .with_context(|| format!("cannot open the database at {}", redact_url(&config.database_url)))
+}
+
 impl Server {
     /// Connects to the database, applies migrations when configured to,
     /// bootstraps an empty database, and binds the listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let store = Store::connect(&config.database_url, config.database_max_connections)
-            .await
-            .with_context(|| format!("cannot open the database at {}", redact_url(&config.database_url)))?;
+        let store = open_store(&config).await?;
         if config.migrate_on_start {
             store.migrate_up().await.context("cannot apply database migrations")?;
         } else if !store.is_migrated().await? {

@@ -10,10 +10,10 @@ use crate::{
     crypto::{password::Verification, random},
     domain::{Error, Secret, UserLogin, permissions::Action},
     store::{
-        StoreError, activation,
+        StoreError,
         audit::{self, AuditRecord},
         entities::user,
-        tenancy, users,
+        links as link_rows, tenancy, users,
     },
 };
 
@@ -57,7 +57,7 @@ pub async fn change_password(
     // First, as a login takes it before opening a session: see `sessions::end_credential_use`.
     users::lock(&txn, &[&user.id]).await?;
     users::set_password_hash(&txn, &user.id, &hash, now).await?;
-    activation::supersede_all(&txn, &user.id, now).await?;
+    link_rows::supersede_all(&txn, &user.id, now).await?;
     let revoked = sessions::end_credential_use(app, &txn, &[&user.id], "PASSWORD_CHANGED").await?;
     let event = AuditRecord::new("password.change", ctx.source_ip.clone())
         .subscription(&user.subscription_id)

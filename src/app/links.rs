@@ -6,7 +6,7 @@ use super::App;
 use crate::{
     crypto::random,
     domain::{Error, Secret, link::LinkPurpose},
-    store::activation::{self, NewLink},
+    store::links::{self as link_rows, NewLink},
 };
 
 /// Issues a link for `user_id`, superseding the user's earlier link of the
@@ -54,7 +54,7 @@ pub async fn issue_sealing_many<C: ConnectionTrait>(
             sealed_secret: secret.map(|secret| crate::crypto::seal::seal(token, secret)),
         })
         .collect();
-    activation::issue_many(conn, rows, now).await?;
+    link_rows::issue_many(conn, rows, now).await?;
     Ok(tokens.iter().map(|token| link_url(&app.config.public_url, token)).collect())
 }
 

@@ -246,7 +246,7 @@ pub(super) async fn fail(
         // Open challenges end too: a lock leaves nothing to complete. Live
         // links go as well, so a re-activation does not bring them back.
         revoked = sessions::end_credential_use(app, &txn, &[&user.id], "LOCKED").await?;
-        crate::store::activation::supersede_all(&txn, &user.id, now).await?;
+        crate::store::links::supersede_all(&txn, &user.id, now).await?;
         let mail = templates::account_locked(&user.user_login, failure.failed_logins);
         super::notify::email(app, &txn, user, &mail).await?;
         tracing::warn!(user_id = %user.id, "account locked after consecutive failed logins");

@@ -3,7 +3,6 @@
 //! `domain` for rules and `store` for data.
 
 pub mod access;
-pub mod activation;
 pub mod audit_log;
 pub mod bootstrap;
 pub mod caller;
@@ -14,6 +13,7 @@ pub mod links;
 pub mod login;
 pub mod notify;
 pub mod platform;
+pub mod redemption;
 pub mod reset;
 pub mod second_factor;
 pub mod sessions;

@@ -1,8 +1,6 @@
 //! Batch admin password reset (DESIGN §2.3, the legacy password_change.php
 //! semantics): per-target outcomes, generated passwords, one transaction.
 
-use std::collections::HashSet;
-
 use super::{
     App, access,
     caller::{Caller, RequestContext},
@@ -11,16 +9,17 @@ use super::{
 use crate::{
     crypto::random,
     domain::{
-        Error, Role, Secret, StatusReason, UserStatus,
+        Error, Secret, StatusReason, UserStatus,
         link::LinkPurpose,
-        permissions::{Action, Decision, Denial},
+        login::distinct_logins,
+        permissions::{Action, Decision, Denial, scope},
     },
     mail::templates,
     store::{
-        BATCH_ROWS, StoreError, activation,
+        BATCH_ROWS, StoreError,
         audit::{self, AuditRecord},
         entities::user,
-        rate, users,
+        links as link_rows, rate, users,
     },
 };
 
@@ -89,7 +88,7 @@ pub async fn reset_passwords(
     if input.user_logins.len() > max {
         return Err(Error::invalid("user_logins", format!("must name at most {max} logins")));
     }
-    if !may_reset_anyone(actor.role) {
+    if !scope(actor.role, actor.business_unit_id.as_deref()).administers_anyone() {
         return Err(Error::PermissionDenied(
             "only Managers, Unit Managers and Administrators reset passwords".to_owned(),
         ));
@@ -174,7 +173,7 @@ pub async fn reset_passwords(
     users::set_password_hashes(&txn, &credentials, now).await?;
     let granted_ids: Vec<&str> = credentials.iter().map(|&(id, _)| id).collect();
     // Links sent before this reset (welcome, forgot-password) must not open the account.
-    activation::supersede_all_of(&txn, &granted_ids, now).await?;
+    link_rows::supersede_all_of(&txn, &granted_ids, now).await?;
     let revoked = sessions::end_credential_use(app, &txn, &granted_ids, "PASSWORD_RESET").await?;
     let mut to_notify = Vec::new();
     for (index, target) in granted {
@@ -236,7 +235,7 @@ async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> 
         }
         return Ok(items);
     }
-    let logins = dedup(&input.user_logins);
+    let logins = distinct_logins(input.user_logins.iter().map(String::as_str));
     let mut found_by_login = users::find_by_logins(app.store.connection(), &logins).await?;
     let mut items = Vec::new();
     for login in logins {
@@ -292,15 +291,8 @@ fn refusal(actor: &user::Model, target: &user::Model) -> Option<NotReset> {
     }
 }
 
-fn may_reset_anyone(role: Role) -> bool {
-    matches!(role, Role::Administrator | Role::Manager | Role::UnitManager)
-}
-
 async fn everyone_in_scope(app: &App, actor: &user::Model) -> Result<Vec<user::Model>, Error> {
-    let mut query = users::UserQuery { subscription_id: &actor.subscription_id, ..Default::default() };
-    if actor.role == Role::UnitManager {
-        query.business_unit_id = Some(actor.business_unit_id.as_deref().unwrap_or(""));
-    }
+    let mut query = super::users::scope_query(actor);
     let max = app.config.reset.max_batch;
     query.limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
     let everyone = users::list(app.store.connection(), &query).await?;
@@ -311,12 +303,6 @@ async fn everyone_in_scope(app: &App, actor: &user::Model) -> Result<Vec<user::M
         });
     }
     Ok(everyone)
-}
-
-/// Each login once, in the order first given, white space trimmed.
-fn dedup(logins: &[String]) -> Vec<String> {
-    let mut seen = HashSet::new();
-    logins.iter().map(|l| l.trim().to_owned()).filter(|l| !l.is_empty() && seen.insert(l.clone())).collect()
 }
 
 /// Emails each user a link that carries their new password.
@@ -350,15 +336,4 @@ fn refusal_event(
         .actor(&actor.id, &actor.user_login)
         .target(target_id, &login)
         .failed(refusal.code())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logins_are_trimmed_and_collapsed_in_order() {
-        let given = ["fran_m", " mike_fn ", "fran_m", "", "ann"].map(String::from);
-        assert_eq!(dedup(&given), ["fran_m", "mike_fn", "ann"]);
-    }
 }

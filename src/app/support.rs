@@ -23,10 +23,10 @@ use crate::{
     },
     mail::templates,
     store::{
-        StoreError, activation,
+        StoreError,
         audit::{self, AuditRecord},
         entities::user,
-        second_factors, tenancy, users as user_rows,
+        links as link_rows, second_factors, tenancy, users as user_rows,
     },
 };
 
@@ -126,7 +126,7 @@ pub async fn rescue(
         Rescue::ResetPassword => {
             let (password, hash) = new_password.as_ref().ok_or_else(|| Error::internal("no password made"))?;
             user_rows::set_password_hash(&txn, &target.id, hash, now).await?;
-            activation::supersede_all(&txn, &target.id, now).await?;
+            link_rows::supersede_all(&txn, &target.id, now).await?;
             revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "PASSWORD_RESET").await?;
             let link = links::issue_sealing(app, &txn, &target.id, LinkPurpose::AdminReset, Some(password)).await?;
             let hours = app.config.activation.ttl_secs / 3600;

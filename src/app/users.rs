@@ -15,7 +15,7 @@ use crate::{
         link::LinkPurpose,
         login::parse_email,
         page_token,
-        permissions::{Action, may_create},
+        permissions::{Action, Scope, may_create, scope},
         status::{StatusEvent, transition},
     },
     mail::templates,
@@ -191,12 +191,13 @@ pub async fn list_users(app: &App, caller: &Caller, input: ListInput) -> Result<
 }
 
 /// Whom the actor may list: the subscription, the own unit, or oneself.
-fn scope_query(actor: &user::Model) -> UserQuery<'_> {
+pub(super) fn scope_query(actor: &user::Model) -> UserQuery<'_> {
     let mut query = UserQuery { subscription_id: &actor.subscription_id, ..UserQuery::default() };
-    match actor.role {
-        Role::Administrator | Role::Manager => {}
-        Role::UnitManager => query.business_unit_id = Some(actor.business_unit_id.as_deref().unwrap_or("")),
-        _ => query.only_user_id = Some(&actor.id),
+    match scope(actor.role, actor.business_unit_id.as_deref()) {
+        Scope::Subscription => {}
+        // A Unit Manager without a unit sees nobody: no unit has the empty id.
+        Scope::Unit(unit) => query.business_unit_id = Some(unit.unwrap_or("")),
+        Scope::Themself => query.only_user_id = Some(&actor.id),
     }
     query
 }
@@ -204,7 +205,7 @@ fn scope_query(actor: &user::Model) -> UserQuery<'_> {
 /// "Find my username": a Manager or Unit Manager looks users up by email or name.
 pub async fn lookup_username(app: &App, caller: &Caller, email: &str, name: &str) -> Result<Vec<UserView>, Error> {
     let actor = access::active_user(app, caller).await?;
-    if !matches!(actor.role, Role::Administrator | Role::Manager | Role::UnitManager) {
+    if !scope(actor.role, actor.business_unit_id.as_deref()).administers_anyone() {
         return Err(Error::PermissionDenied("only Managers and Unit Managers look up usernames".to_owned()));
     }
     let (email, name) = (email.trim(), name.trim());
@@ -304,7 +305,7 @@ pub async fn update_user(
     users::update_profile(&txn, &target.id, &update, now).await?;
     if update.email != target.email {
         // Links already mailed to the old address must not open the account.
-        crate::store::activation::supersede_all(&txn, &target.id, now).await?;
+        crate::store::links::supersede_all(&txn, &target.id, now).await?;
     }
     let mut revoked = Vec::new();
     if placement_changed {
@@ -388,7 +389,7 @@ async fn change_status(
     if to != UserStatus::Active {
         revoked = sessions::revoke_all(app, &txn, &target.id, "STATUS_CHANGED").await?;
         // A link mailed before must not open the account once it is active again.
-        crate::store::activation::supersede_all(&txn, &target.id, now).await?;
+        crate::store::links::supersede_all(&txn, &target.id, now).await?;
     }
     if to == UserStatus::Deleted {
         users::drop_credentials(&txn, &target.id, now).await?;

@@ -102,6 +102,20 @@ impl LoginRule {
     }
 }
 
+/// Each login once, in the order first named, white space trimmed, empty
+/// names dropped: how a batch (gRPC or the legacy API's comma list) reads the
+/// logins it is given.
+pub fn distinct_logins<'a>(logins: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    // A set, not a scan of the list: a legacy body of 128 KiB names tens of thousands of logins.
+    let mut seen = std::collections::HashSet::new();
+    logins
+        .into_iter()
+        .map(str::trim)
+        .filter(|login| !login.is_empty() && seen.insert(*login))
+        .map(str::to_owned)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,5 +180,11 @@ mod tests {
         assert_eq!(rule.platform_code("john_d"), None);
         assert_eq!(rule.platform_code("acme_k7q4ab"), None, "tail only, no code");
         assert_eq!(rule.platform_code("acme_us2K7Q4AB"), None, "tail outside the alphabet");
+    }
+
+    #[test]
+    fn batches_name_each_login_once_in_order() {
+        assert_eq!(distinct_logins(["fran_m", " mike_fn ", "fran_m", "", "ann", "  "]), ["fran_m", "mike_fn", "ann"]);
+        assert!(distinct_logins([",", ""].into_iter().flat_map(|s| s.split(','))).is_empty());
     }
 }

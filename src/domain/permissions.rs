@@ -144,6 +144,33 @@ pub fn may_create(actor_role: Role, actor_unit: Option<&str>, new_role: Role, un
     allowed && new_role != Role::PlatformOperator
 }
 
+/// Whom an actor works with in listings, lookups and batch resets: the same
+/// table as [`may`], read by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Managers and Administrators: the whole subscription.
+    Subscription,
+    /// Unit Managers: their own unit (none: nobody).
+    Unit(Option<&'a str>),
+    /// Everyone else: only themself.
+    Themself,
+}
+
+pub fn scope(role: Role, unit: Option<&str>) -> Scope<'_> {
+    match role {
+        Role::Administrator | Role::Manager => Scope::Subscription,
+        Role::UnitManager => Scope::Unit(unit),
+        _ => Scope::Themself,
+    }
+}
+
+impl Scope<'_> {
+    /// Whether the actor administers anyone at all (resets, lookups).
+    pub fn administers_anyone(self) -> bool {
+        self != Scope::Themself
+    }
+}
+
 /// Whether the role may read the subscription's audit log.
 pub fn may_read_audit(role: Role) -> bool {
     matches!(role, Role::Administrator | Role::Manager | Role::Auditor)
@@ -392,6 +419,26 @@ mod tests {
             status: UserStatus::Active,
         };
         assert_eq!(may(&actor, Action::Update, &target), Decision::Deny(Denial::OutOfScope));
+    }
+
+    #[test]
+    fn scopes_follow_the_table() {
+        for role in Role::ALL {
+            let scope = scope(role, Some(UNIT_A));
+            let reader = Target {
+                user_id: "t",
+                subscription_id: "s",
+                role: Reader,
+                business_unit_id: Some(UNIT_B),
+                status: UserStatus::Active,
+            };
+            let actor = Actor { user_id: "a", subscription_id: "s", role, business_unit_id: unit_of(role, UNIT_A) };
+            let anywhere = may(&actor, Action::ResetPassword, &reader) == Decision::Allow;
+            assert_eq!(scope == Scope::Subscription, anywhere, "{role:?}");
+            assert_eq!(scope.administers_anyone(), matches!(role, Administrator | Manager | UnitManager), "{role:?}");
+        }
+        assert_eq!(scope(UnitManager, Some(UNIT_A)), Scope::Unit(Some(UNIT_A)));
+        assert_eq!(scope(UnitManager, None), Scope::Unit(None));
     }
 
     #[test]

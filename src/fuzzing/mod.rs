@@ -15,7 +15,7 @@ use crate::{
         login::{LoginRule, TAIL_ALPHABET, parse_email, parse_login_prefix},
         page_token, passcode,
     },
-    gateway::legacy::{Credentials, Failing, Failure, Params, Targets, parse_params},
+    gateway::legacy::{Credentials, Failure, FailureKind, Params, Targets, parse_params},
 };
 
 mod reply;
@@ -79,7 +79,10 @@ pub fn check_params(query: &[u8], body: &[u8]) -> Result<Params, Failure> {
         }
         Err(failure) => {
             assert!(
-                matches!(failure.kind(), Failing::UnknownParameter | Failing::MissingParameter | Failing::InvalidValue),
+                matches!(
+                    failure.kind(),
+                    FailureKind::UnknownParameter | FailureKind::MissingParameter | FailureKind::InvalidValue
+                ),
                 "{failure:?}"
             );
             assert!(failure.message().chars().count() <= PARAMS_MESSAGE_MAX, "{failure:?}");

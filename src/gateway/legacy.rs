@@ -1,7 +1,7 @@
 //! `GET|POST /msp/password_change.php` (DESIGN §4): HTTP Basic credentials →
 //! `Auth.Login` → `Reset.ResetPasswords` with the session → the legacy XML.
 //! The one mapping from failures to an error number and an HTTP status is
-//! [`Failing`]; docs/decisions.md ("Gateway") has the table.
+//! [`FailureKind`]; docs/decisions.md ("Gateway") has the table.
 
 use std::time::Duration;
 
@@ -16,9 +16,9 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use super::{
-    AppState,
+    GatewayState,
+    client_ip::ClientIp,
     clients::call,
-    http_util::ClientIp,
     ratelimit::Decision,
     xml::{self, Changed, NotChanged, Outcome},
 };
@@ -26,7 +26,7 @@ use crate::{domain::Secret, pb};
 
 /// Why nothing was done; each kind has one error number and one HTTP status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failing {
+pub enum FailureKind {
     UnknownParameter,
     MissingParameter,
     InvalidValue,
@@ -44,60 +44,60 @@ pub enum Failing {
     Internal,
 }
 
-impl Failing {
+impl FailureKind {
     pub fn number(self) -> u32 {
         match self {
-            Failing::UnknownParameter => 1901,
-            Failing::MissingParameter => 1903,
-            Failing::InvalidValue => 1905,
-            Failing::InputTooLarge => 1907,
-            Failing::MissingRequestedWith => 1920,
-            Failing::MethodNotAllowed => 1921,
-            Failing::RateLimited => 1965,
-            Failing::Throttled => 1966,
-            Failing::BadCredentials => 2000,
-            Failing::UnsupportedAuth => 2001,
-            Failing::AccountInactive => 2002,
-            Failing::SecondFactor => 2013,
-            Failing::NoPermission => 2100,
-            Failing::Unavailable => 1999,
-            Failing::Internal => 999,
+            FailureKind::UnknownParameter => 1901,
+            FailureKind::MissingParameter => 1903,
+            FailureKind::InvalidValue => 1905,
+            FailureKind::InputTooLarge => 1907,
+            FailureKind::MissingRequestedWith => 1920,
+            FailureKind::MethodNotAllowed => 1921,
+            FailureKind::RateLimited => 1965,
+            FailureKind::Throttled => 1966,
+            FailureKind::BadCredentials => 2000,
+            FailureKind::UnsupportedAuth => 2001,
+            FailureKind::AccountInactive => 2002,
+            FailureKind::SecondFactor => 2013,
+            FailureKind::NoPermission => 2100,
+            FailureKind::Unavailable => 1999,
+            FailureKind::Internal => 999,
         }
     }
 
     pub fn http(self) -> StatusCode {
         match self {
-            Failing::UnknownParameter
-            | Failing::MissingParameter
-            | Failing::InvalidValue
-            | Failing::MissingRequestedWith => StatusCode::BAD_REQUEST,
-            Failing::InputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Failing::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Failing::BadCredentials | Failing::UnsupportedAuth => StatusCode::UNAUTHORIZED,
-            Failing::NoPermission | Failing::SecondFactor => StatusCode::FORBIDDEN,
-            Failing::AccountInactive => StatusCode::CONFLICT,
-            Failing::RateLimited | Failing::Throttled => StatusCode::TOO_MANY_REQUESTS,
-            Failing::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Failing::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            FailureKind::UnknownParameter
+            | FailureKind::MissingParameter
+            | FailureKind::InvalidValue
+            | FailureKind::MissingRequestedWith => StatusCode::BAD_REQUEST,
+            FailureKind::InputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            FailureKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            FailureKind::BadCredentials | FailureKind::UnsupportedAuth => StatusCode::UNAUTHORIZED,
+            FailureKind::NoPermission | FailureKind::SecondFactor => StatusCode::FORBIDDEN,
+            FailureKind::AccountInactive => StatusCode::CONFLICT,
+            FailureKind::RateLimited | FailureKind::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }
 
 #[derive(Debug)]
 pub struct Failure {
-    kind: Failing,
+    kind: FailureKind,
     message: String,
     retry_after: Option<Duration>,
 }
 
 impl Failure {
-    fn new(kind: Failing, message: impl Into<String>) -> Self {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Self { kind, message: message.into(), retry_after: None }
     }
 
     /// Read by the property tests' model of a refusal.
     #[cfg(feature = "fuzzing")]
-    pub fn kind(&self) -> Failing {
+    pub fn kind(&self) -> FailureKind {
         self.kind
     }
 
@@ -112,7 +112,7 @@ impl Failure {
         let reason = crate::grpc::status::error_reason(status);
         let kind = reason.map_or_else(|| by_transport_code(status.code()), by_reason);
         let message = match kind {
-            Failing::Internal => {
+            FailureKind::Internal => {
                 tracing::error!(
                     code = ?status.code(),
                     reason = crate::grpc::status::reason(status).unwrap_or_default(),
@@ -121,7 +121,7 @@ impl Failure {
                 "Internal error: try again later".to_owned()
             }
             // Only the service's own "busy" sentence is worth passing on.
-            Failing::Unavailable if reason != Some(pb::ErrorReason::Overloaded) || status.message().is_empty() => {
+            FailureKind::Unavailable if reason != Some(pb::ErrorReason::Overloaded) || status.message().is_empty() => {
                 "The service is temporarily unavailable: try again shortly".to_owned()
             }
             _ => status.message().to_owned(),
@@ -133,16 +133,16 @@ impl Failure {
 
 /// The legacy answer to each reason `Auth.Login` and `Reset.ResetPasswords`
 /// can give; a reason neither gives is a bug here, answered 999.
-fn by_reason(reason: pb::ErrorReason) -> Failing {
+fn by_reason(reason: pb::ErrorReason) -> FailureKind {
     use pb::ErrorReason as R;
     match reason {
         // `all` over `reset.max_batch` is refused like a list over it: a bad value.
-        R::InvalidArgument | R::PinRejected | R::BatchTooLarge => Failing::InvalidValue,
-        R::InvalidCredentials | R::InvalidPasscode | R::Unauthenticated => Failing::BadCredentials,
-        R::AccountPendingActivation | R::AccountInactive => Failing::AccountInactive,
-        R::PermissionDenied => Failing::NoPermission,
-        R::Throttled => Failing::Throttled,
-        R::Overloaded | R::Unavailable => Failing::Unavailable,
+        R::InvalidArgument | R::PinRejected | R::BatchTooLarge => FailureKind::InvalidValue,
+        R::InvalidCredentials | R::InvalidPasscode | R::Unauthenticated => FailureKind::BadCredentials,
+        R::AccountPendingActivation | R::AccountInactive => FailureKind::AccountInactive,
+        R::PermissionDenied => FailureKind::NoPermission,
+        R::Throttled => FailureKind::Throttled,
+        R::Overloaded | R::Unavailable => FailureKind::Unavailable,
         R::Unspecified
         | R::Internal
         | R::NotFound
@@ -162,17 +162,19 @@ fn by_reason(reason: pb::ErrorReason) -> Failing {
         | R::ActivationAccountUnavailable
         | R::MaintenanceOverlap
         | R::MaintenanceOver
-        | R::PinnedSigningKey => Failing::Internal,
+        | R::PinnedSigningKey => FailureKind::Internal,
     }
 }
 
 /// Statuses the transport made, which carry no reason: a message over the
 /// service's size limit, a deadline, a connection that failed.
-fn by_transport_code(code: Code) -> Failing {
+fn by_transport_code(code: Code) -> FailureKind {
     match code {
-        Code::InvalidArgument | Code::OutOfRange => Failing::InvalidValue,
-        Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => Failing::Unavailable,
-        _ => Failing::Internal,
+        Code::InvalidArgument | Code::OutOfRange => FailureKind::InvalidValue,
+        Code::ResourceExhausted | Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+            FailureKind::Unavailable
+        }
+        _ => FailureKind::Internal,
     }
 }
 
@@ -197,7 +199,7 @@ pub async fn dtd() -> impl IntoResponse {
 }
 
 pub(super) async fn password_change(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     ClientIp(client): ClientIp,
     request: Request,
 ) -> Response {
@@ -261,7 +263,7 @@ fn log_outcome(username: &str, outcome: &Outcome, http: StatusCode) {
 
 #[allow(clippy::too_many_arguments)]
 async fn handle(
-    state: &AppState,
+    state: &GatewayState,
     client: Option<std::net::IpAddr>,
     method: &Method,
     headers: &HeaderMap,
@@ -271,11 +273,11 @@ async fn handle(
     rate: &mut Option<Decision>,
 ) -> Result<Outcome, Failure> {
     if method != Method::GET && method != Method::POST {
-        return Err(Failure::new(Failing::MethodNotAllowed, "Only GET and POST are supported"));
+        return Err(Failure::new(FailureKind::MethodNotAllowed, "Only GET and POST are supported"));
     }
     if !headers.contains_key("x-requested-with") && !headers.contains_key("requested-with") {
         return Err(Failure::new(
-            Failing::MissingRequestedWith,
+            FailureKind::MissingRequestedWith,
             "The X-Requested-With (or Requested-With) header is required",
         ));
     }
@@ -283,15 +285,18 @@ async fn handle(
         Credentials::Basic(user, password) => (user, password),
         Credentials::Refused => {
             return Err(Failure::new(
-                Failing::UnsupportedAuth,
+                FailureKind::UnsupportedAuth,
                 "This API does not support session or token authentication: use HTTP Basic credentials",
             ));
         }
         Credentials::Missing => {
-            return Err(Failure::new(Failing::BadCredentials, "Authentication required: use HTTP Basic credentials"));
+            return Err(Failure::new(
+                FailureKind::BadCredentials,
+                "Authentication required: use HTTP Basic credentials",
+            ));
         }
         Credentials::Malformed => {
-            return Err(Failure::new(Failing::BadCredentials, "The HTTP Basic credentials are malformed"));
+            return Err(Failure::new(FailureKind::BadCredentials, "The HTTP Basic credentials are malformed"));
         }
     };
     let limits = &state.settings.limits;
@@ -302,12 +307,12 @@ async fn handle(
         reset(state, client, &user, password, params, rate).await
     };
     tokio::time::timeout(Duration::from_secs(limits.request_timeout_secs), work).await.unwrap_or_else(|_| {
-        Err(Failure::new(Failing::Unavailable, "The request did not complete in time: try again shortly"))
+        Err(Failure::new(FailureKind::Unavailable, "The request did not complete in time: try again shortly"))
     })
 }
 
 async fn reset(
-    state: &AppState,
+    state: &GatewayState,
     client: Option<std::net::IpAddr>,
     user: &str,
     password: Secret,
@@ -320,11 +325,11 @@ async fn reset(
             Some(pb::login_response::Result::Session(session)) => session,
             Some(pb::login_response::Result::Challenge(_)) => {
                 return Err(Failure::new(
-                    Failing::SecondFactor,
+                    FailureKind::SecondFactor,
                     "This account logs in with a second factor, which this API does not support",
                 ));
             }
-            None => return Err(Failure::new(Failing::Internal, "Internal error: try again later")),
+            None => return Err(Failure::new(FailureKind::Internal, "Internal error: try again later")),
         },
         Err(status) => return Err(Failure::from_status(&status)),
     };
@@ -343,7 +348,7 @@ async fn reset(
         }
     } else {
         let mut failure = Failure::new(
-            Failing::RateLimited,
+            FailureKind::RateLimited,
             format!(
                 "Rate limit exceeded: {} calls per {} seconds; try again in {} seconds",
                 decision.limit,
@@ -426,7 +431,8 @@ impl Credentials {
 }
 
 async fn read_params(query: Option<&str>, headers: &HeaderMap, body: Body, max: usize) -> Result<Params, Failure> {
-    let too_large = || Failure::new(Failing::InputTooLarge, format!("The request is too large: at most {max} bytes"));
+    let too_large =
+        || Failure::new(FailureKind::InputTooLarge, format!("The request is too large: at most {max} bytes"));
     let query = query.unwrap_or("");
     if query.len() > max {
         return Err(too_large());
@@ -439,7 +445,7 @@ async fn read_params(query: Option<&str>, headers: &HeaderMap, body: Body, max: 
             .is_none_or(|v| v.to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
         if !form {
             return Err(Failure::new(
-                Failing::InvalidValue,
+                FailureKind::InvalidValue,
                 "The request body must be application/x-www-form-urlencoded",
             ));
         }
@@ -453,7 +459,7 @@ pub fn parse_params(query: &[u8], body: &[u8]) -> Result<Params, Failure> {
     // back as an unknown user; refusing says what is wrong.
     let utf8 = |input: &[u8]| percent_encoding::percent_decode(input).decode_utf8().is_ok();
     if !utf8(query) || !utf8(body) {
-        return Err(Failure::new(Failing::InvalidValue, "The parameters must be UTF-8 text"));
+        return Err(Failure::new(FailureKind::InvalidValue, "The parameters must be UTF-8 text"));
     }
     let mut user_logins: Option<String> = None;
     let mut email: Option<String> = None;
@@ -468,34 +474,30 @@ pub fn parse_params(query: &[u8], body: &[u8]) -> Result<Params, Failure> {
             }
         };
         if slot.replace(value.into_owned()).is_some() {
-            return Err(Failure::new(Failing::InvalidValue, format!("The parameter {key} is given more than once")));
+            return Err(Failure::new(
+                FailureKind::InvalidValue,
+                format!("The parameter {key} is given more than once"),
+            ));
         }
     }
     if !unknown.is_empty() {
         unknown.truncate(5);
         return Err(Failure::new(
-            Failing::UnknownParameter,
+            FailureKind::UnknownParameter,
             format!("Unrecognized parameter(s): {}", unknown.join(", ")),
         ));
     }
     let notify_by_email = match email.as_deref() {
         None | Some("1") => true,
         Some("0") => false,
-        Some(_) => return Err(Failure::new(Failing::InvalidValue, "Invalid value for email: it must be 0 or 1")),
+        Some(_) => return Err(Failure::new(FailureKind::InvalidValue, "Invalid value for email: it must be 0 or 1")),
     };
-    let missing = || Failure::new(Failing::MissingParameter, "Missing required parameter: user_logins");
+    let missing = || Failure::new(FailureKind::MissingParameter, "Missing required parameter: user_logins");
     let raw = user_logins.ok_or_else(missing)?;
     let targets = if raw.trim() == "all" {
         Targets::All
     } else {
-        // A set, not a scan of the list: a body of 128 KiB names tens of thousands of logins.
-        let mut seen = std::collections::HashSet::new();
-        let logins: Vec<String> = raw
-            .split(',')
-            .map(str::trim)
-            .filter(|login| !login.is_empty() && seen.insert(*login))
-            .map(str::to_owned)
-            .collect();
+        let logins = crate::domain::login::distinct_logins(raw.split(','));
         if logins.is_empty() {
             return Err(missing());
         }
@@ -508,7 +510,7 @@ pub fn parse_params(query: &[u8], body: &[u8]) -> Result<Params, Failure> {
 mod tests {
     use super::*;
 
-    fn parse(query: &str) -> Result<Params, Failing> {
+    fn parse(query: &str) -> Result<Params, FailureKind> {
         parse_params(query.as_bytes(), b"").map_err(|f| f.kind)
     }
 
@@ -526,14 +528,14 @@ mod tests {
 
     #[test]
     fn bad_input_is_named() {
-        assert_eq!(parse("email=1"), Err(Failing::MissingParameter));
-        assert_eq!(parse("user_logins=,%20,"), Err(Failing::MissingParameter));
-        assert_eq!(parse("user_logins=a&email=2"), Err(Failing::InvalidValue));
-        assert_eq!(parse("user_logins=a&email="), Err(Failing::InvalidValue));
-        assert_eq!(parse("user_logins=a&user_logins=b"), Err(Failing::InvalidValue));
-        assert_eq!(parse("user_logins=a&echo_request=1"), Err(Failing::UnknownParameter));
-        assert_eq!(parse("user_logins=%FF%FE"), Err(Failing::InvalidValue));
-        assert_eq!(parse_params(b"", b"user_logins=\xC3(").map_err(|f| f.kind), Err(Failing::InvalidValue));
+        assert_eq!(parse("email=1"), Err(FailureKind::MissingParameter));
+        assert_eq!(parse("user_logins=,%20,"), Err(FailureKind::MissingParameter));
+        assert_eq!(parse("user_logins=a&email=2"), Err(FailureKind::InvalidValue));
+        assert_eq!(parse("user_logins=a&email="), Err(FailureKind::InvalidValue));
+        assert_eq!(parse("user_logins=a&user_logins=b"), Err(FailureKind::InvalidValue));
+        assert_eq!(parse("user_logins=a&echo_request=1"), Err(FailureKind::UnknownParameter));
+        assert_eq!(parse("user_logins=%FF%FE"), Err(FailureKind::InvalidValue));
+        assert_eq!(parse_params(b"", b"user_logins=\xC3(").map_err(|f| f.kind), Err(FailureKind::InvalidValue));
         assert!(parse("user_logins=%C3%A9l%C3%A9onore").is_ok(), "percent-encoded UTF-8 is fine");
         let failure = parse_params(b"user_logins=a&x=1&y=2", b"").unwrap_err();
         assert_eq!(failure.message, "Unrecognized parameter(s): x, y");
@@ -541,7 +543,7 @@ mod tests {
 
     #[test]
     fn every_failure_has_a_distinct_number() {
-        use Failing::*;
+        use FailureKind::*;
         let all = [
             UnknownParameter,
             MissingParameter,
@@ -568,7 +570,7 @@ mod tests {
         assert_eq!(RateLimited.http(), StatusCode::TOO_MANY_REQUESTS);
     }
 
-    fn refusal(error: crate::domain::Error) -> Failing {
+    fn refusal(error: crate::domain::Error) -> FailureKind {
         Failure::from_status(&tonic::Status::from(error)).kind
     }
 
@@ -577,18 +579,18 @@ mod tests {
         use crate::domain::{Error, ErrorReason, error::AccountProblem};
         let precondition = |reason| Error::FailedPrecondition { reason, message: "no".into() };
         // Both FAILED_PRECONDITION, two different answers.
-        assert_eq!(refusal(Error::AccountUnavailable(AccountProblem::Inactive)), Failing::AccountInactive);
-        assert_eq!(refusal(Error::AccountUnavailable(AccountProblem::PendingActivation)), Failing::AccountInactive);
-        assert_eq!(refusal(precondition(ErrorReason::BatchTooLarge)), Failing::InvalidValue);
+        assert_eq!(refusal(Error::AccountUnavailable(AccountProblem::Inactive)), FailureKind::AccountInactive);
+        assert_eq!(refusal(Error::AccountUnavailable(AccountProblem::PendingActivation)), FailureKind::AccountInactive);
+        assert_eq!(refusal(precondition(ErrorReason::BatchTooLarge)), FailureKind::InvalidValue);
         // Both RESOURCE_EXHAUSTED, two different answers.
-        assert_eq!(refusal(Error::Throttled { retry_after: Duration::from_secs(1) }), Failing::Throttled);
-        assert_eq!(refusal(Error::Overloaded), Failing::Unavailable);
-        assert_eq!(refusal(Error::InvalidCredentials), Failing::BadCredentials);
-        assert_eq!(refusal(Error::PermissionDenied("no".into())), Failing::NoPermission);
-        assert_eq!(refusal(precondition(ErrorReason::LastManager)), Failing::Internal);
+        assert_eq!(refusal(Error::Throttled { retry_after: Duration::from_secs(1) }), FailureKind::Throttled);
+        assert_eq!(refusal(Error::Overloaded), FailureKind::Unavailable);
+        assert_eq!(refusal(Error::InvalidCredentials), FailureKind::BadCredentials);
+        assert_eq!(refusal(Error::PermissionDenied("no".into())), FailureKind::NoPermission);
+        assert_eq!(refusal(precondition(ErrorReason::LastManager)), FailureKind::Internal);
         // No reason: the transport's code decides.
-        assert_eq!(Failure::from_status(&tonic::Status::out_of_range("too big")).kind, Failing::InvalidValue);
-        assert_eq!(Failure::from_status(&tonic::Status::unavailable("refused")).kind, Failing::Unavailable);
-        assert_eq!(Failure::from_status(&tonic::Status::failed_precondition("?")).kind, Failing::Internal);
+        assert_eq!(Failure::from_status(&tonic::Status::out_of_range("too big")).kind, FailureKind::InvalidValue);
+        assert_eq!(Failure::from_status(&tonic::Status::unavailable("refused")).kind, FailureKind::Unavailable);
+        assert_eq!(Failure::from_status(&tonic::Status::failed_precondition("?")).kind, FailureKind::Internal);
     }
 }

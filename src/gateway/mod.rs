@@ -2,8 +2,9 @@
 //! pages people reach from emails. It holds no domain logic: every request
 //! becomes calls through the generated gRPC clients (DESIGN §4).
 
+mod client_ip;
 mod clients;
-mod http_util;
+mod guard;
 // The legacy API's parsing and its XML writer are what the property tests and
 // fuzz targets drive: public to the `fuzzing` feature only, never to a
 // release build.
@@ -13,6 +14,8 @@ pub mod legacy;
 mod legacy;
 mod pages;
 mod ratelimit;
+mod same_origin;
+mod tls;
 #[cfg(feature = "fuzzing")]
 pub mod xml;
 #[cfg(not(feature = "fuzzing"))]
@@ -82,7 +85,7 @@ impl Settings {
 
 /// Shared by every handler.
 #[derive(Clone)]
-pub(crate) struct AppState(Arc<Inner>);
+pub(crate) struct GatewayState(Arc<Inner>);
 
 pub(crate) struct Inner {
     pub clients: GrpcClients,
@@ -91,7 +94,7 @@ pub(crate) struct Inner {
     pub pages: pages::Templates,
 }
 
-impl std::ops::Deref for AppState {
+impl std::ops::Deref for GatewayState {
     type Target = Inner;
 
     fn deref(&self) -> &Inner {
@@ -108,7 +111,7 @@ pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router
     let body_limit = settings.limits.max_body_bytes;
     let timeout = settings.request_timeout();
     let tls = settings.tls;
-    let state = AppState(Arc::new(Inner { clients, settings, limiter, pages: pages::Templates::new()? }));
+    let state = GatewayState(Arc::new(Inner { clients, settings, limiter, pages: pages::Templates::new()? }));
     Ok(Router::new()
         .route("/msp/password_change.php", any(legacy::password_change))
         .route(DTD_PATH, get(legacy::dtd))
@@ -120,7 +123,7 @@ pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router
         .route("/", get(pages::home))
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |request, next| http_util::guard(timeout, tls, request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| guard::guard(timeout, tls, request, next)))
         .layer(axum::middleware::from_fn(crate::telemetry::http::trace_request))
         .with_state(state))
 }
@@ -143,7 +146,7 @@ impl Gateway {
         let settings = Settings::from_config(config);
         let clients = GrpcClients::connect_lazy(grpc_url, settings.request_timeout())?;
         let tls = match (&config.http_tls_cert, &config.http_tls_key) {
-            (Some(cert), Some(key)) => Some(http_util::tls_config(cert, key)?),
+            (Some(cert), Some(key)) => Some(tls::tls_config(cert, key)?),
             _ => None,
         };
         let listener = TcpListener::bind(config.http_addr)

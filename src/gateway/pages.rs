@@ -13,7 +13,7 @@ use serde::Deserialize;
 use time::{OffsetDateTime, macros::format_description};
 use tonic_types::StatusExt;
 
-use super::{AppState, clients::call, http_util::ClientIp};
+use super::{GatewayState, client_ip::ClientIp, clients::call};
 use crate::{domain::Secret, pb};
 
 pub const CSS: &str = include_str!("assets/style.css");
@@ -45,7 +45,7 @@ impl Templates {
     }
 }
 
-fn page(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Response {
+fn page(state: &GatewayState, status: StatusCode, name: &str, ctx: Value) -> Response {
     match state.pages.render(name, ctx) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => {
@@ -55,12 +55,12 @@ fn page(state: &AppState, status: StatusCode, name: &str, ctx: Value) -> Respons
     }
 }
 
-fn message(state: &AppState, status: StatusCode, title: &str, text: &str) -> Response {
+fn message(state: &GatewayState, status: StatusCode, title: &str, text: &str) -> Response {
     let error = !status.is_success();
     page(state, status, "message.html", context! { title, message => text, error })
 }
 
-fn unavailable(state: &AppState, status: &tonic::Status) -> Response {
+fn unavailable(state: &GatewayState, status: &tonic::Status) -> Response {
     tracing::warn!(code = ?status.code(), "a page could not reach the identity service");
     message(
         state,
@@ -70,7 +70,7 @@ fn unavailable(state: &AppState, status: &tonic::Status) -> Response {
     )
 }
 
-fn throttled(state: &AppState, status: &tonic::Status) -> Response {
+fn throttled(state: &GatewayState, status: &tonic::Status) -> Response {
     let wait = status.get_error_details().retry_info().and_then(|r| r.retry_delay).map_or(60, |d| d.as_secs().max(1));
     let mut response = message(
         state,
@@ -82,7 +82,7 @@ fn throttled(state: &AppState, status: &tonic::Status) -> Response {
     response
 }
 
-fn cross_site_refusal(state: &AppState) -> Response {
+fn cross_site_refusal(state: &GatewayState) -> Response {
     message(
         state,
         StatusCode::FORBIDDEN,
@@ -91,7 +91,7 @@ fn cross_site_refusal(state: &AppState) -> Response {
     )
 }
 
-pub async fn home(State(state): State<AppState>) -> Response {
+pub async fn home(State(state): State<GatewayState>) -> Response {
     page(
         &state,
         StatusCode::OK,
@@ -105,13 +105,13 @@ pub async fn home(State(state): State<AppState>) -> Response {
     )
 }
 
-pub async fn not_found(State(state): State<AppState>) -> Response {
+pub async fn not_found(State(state): State<GatewayState>) -> Response {
     message(&state, StatusCode::NOT_FOUND, "Not found", "There is no page at this address.")
 }
 
 // ---- one-time links -------------------------------------------------------
 
-fn invalid_link(state: &AppState) -> Response {
+fn invalid_link(state: &GatewayState) -> Response {
     page(state, StatusCode::NOT_FOUND, "activate.html", context! { title => "Link not valid", state => "invalid" })
 }
 
@@ -143,7 +143,7 @@ fn refusal(status: &tonic::Status) -> Refusal {
 }
 
 async fn inspect(
-    state: &AppState,
+    state: &GatewayState,
     client: Option<std::net::IpAddr>,
     token: &str,
 ) -> Result<pb::InspectActivationResponse, tonic::Status> {
@@ -168,7 +168,7 @@ fn describe(purpose: pb::ActivationPurpose, requires_new_password: bool) -> (&'s
 /// GET (and HEAD): what the link is for, and one button. Never consumes it,
 /// so mail scanners and second looks are harmless.
 pub async fn activation_page(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     ClientIp(client): ClientIp,
     Path(token): Path<String>,
 ) -> Response {
@@ -201,13 +201,13 @@ pub struct ActivationForm {
 
 /// POST: the button (redeem, or ask for the new password), or the new-password form.
 pub async fn activation_submit(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     ClientIp(client): ClientIp,
     Path(token): Path<String>,
     headers: HeaderMap,
     Form(form): Form<ActivationForm>,
 ) -> Response {
-    if super::http_util::cross_site(&headers, &state.settings.public_url) {
+    if super::same_origin::cross_site(&headers, &state.settings.public_url) {
         return cross_site_refusal(&state);
     }
     if token.len() > MAX_TOKEN_LEN {
@@ -229,7 +229,12 @@ pub async fn activation_submit(
     }
 }
 
-async fn choose_form(state: &AppState, client: Option<std::net::IpAddr>, token: &str, error: Option<&str>) -> Response {
+async fn choose_form(
+    state: &GatewayState,
+    client: Option<std::net::IpAddr>,
+    token: &str,
+    error: Option<&str>,
+) -> Response {
     let info = match inspect(state, client, token).await {
         Ok(info) if info.valid => info,
         Ok(_) => return invalid_link(state),
@@ -262,7 +267,7 @@ async fn choose_form(state: &AppState, client: Option<std::net::IpAddr>, token: 
     page(state, status, "activate.html", ctx)
 }
 
-async fn redeem(state: &AppState, client: Option<std::net::IpAddr>, token: &str, new_password: Secret) -> Response {
+async fn redeem(state: &GatewayState, client: Option<std::net::IpAddr>, token: &str, new_password: Secret) -> Response {
     let request = pb::RedeemActivationRequest { token: token.to_owned(), new_password: new_password.into_exposed() };
     match state.clients.reset().redeem_activation(call(request, client, None)).await {
         Ok(response) => {
@@ -302,7 +307,7 @@ pub struct ForgotForm {
 }
 
 async fn forgot_form(
-    state: &AppState,
+    state: &GatewayState,
     client: Option<std::net::IpAddr>,
     status_code: StatusCode,
     user_login: &str,
@@ -326,18 +331,18 @@ async fn forgot_form(
     page(state, status_code, "forgot.html", ctx)
 }
 
-pub async fn forgot_page(State(state): State<AppState>, ClientIp(client): ClientIp) -> Response {
+pub async fn forgot_page(State(state): State<GatewayState>, ClientIp(client): ClientIp) -> Response {
     forgot_form(&state, client, StatusCode::OK, "", "", None).await
 }
 
 /// The same confirmation whatever the outcome; only the email differs.
 pub async fn forgot_submit(
-    State(state): State<AppState>,
+    State(state): State<GatewayState>,
     ClientIp(client): ClientIp,
     headers: HeaderMap,
     Form(form): Form<ForgotForm>,
 ) -> Response {
-    if super::http_util::cross_site(&headers, &state.settings.public_url) {
+    if super::same_origin::cross_site(&headers, &state.settings.public_url) {
         return cross_site_refusal(&state);
     }
     let request = pb::RequestPasswordResetRequest {
@@ -374,7 +379,7 @@ struct ComponentRow {
 /// The platform status from `Platform.GetStatus`; while that answers
 /// UNIMPLEMENTED (or cannot be reached), the gateway's own health and the
 /// gRPC health service's answer.
-pub async fn status_page(State(state): State<AppState>, ClientIp(client): ClientIp) -> Response {
+pub async fn status_page(State(state): State<GatewayState>, ClientIp(client): ClientIp) -> Response {
     let checked_at = format_time(state.settings.clock.now());
     match state.clients.platform().get_status(call(pb::GetStatusRequest {}, client, None)).await {
         Ok(response) => {
@@ -414,7 +419,7 @@ pub async fn status_page(State(state): State<AppState>, ClientIp(client): Client
 
 /// The same status as `/status`, for monitors: component states as the
 /// proto spells them (`COMPONENT_STATE_OPERATIONAL`, …), times in RFC 3339.
-pub async fn status_json(State(state): State<AppState>, ClientIp(client): ClientIp) -> Response {
+pub async fn status_json(State(state): State<GatewayState>, ClientIp(client): ClientIp) -> Response {
     let stamp = |ts: &Option<prost_types::Timestamp>| {
         ts.as_ref()
             .and_then(|ts| OffsetDateTime::from_unix_timestamp(ts.seconds).ok())
@@ -454,7 +459,7 @@ pub async fn status_json(State(state): State<AppState>, ClientIp(client): Client
     }
 }
 
-async fn fallback_status(state: &AppState, checked_at: String) -> Response {
+async fn fallback_status(state: &GatewayState, checked_at: String) -> Response {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
     let answer = state.clients.health().check(HealthCheckRequest { service: String::new() }).await;
     let (healthy, detail) = match answer.map(|r| r.into_inner().status()) {
@@ -495,7 +500,7 @@ fn state_name(state: pb::ComponentState) -> String {
 }
 
 /// `/.well-known/jwks.json`: the RFC 7517 key set from `Auth.GetJwks`.
-pub async fn jwks(State(state): State<AppState>, ClientIp(client): ClientIp) -> Response {
+pub async fn jwks(State(state): State<GatewayState>, ClientIp(client): ClientIp) -> Response {
     match state.clients.auth().get_jwks(call(pb::GetJwksRequest {}, client, None)).await {
         Ok(response) => {
             let keys: Vec<serde_json::Value> = response

@@ -7,9 +7,8 @@ use tonic::{Request, Response, Status};
 use super::convert::{caller, context, timestamp};
 use crate::{
     app::{
-        App,
-        activation::{self, LinkProblem},
-        forgot,
+        App, forgot,
+        redemption::{self, LinkProblem},
         reset::{self, NotReset, ResetInput},
     },
     domain::{Secret, link::LinkPurpose},
@@ -98,7 +97,7 @@ impl Reset for ResetService {
         request: Request<pb::InspectActivationRequest>,
     ) -> Result<Response<pb::InspectActivationResponse>, Status> {
         let token = Secret::new(request.into_inner().token);
-        let response = match activation::inspect(&self.app, &token).await? {
+        let response = match redemption::inspect(&self.app, &token).await? {
             Ok(info) => pb::InspectActivationResponse {
                 valid: true,
                 invalid_reason: pb::ActivationInvalidReason::Unspecified.into(),
@@ -124,7 +123,7 @@ impl Reset for ResetService {
         let ctx = context(&request);
         let body = request.into_inner();
         let redeemed =
-            activation::redeem(&self.app, &Secret::new(body.token), Secret::new(body.new_password), &ctx).await?;
+            redemption::redeem(&self.app, &Secret::new(body.token), Secret::new(body.new_password), &ctx).await?;
         Ok(Response::new(pb::RedeemActivationResponse {
             user_login: redeemed.user_login,
             generated_password: redeemed.generated_password.map(Secret::into_exposed).unwrap_or_default(),

@@ -1,10 +1,10 @@
 //! The only place SQL lives: sea-orm entities and the queries the use cases
 //! need, on SQLite (embedded default) or PostgreSQL.
 
-pub mod activation;
 pub mod audit;
 pub mod entities;
 pub mod keys;
+pub mod links;
 pub mod maintenance;
 pub mod nonces;
 pub mod outbox;

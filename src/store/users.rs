@@ -425,7 +425,7 @@ pub async fn change_status<C: ConnectionTrait>(
 pub async fn drop_credentials<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64) -> StoreResult<()> {
     super::sql::execute(conn, "DELETE FROM password_credentials WHERE user_id = $1", [id.into()]).await?;
     super::sql::execute(conn, "DELETE FROM second_factors WHERE user_id = $1", [id.into()]).await?;
-    super::activation::supersede_all(conn, id, now_ms).await
+    super::links::supersede_all(conn, id, now_ms).await
 }
 
 /// Which of these users hold a second-factor token.

@@ -1096,7 +1096,7 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
     let store = common::store(gw).await;
     let holder_id = identity::store::users::find_by_login(store.connection(), &holder).await.unwrap().unwrap().id;
     use identity::store::entities::{
-        activation_token, login_challenge, password_credential, refresh_token, second_factor, signing_key,
+        link, login_challenge, password_credential, refresh_token, second_factor, signing_key,
     };
     use sea_orm::EntityTrait;
     let factor = second_factor::Entity::find_by_id(holder_id.clone()).one(store.connection()).await.unwrap().unwrap();
@@ -1131,14 +1131,8 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
         secrets.extend(credential.hash.rsplit('$').take(2).map(|part| part.as_bytes().to_vec()));
         secrets.push(credential.hash.into());
     }
-    secrets.extend(
-        activation_token::Entity::find()
-            .all(store.connection())
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|l| l.token_hash.into()),
-    );
+    secrets
+        .extend(link::Entity::find().all(store.connection()).await.unwrap().into_iter().map(|l| l.token_hash.into()));
     secrets.extend(
         refresh_token::Entity::find().all(store.connection()).await.unwrap().into_iter().map(|r| r.token_hash.into()),
     );

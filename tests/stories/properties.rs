@@ -22,7 +22,7 @@ use identity::{
     fuzzing::{self, Reply},
     gateway::{
         DTD,
-        legacy::{Credentials, Failing, Params, Targets},
+        legacy::{Credentials, FailureKind, Params, Targets},
         xml::{Changed, NotChanged, Outcome},
     },
 };
@@ -128,7 +128,7 @@ proptest! {
         let result = fuzzing::check_params(query.as_bytes(), body.as_bytes());
         match expected_targets(&raw) {
             Some(targets) => prop_assert_eq!(result.unwrap(), Params { targets, notify_by_email: email }),
-            None => prop_assert_eq!(result.unwrap_err().kind(), Failing::MissingParameter),
+            None => prop_assert_eq!(result.unwrap_err().kind(), FailureKind::MissingParameter),
         }
     }
 
@@ -144,7 +144,7 @@ proptest! {
             query.push_str(&pair(name, "1"));
         }
         let failure = fuzzing::check_params(query.as_bytes(), b"").unwrap_err();
-        prop_assert_eq!(failure.kind(), Failing::UnknownParameter);
+        prop_assert_eq!(failure.kind(), FailureKind::UnknownParameter);
         let named: Vec<String> = unknown.iter().take(5).map(|n| n.chars().take(64).collect()).collect();
         prop_assert_eq!(failure.message(), format!("Unrecognized parameter(s): {}", named.join(", ")));
     }
@@ -154,7 +154,7 @@ proptest! {
         prop_assume!(email != "0" && email != "1");
         let query = format!("{}&{}", pair("user_logins", &logins), pair("email", &email));
         let failure = fuzzing::check_params(query.as_bytes(), b"").unwrap_err();
-        prop_assert_eq!(failure.kind(), Failing::InvalidValue);
+        prop_assert_eq!(failure.kind(), FailureKind::InvalidValue);
     }
 
     /// A parameter given twice is refused even when both spellings agree, in
@@ -168,7 +168,7 @@ proptest! {
             _ => (once.clone(), format!("{once}&user_logins=a")),
         };
         let failure = fuzzing::check_params(query.as_bytes(), body.as_bytes()).unwrap_err();
-        prop_assert_eq!(failure.kind(), Failing::InvalidValue);
+        prop_assert_eq!(failure.kind(), FailureKind::InvalidValue);
     }
 }
 

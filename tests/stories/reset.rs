@@ -503,14 +503,14 @@ async fn concurrent_resets_leave_one_live_link(backend: Backend) {
     for call in calls {
         assert!(call.await.unwrap().expect("each batch commits").into_inner().results[0].changed);
     }
-    use identity::store::entities::activation_token;
+    use identity::store::entities::link;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
     let store = common::store(server).await;
     let user = identity::store::users::find_by_login(store.connection(), &target).await.unwrap().unwrap();
-    let live = activation_token::Entity::find()
-        .filter(activation_token::Column::UserId.eq(user.id))
-        .filter(activation_token::Column::UsedAt.is_null())
-        .filter(activation_token::Column::SupersededAt.is_null())
+    let live = link::Entity::find()
+        .filter(link::Column::UserId.eq(user.id))
+        .filter(link::Column::UsedAt.is_null())
+        .filter(link::Column::SupersededAt.is_null())
         .count(store.connection())
         .await
         .unwrap();

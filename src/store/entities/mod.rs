@@ -1,9 +1,9 @@
 //! sea-orm entities, one per table of the initial migration.
 
-pub mod activation_token;
 pub mod audit_event;
 pub mod business_unit;
 pub mod email_outbox;
+pub mod link;
 pub mod login_challenge;
 pub mod maintenance_window;
 pub mod password_credential;

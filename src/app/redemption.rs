@@ -7,10 +7,10 @@ use crate::{
     crypto::{random, seal},
     domain::{Error, Role, Secret, StatusReason, UserStatus, link::LinkPurpose},
     store::{
-        StoreError, activation,
+        StoreError,
         audit::{self, AuditRecord},
-        entities::{activation_token, user},
-        tenancy, users,
+        entities::{link, user},
+        links as link_rows, tenancy, users,
     },
 };
 
@@ -49,7 +49,7 @@ pub struct LinkInfo {
 }
 
 struct Live {
-    link: activation_token::Model,
+    link: link::Model,
     purpose: LinkPurpose,
     user: user::Model,
     requires_new_password: bool,
@@ -60,7 +60,7 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
         return Ok(Err(LinkProblem::Unknown));
     }
     let conn = app.store.connection();
-    let Some(link) = activation::find_by_hash(conn, &random::token_hash(token.expose())).await? else {
+    let Some(link) = link_rows::find_by_hash(conn, &random::token_hash(token.expose())).await? else {
         return Ok(Err(LinkProblem::Unknown));
     };
     if link.used_at.is_some() {
@@ -87,7 +87,7 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
     if !usable {
         // The user was read after the link: a redemption landing in between
         // activates the account, and then the link's own state is the reason.
-        if let Some(current) = activation::find_by_hash(conn, &link.token_hash).await? {
+        if let Some(current) = link_rows::find_by_hash(conn, &link.token_hash).await? {
             if current.used_at.is_some() {
                 return Ok(Err(LinkProblem::Used));
             }
@@ -170,12 +170,12 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
     let txn = app.store.begin_write().await?;
     // First, as a login takes it before opening a session: see `sessions::end_credential_use`.
     users::lock(&txn, &[&user.id]).await?;
-    if !activation::consume(&txn, &live.link.token_hash, now).await? {
+    if !link_rows::consume(&txn, &live.link.token_hash, now).await? {
         // Someone redeemed it first (or it just expired): exactly one redemption wins.
         return Err(LinkProblem::Used.error());
     }
     // The user holds the credentials now: every other link of theirs is void.
-    activation::supersede_all(&txn, &user.id, now).await?;
+    link_rows::supersede_all(&txn, &user.id, now).await?;
     if let Some(hash) = &hash {
         users::set_password_hash(&txn, &user.id, hash, now).await?;
     }

@@ -1,4 +1,5 @@
-//! The `activation_tokens` table.
+//! One-time links, in the `activation_tokens` table (a name from before the
+//! code settled on "link"; a table is not renamed without need).
 
 use sea_orm::entity::prelude::*;
 

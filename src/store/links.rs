@@ -3,7 +3,7 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
-use super::{StoreResult, entities::activation_token, new_id};
+use super::{StoreResult, entities::link, new_id};
 use crate::domain::link::LinkPurpose;
 
 pub struct NewLink<'a> {
@@ -41,7 +41,7 @@ pub async fn issue_many<C: ConnectionTrait>(conn: &C, links: Vec<NewLink<'_>>, n
             values,
         )
         .await?;
-        let rows = chunk.iter().map(|link| activation_token::ActiveModel {
+        let rows = chunk.iter().map(|link| link::ActiveModel {
             id: Set(new_id()),
             token_hash: Set(link.token_hash.to_owned()),
             user_id: Set(link.user_id.to_owned()),
@@ -52,16 +52,13 @@ pub async fn issue_many<C: ConnectionTrait>(conn: &C, links: Vec<NewLink<'_>>, n
             superseded_at: Set(None),
             sealed_secret: Set(link.sealed_secret.clone()),
         });
-        activation_token::Entity::insert_many(rows).exec_without_returning(conn).await?;
+        link::Entity::insert_many(rows).exec_without_returning(conn).await?;
     }
     Ok(())
 }
 
-pub async fn find_by_hash<C: ConnectionTrait>(
-    conn: &C,
-    token_hash: &str,
-) -> StoreResult<Option<activation_token::Model>> {
-    Ok(activation_token::Entity::find().filter(activation_token::Column::TokenHash.eq(token_hash)).one(conn).await?)
+pub async fn find_by_hash<C: ConnectionTrait>(conn: &C, token_hash: &str) -> StoreResult<Option<link::Model>> {
+    Ok(link::Entity::find().filter(link::Column::TokenHash.eq(token_hash)).one(conn).await?)
 }
 
 /// Consumes a live link with one conditional UPDATE: of concurrent
