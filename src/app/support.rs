@@ -17,7 +17,7 @@ use super::{
 use crate::{
     crypto::{random, totp},
     domain::{
-        Error, Secret, StatusReason, UserStatus,
+        Error, ErrorReason, Role, Secret, StatusReason, UserStatus,
         link::LinkPurpose,
         permissions::{Rescue, RescueDenial, Rescuer, Target, may_rescue},
     },
@@ -26,11 +26,13 @@ use crate::{
         StoreError,
         audit::{self, AuditRecord},
         entities::user,
-        links as link_rows, second_factors, tenancy, users as user_rows,
+        links as link_rows, rate, second_factors, tenancy, users as user_rows,
     },
 };
 
 pub const REASON_MAX: usize = 500;
+
+const HOUR_MS: i64 = 3600 * 1000;
 
 /// Who asks for a rescue, as established by the edge that received it.
 pub enum RescuedBy<'a> {
@@ -73,7 +75,7 @@ pub async fn rescue(
         RescuedBy::Operator(caller) => {
             let operator = access::active_user(app, caller).await?;
             let role = operator.role;
-            if role != crate::domain::Role::PlatformOperator {
+            if role != Role::PlatformOperator {
                 return Err(denial_error(RescueDenial::NotAnOperator, user_login));
             }
             (Identity { user_id: Some(operator.id.clone()), login: operator.user_login.clone() }, Some(operator))
@@ -112,10 +114,16 @@ pub async fn rescue(
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
     user_rows::lock(&txn, &[target.id.as_str()]).await?;
+    // The rescue was allowed on the row read before the transaction: it goes
+    // ahead only on that same row (a Manager may have made it a Contact since).
     let current = user_rows::find_by_id(&txn, &target.id).await?.ok_or_else(|| access::not_found(user_login))?;
-    if current.status != target.status || current.user_login != target.user_login {
+    let unchanged = current.status == target.status
+        && current.role == target.role
+        && current.business_unit_id == target.business_unit_id
+        && current.user_login == target.user_login;
+    if !unchanged {
         return Err(Error::FailedPrecondition {
-            reason: crate::domain::ErrorReason::ConcurrentChange,
+            reason: ErrorReason::ConcurrentChange,
             message: format!("`{user_login}` changed meanwhile: read it again and retry"),
         });
     }
@@ -124,6 +132,12 @@ pub async fn rescue(
     let mut link_emailed = false;
     match rescue {
         Rescue::ResetPassword => {
+            // Support's resets count with the admins' against the per-user
+            // hourly limit: nobody floods a mailbox with reset links.
+            let (count, _) = rate::hit(&txn, &format!("reset:user:{}", target.id), HOUR_MS, now).await?;
+            if i64::from(count) > i64::from(app.config.reset.admin_resets_per_hour) {
+                return Err(Error::Throttled { retry_after: std::time::Duration::from_secs(3600) });
+            }
             let (password, hash) = new_password.as_ref().ok_or_else(|| Error::internal("no password made"))?;
             user_rows::set_password_hash(&txn, &target.id, hash, now).await?;
             link_rows::supersede_all(&txn, &target.id, now).await?;
@@ -153,6 +167,8 @@ pub async fn rescue(
             if !changed {
                 return Err(Error::internal("a locked row changed its status"));
             }
+            let mail = templates::account_rescued(&target.user_login, rescue.describe(), &reason);
+            super::notify::email(app, &txn, &target, &mail).await?;
         }
         Rescue::ResetPin => {
             if !second_factors::reset_pin(&txn, &target.id, now).await? {
@@ -163,12 +179,19 @@ pub async fn rescue(
                 .await?;
         }
         Rescue::ReplaceToken => {
+            // A lost token replaces one that existed; a first token is the
+            // Managers' to assign (AssignToken), not support's.
+            if second_factors::find(&txn, &target.id).await?.is_none() {
+                return Err(no_token(user_login));
+            }
             let secret = totp::new_secret();
             let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
             let (qr_svg, qr_png) = totp::qr_codes(&uri)?;
             second_factors::assign(&txn, &target.id, &secret, now).await?;
             revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "TOKEN_REPLACED").await?;
             token = Some(AssignedToken { otpauth_uri: Secret::new(uri), qr_svg, qr_png });
+            let mail = templates::account_rescued(&target.user_login, rescue.describe(), &reason);
+            super::notify::email(app, &txn, &target, &mail).await?;
         }
     }
     let event = AuditRecord::new(rescue.audit_action(), ctx.source_ip.clone())
@@ -180,7 +203,14 @@ pub async fn rescue(
         None => event.actor_named(&identity.login),
     };
     audit::record(&txn, event, now).await?;
-    let managers = tenancy::active_managers(&txn, &target.subscription_id).await?;
+    // The subscription's Managers hear of it; an operator's rescue is told to
+    // the other operators, since the operators' subscription has no Managers.
+    let managers = if target.role == Role::PlatformOperator {
+        let operators = tenancy::active_with_role(&txn, &target.subscription_id, Role::PlatformOperator).await?;
+        operators.into_iter().filter(|o| Some(&o.id) != identity.user_id.as_ref() && o.id != target.id).collect()
+    } else {
+        tenancy::active_with_role(&txn, &target.subscription_id, Role::Manager).await?
+    };
     let notice = templates::rescue_notice(&target.user_login, rescue.describe(), &identity.login, &reason);
     let mails: Vec<(&user::Model, &templates::Rendered)> = managers.iter().map(|m| (m, &notice)).collect();
     super::notify::email_each(app, &txn, &mails).await?;
@@ -212,8 +242,8 @@ fn checked_reason(reason: &str) -> Result<String, Error> {
 
 fn no_token(login: &str) -> Error {
     Error::FailedPrecondition {
-        reason: crate::domain::ErrorReason::NoToken,
-        message: format!("`{login}` has no token: replace the token instead"),
+        reason: ErrorReason::NoToken,
+        message: format!("`{login}` has no token: a Manager assigns a first one"),
     }
 }
 
@@ -225,14 +255,14 @@ fn denial_error(denial: RescueDenial, login: &str) -> Error {
                 .to_owned(),
         ),
         RescueDenial::Deleted => {
-            Error::FailedPrecondition { reason: crate::domain::ErrorReason::UserDeleted, message: format!("`{login}` is deleted") }
+            Error::FailedPrecondition { reason: ErrorReason::UserDeleted, message: format!("`{login}` is deleted") }
         }
         RescueDenial::Contact => Error::FailedPrecondition {
-            reason: crate::domain::ErrorReason::UserIsContact,
+            reason: ErrorReason::UserIsContact,
             message: format!("`{login}` is a Contact and has no login"),
         },
         RescueDenial::AlreadyActive => {
-            Error::FailedPrecondition { reason: crate::domain::ErrorReason::AlreadyActive, message: format!("`{login}` is already active") }
+            Error::FailedPrecondition { reason: ErrorReason::AlreadyActive, message: format!("`{login}` is already active") }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Logins are global (DESIGN §1), so creating or renaming a user must say when
 //! a login is taken — by anybody, in any subscription. That answer is an
-//! oracle: each caller gets a few per hour, and every one is audited, so no
-//! tenant can enumerate other tenants' logins at speed.
+//! oracle: each caller, and each subscription as a whole, gets a few per
+//! hour, and every one is audited, so no tenant can enumerate other tenants'
+//! logins at speed.
 
 use std::time::Duration;
 
@@ -21,21 +22,39 @@ const WINDOW_MS: i64 = 3600 * 1000;
 /// have been free.
 #[must_use = "a free login must give its count back"]
 pub struct Probe {
-    key: String,
-    window_start: i64,
+    /// The caller's count and the subscription's: a tenant with many
+    /// accounts gets no more answers than its subscription's budget.
+    slots: Vec<(String, i64)>,
 }
 
 impl Probe {
-    /// Counts the attempt; refuses while the caller has had too many "taken"
-    /// answers this hour, before anything about the login is looked at.
+    /// Counts the attempt; refuses while the caller, or the caller's
+    /// subscription, has had too many "taken" answers this hour, before
+    /// anything about the login is looked at.
     pub async fn begin(app: &App, caller: &user::Model) -> Result<Probe, Error> {
-        let key = format!("taken-login:user:{}", caller.id);
+        let limits = &app.config.throttle;
+        let keys = [
+            (format!("taken-login:user:{}", caller.id), limits.taken_login_answers_per_hour),
+            (
+                format!("taken-login:subscription:{}", caller.subscription_id),
+                limits.taken_login_answers_per_subscription_per_hour,
+            ),
+        ];
         let now = app.clock.now_ms();
-        let (count, window_start) = rate::hit(app.store.connection(), &key, WINDOW_MS, now).await?;
-        let probe = Probe { key, window_start };
-        if i64::from(count) > i64::from(app.config.throttle.taken_login_answers_per_hour) {
+        let names: Vec<&str> = keys.iter().map(|(key, _)| key.as_str()).collect();
+        let counted = rate::hit_each(app.store.connection(), &names, WINDOW_MS, now).await?;
+        let mut retry_after_ms = 0;
+        let mut slots = Vec::with_capacity(keys.len());
+        for ((key, limit), (count, window_start)) in keys.into_iter().zip(counted) {
+            if i64::from(count) > i64::from(limit) {
+                retry_after_ms = retry_after_ms.max(window_start + WINDOW_MS - now);
+            }
+            slots.push((key, window_start));
+        }
+        let probe = Probe { slots };
+        if retry_after_ms > 0 {
             probe.free(app).await;
-            let seconds = u64::try_from((window_start + WINDOW_MS - now + 999) / 1000).unwrap_or(1).max(1);
+            let seconds = u64::try_from((retry_after_ms + 999) / 1000).unwrap_or(1).max(1);
             return Err(Error::Throttled { retry_after: Duration::from_secs(seconds) });
         }
         Ok(probe)
@@ -53,7 +72,10 @@ impl Probe {
     /// The login was free: the count goes back within the transaction that
     /// takes the login.
     pub async fn free_within<C: sea_orm::ConnectionTrait>(self, conn: &C) -> Result<(), Error> {
-        Ok(rate::refund(conn, &self.key, self.window_start).await?)
+        for (key, window_start) in &self.slots {
+            rate::refund(conn, key, *window_start).await?;
+        }
+        Ok(())
     }
 
     /// The login is taken: the count stays, the answer is audited, and the

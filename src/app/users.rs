@@ -299,9 +299,8 @@ pub async fn update_user(
     }
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
-    if role != old_role {
-        keep_an_active_manager(&txn, &target, |before| Standing { role, ..before }).await?;
-    }
+    lock_unchanged(&txn, &target).await?;
+    keep_an_active_manager(&txn, &target, |before| Standing { role, ..before }).await?;
     users::update_profile(&txn, &target.id, &update, now).await?;
     if update.email != target.email {
         // Links already mailed to the old address must not open the account.
@@ -378,12 +377,10 @@ async fn change_status(
     let (to, reason) = transition(from, event)?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
+    lock_unchanged(&txn, &target).await?;
     keep_an_active_manager(&txn, &target, |before| Standing { status: to, ..before }).await?;
     if !users::change_status(&txn, &target.id, from, to, reason, now).await? {
-        return Err(Error::FailedPrecondition {
-            reason: crate::domain::ErrorReason::ConcurrentChange,
-            message: format!("`{}` changed meanwhile: read it again and retry", target.user_login),
-        });
+        return Err(changed_meanwhile(&target));
     }
     let mut revoked = Vec::new();
     if to != UserStatus::Active {
@@ -408,22 +405,42 @@ async fn change_status(
     Ok(views(app, vec![fresh]).await?.remove(0))
 }
 
+/// Locks the target's subscription governance, then the target, and checks
+/// the target is still as it was read before the transaction: an admin
+/// change is decided on the row as it is, or not at all. Governance first,
+/// users second: every writer that takes both takes them in this order.
+async fn lock_unchanged<C: ConnectionTrait>(conn: &C, target: &user::Model) -> Result<(), Error> {
+    tenancy::lock_governance(conn, &target.subscription_id).await?;
+    users::lock(conn, &[target.id.as_str()]).await?;
+    let current = users::find_by_id(conn, &target.id).await?.ok_or_else(|| access::not_found(&target.user_login))?;
+    let same = current.role == target.role
+        && current.status == target.status
+        && current.business_unit_id == target.business_unit_id
+        && current.user_login == target.user_login;
+    if same { Ok(()) } else { Err(changed_meanwhile(target)) }
+}
+
+fn changed_meanwhile(target: &user::Model) -> Error {
+    Error::FailedPrecondition {
+        reason: crate::domain::ErrorReason::ConcurrentChange,
+        message: format!("`{}` changed meanwhile: read it again and retry", target.user_login),
+    }
+}
+
 /// Refuses a change that would leave the target's subscription without an
-/// ACTIVE Manager (DESIGN §1). Runs inside the change's write transaction:
-/// the subscription's governance is locked first and the target read again,
-/// so concurrent changes to its Managers are judged one after the other.
+/// ACTIVE Manager (DESIGN §1). Runs inside the change's write transaction,
+/// after [`lock_unchanged`]: the target is as read, and the other Managers
+/// are counted with the subscription's governance locked.
 async fn keep_an_active_manager<C: ConnectionTrait>(
     conn: &C,
     target: &user::Model,
     after: impl FnOnce(Standing) -> Standing,
 ) -> Result<(), Error> {
-    if target.role != Role::Manager {
+    let before = Standing { role: target.role, status: target.status };
+    if before.role != Role::Manager {
         return Ok(());
     }
-    tenancy::lock_governance(conn, &target.subscription_id).await?;
-    let current = users::find_by_id(conn, &target.id).await?.ok_or_else(|| access::not_found(&target.user_login))?;
-    let before = Standing { role: current.role, status: current.status };
-    let others = tenancy::active_managers(conn, &target.subscription_id).await?;
+    let others = tenancy::active_with_role(conn, &target.subscription_id, Role::Manager).await?;
     let others = others.iter().filter(|manager| manager.id != target.id).count();
     if removes_last_active_manager(before, after(before), u64::try_from(others).unwrap_or(u64::MAX)) {
         return Err(Error::FailedPrecondition {

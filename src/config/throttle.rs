@@ -21,11 +21,20 @@ pub struct ThrottleConfig {
     /// ChangeUserLogin with a login of the caller's choosing): logins are
     /// global, so each answer says whether some other tenant holds it.
     pub taken_login_answers_per_hour: u32,
+    /// The same answers per subscription per hour, all its callers together:
+    /// a tenant cannot multiply its budget by creating accounts.
+    pub taken_login_answers_per_subscription_per_hour: u32,
 }
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
-        Self { login_per_user: 4, login_per_ip: 50, window_secs: 60, taken_login_answers_per_hour: 20 }
+        Self {
+            login_per_user: 4,
+            login_per_ip: 50,
+            window_secs: 60,
+            taken_login_answers_per_hour: 20,
+            taken_login_answers_per_subscription_per_hour: 100,
+        }
     }
 }
 
@@ -34,8 +43,11 @@ impl ThrottleConfig {
         if self.login_per_user == 0 || self.login_per_ip == 0 {
             return Err(bad("throttle.login_per_user", "and `throttle.login_per_ip` must be at least 1"));
         }
-        if self.taken_login_answers_per_hour == 0 {
-            return Err(bad("throttle.taken_login_answers_per_hour", "must be at least 1"));
+        if self.taken_login_answers_per_hour == 0 || self.taken_login_answers_per_subscription_per_hour == 0 {
+            return Err(bad(
+                "throttle.taken_login_answers_per_hour",
+                "and `throttle.taken_login_answers_per_subscription_per_hour` must be at least 1",
+            ));
         }
         if !(1..=86_400).contains(&self.window_secs) {
             return Err(bad("throttle.window_secs", "must be 1 to 86400"));

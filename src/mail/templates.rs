@@ -14,7 +14,7 @@ pub struct Rendered {
 }
 
 /// Every email's two variants, named `<kind>.txt` and `<kind>.html`.
-const KINDS: [(&str, &str, &str); 7] = [
+const KINDS: [(&str, &str, &str); 8] = [
     ("account_locked", include_str!("templates/account_locked.txt"), include_str!("templates/account_locked.html")),
     ("welcome", include_str!("templates/welcome.txt"), include_str!("templates/welcome.html")),
     ("password_reset", include_str!("templates/password_reset.txt"), include_str!("templates/password_reset.html")),
@@ -26,6 +26,7 @@ const KINDS: [(&str, &str, &str); 7] = [
     ),
     ("pin_reset", include_str!("templates/pin_reset.txt"), include_str!("templates/pin_reset.html")),
     ("rescue_notice", include_str!("templates/rescue_notice.txt"), include_str!("templates/rescue_notice.html")),
+    ("account_rescued", include_str!("templates/account_rescued.txt"), include_str!("templates/account_rescued.html")),
 ];
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -104,6 +105,12 @@ pub fn rescue_notice(target_login: &str, what: &str, by: &str, reason: &str) -> 
     render("rescue_notice", subject, context! { target_login, what, by, reason })
 }
 
+/// Tells the user that platform support acted on their account (a rescue
+/// whose own email says nothing else: a re-activation, a replaced token).
+pub fn account_rescued(login: &str, what: &str, reason: &str) -> Rendered {
+    render("account_rescued", "Support acted on your account".to_owned(), context! { login, what, reason })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +131,7 @@ mod tests {
             pin_reset(HOSTILE),
             pin_reset_by(HOSTILE, HOSTILE),
             rescue_notice(HOSTILE, HOSTILE, HOSTILE, HOSTILE),
+            account_rescued(HOSTILE, HOSTILE, HOSTILE),
         ]
     }
 

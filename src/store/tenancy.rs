@@ -107,12 +107,16 @@ pub async fn lock_governance<C: ConnectionTrait>(conn: &C, subscription_id: &str
     Ok(())
 }
 
-/// The subscription's ACTIVE Managers: who governs it, and whom a rescue is
-/// announced to.
-pub async fn active_managers<C: ConnectionTrait>(conn: &C, subscription_id: &str) -> StoreResult<Vec<user::Model>> {
+/// The subscription's ACTIVE users of `role`: its Managers govern it and
+/// hear of every rescue; the operators hear of a rescue of one of their own.
+pub async fn active_with_role<C: ConnectionTrait>(
+    conn: &C,
+    subscription_id: &str,
+    role: Role,
+) -> StoreResult<Vec<user::Model>> {
     Ok(user::Entity::find()
         .filter(user::Column::SubscriptionId.eq(subscription_id))
-        .filter(user::Column::Role.eq(Role::Manager))
+        .filter(user::Column::Role.eq(role))
         .filter(user::Column::Status.eq(UserStatus::Active))
         .all(conn)
         .await?)

@@ -462,26 +462,66 @@ async fn an_operator_rescues_a_lone_locked_manager(backend: Backend) {
 
 /// A lost token and a forgotten PIN, rescued for a user whose Managers are gone.
 async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
+    use common::second_factor;
     let server = server(backend);
     let (t, manager) = manager_session(server).await;
-    let login = format!("{}_scanner", t.prefix);
-    let session = member(server, &manager, &login, Role::Scanner, "").await;
     let (_, op) = operator_session(server).await;
     let mut support = support_client(server).await;
+    // Nothing to replace: a first token is the Managers' to assign.
+    let bare = format!("{}_bare", t.prefix);
+    member(server, &manager, &bare, Role::Scanner, "").await;
+    let first = pb::ReplaceUserTokenRequest { user_login: bare, reason: "ticket 6".into() };
+    assert_eq!(common::reason(&support.replace_user_token(bearer(first, &op)).await.unwrap_err()), "NO_TOKEN");
+
+    // An enrolled user, signed in with PIN + tokencode, loses the phone.
+    let (login, _, token) = second_factor::enrolled(server, "phone").await;
+    let challenge = second_factor::start(server, &login, common::MEMBER_PASSWORD).await;
+    let signed_in = second_factor::submit(server, &challenge, &format!("2468{}", token.code(1))).await.unwrap();
+    let Some(pb::submit_passcode_response::Result::Session(session)) = signed_in.result else {
+        panic!("expected a session, got {signed_in:?}")
+    };
     let replace = pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone, ticket 7".into() };
-    let token = support.replace_user_token(bearer(replace, &op)).await.expect("replaced").into_inner();
-    assert!(token.otpauth_uri.starts_with("otpauth://totp/"), "{}", token.otpauth_uri);
-    assert!(!token.qr_code_png.is_empty() && token.qr_code_svg.contains("<svg"));
-    assert!(token.user.unwrap().has_token);
-    let stale =
-        users_client(server).await.get_user(bearer(pb::GetUserRequest { user_login: login.clone() }, &session)).await;
+    let replaced = support.replace_user_token(bearer(replace, &op)).await.expect("replaced").into_inner();
+    assert!(replaced.otpauth_uri.starts_with("otpauth://totp/"), "{}", replaced.otpauth_uri);
+    assert!(!replaced.qr_code_png.is_empty() && replaced.qr_code_svg.contains("<svg"));
+    assert!(replaced.user.unwrap().has_token);
+    let own = pb::GetUserRequest { user_login: login.clone() };
+    let stale = users_client(server).await.get_user(bearer(own, &session.access_token)).await;
     assert_eq!(stale.unwrap_err().code(), Code::Unauthenticated, "a new token ends the old sessions");
+    common::assert_mail_sent(server, &login, "account_rescued").await;
+    let old = second_factor::start(server, &login, common::MEMBER_PASSWORD).await;
+    let refused = second_factor::submit(server, &old, &format!("2468{}", token.code(2))).await.unwrap_err();
+    assert_eq!(refused.message(), "Invalid Tokencode or PIN", "the lost token no longer works");
+
     let pin = pb::ResetUserPinRequest { user_login: login.clone(), reason: "forgot PIN, ticket 8".into() };
     support.reset_user_pin(bearer(pin, &op)).await.expect("PIN reset");
     common::assert_mail_sent(server, &login, "pin_reset").await;
     for action in ["support.token.replace", "support.pin.reset"] {
         assert_eq!(common::audit_count(server, action, &login, None).await, 1, "{action}");
     }
+}
+
+/// Operators rescue each other too; their subscription has no Managers, so
+/// the other operators hear of it. Support's resets share the hourly limit.
+async fn operators_hear_of_an_operators_rescue_and_resets_are_rate_limited(backend: Backend) {
+    let server = server(backend);
+    let (_, rescuer) = operator_session(server).await;
+    let (bystander, _) = operator_session(server).await;
+    let (locked, _) = operator_session(server).await;
+    lock_out(server, &locked).await;
+    let mut support = support_client(server).await;
+    let reactivate = pb::ReactivateUserRequest { user_login: locked.clone(), reason: "INC-7".into() };
+    let done = support.reactivate_user(bearer(reactivate, &rescuer)).await.expect("re-activated").into_inner();
+    assert!(done.managers_notified >= 1, "the other operators are told");
+    common::assert_mail_sent(server, &bystander, "rescue_notice").await;
+    common::assert_mail_sent(server, &locked, "account_rescued").await;
+
+    let reset = || pb::ResetUserPasswordRequest { user_login: locked.clone(), reason: "INC-8".into() };
+    for _ in 0..3 {
+        support.reset_user_password(bearer(reset(), &rescuer)).await.expect("reset by link");
+    }
+    let flooded = support.reset_user_password(bearer(reset(), &rescuer)).await.unwrap_err();
+    assert_eq!(flooded.code(), Code::ResourceExhausted, "no more than 3 reset links an hour, whoever sends them");
 }
 
 /// Break-glass: the command line rescues with no account at all.
@@ -523,6 +563,7 @@ async fn the_command_line_rescues_without_any_account(backend: Backend) {
 async fn taken_login_answers_are_throttled_per_caller_and_audited(backend: Backend) {
     let server = common::start(backend, |mut config| {
         config.throttle.taken_login_answers_per_hour = 3;
+        config.throttle.taken_login_answers_per_subscription_per_hour = 5;
         config
     });
     let server = &server;
@@ -535,6 +576,7 @@ async fn taken_login_answers_are_throttled_per_caller_and_audited(backend: Backe
         role: Role::Reader.into(),
         ..Default::default()
     };
+    let colleague = member(server, &prober, &format!("{}_mgr2", t.prefix), Role::Manager, "").await;
     for n in 0..5 {
         users
             .create_user(bearer(create(format!("{}_free{n}", t.prefix)), &prober))
@@ -555,6 +597,14 @@ async fn taken_login_answers_are_throttled_per_caller_and_audited(backend: Backe
     let throttled = common::auth_client(server).await.change_user_login(bearer(rename, &prober)).await.unwrap_err();
     assert_eq!(throttled.code(), Code::ResourceExhausted, "renames share the caller's answers");
     assert_eq!(common::audit_count(server, "user.login.taken", &victim.manager_login, Some("FAILURE")).await, 3);
+
+    // More accounts do not buy more answers: the subscription's budget is shared.
+    for _ in 0..2 {
+        let taken = users.create_user(bearer(create(victim.manager_login.clone()), &colleague)).await.unwrap_err();
+        assert_eq!(taken.code(), Code::AlreadyExists);
+    }
+    let throttled = users.create_user(bearer(create(victim.manager_login.clone()), &colleague)).await.unwrap_err();
+    assert_eq!(throttled.code(), Code::ResourceExhausted, "the subscription has had its 5 answers this hour");
 }
 
 async fn the_status_machine_guards_every_change(backend: Backend) {
@@ -909,6 +959,7 @@ on_both_backends!(
     an_operator_rescues_a_lone_locked_manager,
     an_operator_replaces_a_token_and_resets_a_pin,
     the_command_line_rescues_without_any_account,
+    operators_hear_of_an_operators_rescue_and_resets_are_rate_limited,
     a_deactivation_voids_live_links,
     taken_login_answers_are_throttled_per_caller_and_audited,
     the_status_machine_guards_every_change,

@@ -66,14 +66,15 @@ pub fn start_gateway(backend: Backend, adjust: impl FnOnce(Config) -> Config + S
             let config = adjust(test_config(&database_url, &dir));
             let public_url = config.public_url.clone();
             let server = Server::build(config).await.expect("server starts");
+            let (stop, stopped) = super::stop_signal();
             let ready = GatewayServer {
-                server: TestServer { grpc_addr: server.grpc_addr(), database_url, dir },
+                server: TestServer { grpc_addr: server.grpc_addr(), database_url, dir, stop: Some(stop) },
                 http_addr: server.http_addr(),
                 base: server.http_url(),
                 public_url,
             };
             ready_tx.send(ready).expect("report readiness");
-            server.run(std::future::pending()).await.expect("server runs");
+            server.run(stopped).await.expect("server runs");
         });
     });
     ready_rx.recv_timeout(Duration::from_secs(60)).expect("server started in time")

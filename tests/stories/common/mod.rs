@@ -37,6 +37,25 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub database_url: String,
     pub dir: PathBuf,
+    /// Ends an in-process server when the story drops it (None for views
+    /// of servers that end otherwise).
+    pub stop: Option<Stop>,
+}
+
+/// Stops an in-process server when dropped. Every story runs in one test
+/// binary: a server left running would keep its pool of database connections
+/// for the whole run, and a run starts dozens (PostgreSQL refuses connections
+/// past `max_connections`). The binary's shared servers live in statics and
+/// are never dropped.
+pub struct Stop(#[allow(dead_code)] tokio::sync::oneshot::Sender<()>);
+
+/// A [`Stop`] and the future that resolves once it is dropped: what
+/// `Server::run` takes as its shutdown signal.
+pub fn stop_signal() -> (Stop, impl std::future::Future<Output = ()> + Send + 'static) {
+    let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+    (Stop(sender), async move {
+        let _ = receiver.await;
+    })
 }
 
 impl TestServer {
@@ -214,8 +233,10 @@ pub fn start_with(
             };
             let config = adjust(test_config(&database_url, &dir));
             let server = Server::build(config).await.expect("server starts");
-            ready_tx.send(TestServer { grpc_addr: server.grpc_addr(), database_url, dir }).expect("report readiness");
-            server.run(std::future::pending()).await.expect("server runs");
+            let (stop, stopped) = stop_signal();
+            let ready = TestServer { grpc_addr: server.grpc_addr(), database_url, dir, stop: Some(stop) };
+            ready_tx.send(ready).expect("report readiness");
+            server.run(stopped).await.expect("server runs");
         });
     });
     ready_rx.recv_timeout(Duration::from_secs(60)).expect("server started in time")

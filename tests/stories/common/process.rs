@@ -57,7 +57,12 @@ impl ServerProcess {
 
     /// A handle for the shared helpers (`tenant`, `member`, `reset_results`…).
     pub fn test_server(&self) -> TestServer {
-        TestServer { grpc_addr: self.grpc_addr, database_url: self.database_url.clone(), dir: self.dir.clone() }
+        TestServer {
+            grpc_addr: self.grpc_addr,
+            database_url: self.database_url.clone(),
+            dir: self.dir.clone(),
+            stop: None,
+        }
     }
 
     pub fn grpc_url(&self) -> String {
