@@ -38,14 +38,7 @@ mod tests {
     use axum::http::HeaderValue;
 
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
+    use crate::gateway::tests::headers;
 
     #[test]
     fn forwarded_addresses_count_only_from_trusted_proxies() {

@@ -205,8 +205,19 @@ pub fn loopback_url(addr: SocketAddr) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
+    use axum::http::{HeaderMap, HeaderValue};
+
     use super::*;
+
+    /// A header map for the gateway's unit tests.
+    pub(crate) fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
 
     #[test]
     fn the_in_process_gateway_reaches_wildcard_listeners_through_loopback() {

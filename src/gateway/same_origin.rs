@@ -35,17 +35,8 @@ pub fn cross_site(headers: &HeaderMap, public_url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
-
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.insert(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
+    use crate::gateway::tests::headers;
 
     #[test]
     fn form_posts_from_other_sites_are_recognised() {
