@@ -1,6 +1,8 @@
 //! Batch admin password reset (DESIGN §2.3, the legacy password_change.php
 //! semantics): per-target outcomes, generated passwords, one transaction.
 
+use sea_orm::DatabaseTransaction;
+
 use super::{
     App, access,
     caller::{Caller, RequestContext},
@@ -81,6 +83,40 @@ pub async fn reset_passwords(
     ctx: &RequestContext,
 ) -> Result<Vec<ResetOutcome>, Error> {
     let actor = access::active_user(app, caller).await?;
+    check_request(app, &actor, &input)?;
+    let mut targets = resolve_targets(app, &actor, &input).await?;
+    refuse_throttled(app, &mut targets).await?;
+    let mut targets = hash_new_passwords(app, targets).await?;
+
+    let mut batch = Batch {
+        app,
+        actor: &actor,
+        ctx,
+        now: app.clock.now_ms(),
+        notify_by_email: input.notify_by_email,
+        events: targets.iter().filter_map(|target| target.early_refusal(&actor, ctx)).collect(),
+    };
+    let txn = app.store.begin_write().await?;
+    // Rows are locked user by user in one order whatever the request's, so two
+    // batches over the same users wait for each other instead of deadlocking.
+    let mut ready: Vec<&mut Target> = targets.iter_mut().filter(|target| target.ready_user().is_some()).collect();
+    ready.sort_by(|a, b| a.ready_id().cmp(&b.ready_id()));
+    batch.recheck(&txn, &mut ready).await?;
+    batch.count_resets(&txn, &mut ready).await?;
+    let revoked = batch.write_resets(&txn, &ready).await?;
+    audit::record_all(&txn, batch.events, batch.now).await?;
+    // Passwords leave only after the commit.
+    txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
+    let mut outcomes = Vec::with_capacity(targets.len());
+    for target in targets {
+        outcomes.extend(target.outcome(input.notify_by_email)?);
+    }
+    Ok(outcomes)
+}
+
+/// Refuses a request that cannot reset anyone, before any look at the targets.
+fn check_request(app: &App, actor: &user::Model, input: &ResetInput) -> Result<(), Error> {
     let max = app.config.reset.max_batch;
     if !input.all && input.user_logins.is_empty() {
         return Err(Error::invalid("user_logins", "must name at least one login, or set `all`"));
@@ -93,165 +129,99 @@ pub async fn reset_passwords(
             "only Managers, Unit Managers and Administrators reset passwords".to_owned(),
         ));
     }
-    let items = refuse_throttled(app, resolve_targets(app, &actor, &input).await?).await?;
-
-    // Generate and hash outside the transaction, on every core.
-    let policy = &app.config.password_policy;
-    let to_reset: Vec<&user::Model> = items.iter().filter_map(|item| item.target.as_ref()).collect();
-    let passwords: Vec<Secret> = to_reset.iter().map(|t| random::password(policy, &t.user_login)).collect();
-    let mut hashes = app.hasher.hash_many(passwords.clone()).await?.into_iter();
-    let mut passwords = passwords.into_iter();
-    let mut work = Vec::with_capacity(items.len());
-    for item in items {
-        let secrets = if item.target.is_some() {
-            match (passwords.next(), hashes.next()) {
-                (Some(password), Some(hash)) => Some((password, hash)),
-                _ => return Err(Error::internal("fewer hashes than targets")),
-            }
-        } else {
-            None
-        };
-        work.push((item, secrets));
-    }
-    // Rows are locked user by user in one order whatever the request's, so two
-    // batches over the same users wait for each other instead of deadlocking.
-    let mut order: Vec<usize> = (0..work.len()).collect();
-    order.sort_by_key(|&i| work[i].0.target.as_ref().map(|t| t.id.clone()));
-
-    let now = app.clock.now_ms();
-    let limit = i64::from(app.config.reset.admin_resets_per_hour);
-    let txn = app.store.begin_write().await?;
-    // Re-checked inside the transaction, with the rows locked until it ends: the
-    // users may have changed since. Users first, as every other writer of a
-    // user's links does, so that nothing waits on a lock this batch waits for.
-    let target_ids: Vec<&str> =
-        work.iter().filter_map(|(item, _)| item.target.as_ref()).map(|t| t.id.as_str()).collect();
-    users::lock(&txn, &target_ids).await?;
-    let mut current = users::find_by_ids(&txn, &target_ids).await?;
-    let mut outcomes: Vec<Option<ResetOutcome>> = work.iter().map(|_| None).collect();
-    let mut events = Vec::new();
-    let mut refuse = |index: usize, login: &str, target_id: Option<&str>, refusal: NotReset| {
-        events.push(refusal_event(&actor, login, target_id, refusal, ctx));
-        let requested = work[index].0.requested.clone();
-        outcomes[index] = Some(ResetOutcome { user_login: requested, password: None, not_reset: Some(refusal) });
-    };
-    let mut allowed = Vec::new();
-    for index in order {
-        let (item, secrets) = &work[index];
-        let (Some(target), Some(_)) = (&item.target, secrets) else {
-            refuse(index, &item.requested, item.known_id.as_deref(), item.refusal.unwrap_or(NotReset::UnknownUser));
-            continue;
-        };
-        let Some(current) = current.remove(&target.id) else { continue };
-        match refusal(&actor, &current) {
-            Some(refusal) => refuse(index, &current.user_login, Some(&current.id), refusal),
-            None => allowed.push((index, target)),
-        }
-    }
-    // Each statement below covers the whole batch (a few hundred users at a
-    // time), in the users' id order: one round trip per user and table made a
-    // reset of 1,000 users on PostgreSQL cost 2.4 s beyond its hashing.
-    let keys: Vec<String> = allowed.iter().map(|(_, target)| throttle_key(&target.id)).collect();
-    let mut counts = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(BATCH_ROWS) {
-        let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
-        counts.extend(rate::hit_each(&txn, &chunk, RESET_WINDOW_MS, now).await?);
-    }
-    let mut granted = Vec::with_capacity(allowed.len());
-    for ((index, target), (count, _)) in allowed.into_iter().zip(counts) {
-        if i64::from(count) > limit {
-            refuse(index, &target.user_login, Some(&target.id), NotReset::Throttled);
-        } else {
-            granted.push((index, target));
-        }
-    }
-    let secrets_of = |index: usize| work[index].1.as_ref().ok_or_else(|| Error::internal("a reset without a password"));
-    let mut credentials = Vec::with_capacity(granted.len());
-    for &(index, target) in &granted {
-        credentials.push((target.id.as_str(), secrets_of(index)?.1.as_str()));
-    }
-    users::set_password_hashes(&txn, &credentials, now).await?;
-    let granted_ids: Vec<&str> = credentials.iter().map(|&(id, _)| id).collect();
-    // Links sent before this reset (welcome, forgot-password) must not open the account.
-    link_rows::supersede_all_of(&txn, &granted_ids, now).await?;
-    let revoked = sessions::end_credential_use(app, &txn, &granted_ids, "PASSWORD_RESET").await?;
-    let mut to_notify = Vec::new();
-    for (index, target) in granted {
-        let password = &secrets_of(index)?.0;
-        if input.notify_by_email {
-            to_notify.push((target, password));
-        } else if target.status == UserStatus::PendingActivation {
-            // The caller holds the credentials now: the account is usable (legacy API rule).
-            users::change_status(
-                &txn,
-                &target.id,
-                UserStatus::PendingActivation,
-                UserStatus::Active,
-                StatusReason::Administrative,
-                now,
-            )
-            .await?;
-        }
-        events.push(
-            AuditRecord::new("password.reset", ctx.source_ip.clone())
-                .subscription(&target.subscription_id)
-                .actor(&actor.id, &actor.user_login)
-                .target(Some(&target.id), &target.user_login)
-                .detail(if input.notify_by_email { "notified by email" } else { "password returned to the caller" }),
-        );
-        let password = (!input.notify_by_email).then(|| password.clone());
-        outcomes[index] = Some(ResetOutcome { user_login: work[index].0.requested.clone(), password, not_reset: None });
-    }
-    notify(app, &txn, &to_notify).await?;
-    audit::record_all(&txn, events, now).await?;
-    // Passwords leave only after the commit.
-    txn.commit().await.map_err(StoreError::from)?;
-    app.revocations.mark_all_revoked(&revoked);
-    Ok(outcomes.into_iter().flatten().collect())
+    Ok(())
 }
 
-/// One distinct requested target: the user to reset, or why not.
-struct Item {
+/// One distinct requested target on its way through the batch.
+struct Target {
+    /// The login as requested (the user's own with `all`): the name its outcome carries.
     requested: String,
-    target: Option<user::Model>,
-    refusal: Option<NotReset>,
-    /// The refused user's id, when it is in the caller's subscription.
-    known_id: Option<String>,
+    state: State,
+}
+
+enum State {
+    /// Not reset. `known_id` is the user's id when the user is in the caller's
+    /// subscription, for the audit.
+    Refused { refusal: NotReset, known_id: Option<String> },
+    /// To reset, as far as the checks made outside the transaction tell.
+    Eligible(user::Model),
+    /// Eligible, with its new password and that password's hash. The user is
+    /// the row as resolved; the transaction re-checks a fresh copy. Whoever is
+    /// still ready when the transaction commits has been reset.
+    Ready { user: user::Model, password: Secret, hash: String },
+    /// Gone from the users table when the transaction read it (rows are never
+    /// deleted today): no outcome and no audit row.
+    Vanished,
+}
+
+impl Target {
+    fn eligible(requested: String, user: user::Model) -> Self {
+        Target { requested, state: State::Eligible(user) }
+    }
+
+    fn refused(requested: String, refusal: NotReset, known_id: Option<String>) -> Self {
+        Target { requested, state: State::Refused { refusal, known_id } }
+    }
+
+    fn ready_user(&self) -> Option<&user::Model> {
+        match &self.state {
+            State::Ready { user, .. } => Some(user),
+            _ => None,
+        }
+    }
+
+    fn ready_id(&self) -> Option<&str> {
+        self.ready_user().map(|user| user.id.as_str())
+    }
+
+    /// The audit row of a target refused before the transaction, under the login as requested.
+    fn early_refusal(&self, actor: &user::Model, ctx: &RequestContext) -> Option<AuditRecord> {
+        match &self.state {
+            State::Refused { refusal, known_id } => {
+                Some(refusal_event(actor, &self.requested, known_id.as_deref(), *refusal, ctx))
+            }
+            _ => None,
+        }
+    }
+
+    /// What the caller is told about this target, once the transaction has committed.
+    fn outcome(self, notify_by_email: bool) -> Result<Option<ResetOutcome>, Error> {
+        let user_login = self.requested;
+        match self.state {
+            State::Refused { refusal, .. } => {
+                Ok(Some(ResetOutcome { user_login, password: None, not_reset: Some(refusal) }))
+            }
+            State::Ready { password, .. } => {
+                let password = (!notify_by_email).then_some(password);
+                Ok(Some(ResetOutcome { user_login, password, not_reset: None }))
+            }
+            State::Vanished => Ok(None),
+            State::Eligible(_) => Err(Error::internal("a reset without a password")),
+        }
+    }
 }
 
 /// Resolves the request, in request order, before any hashing.
-async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> Result<Vec<Item>, Error> {
+async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> Result<Vec<Target>, Error> {
     if input.all {
-        let mut items = Vec::new();
-        for user in everyone_in_scope(app, actor).await? {
-            if refusal(actor, &user).is_none() {
-                items.push(Item {
-                    requested: user.user_login.clone(),
-                    target: Some(user),
-                    refusal: None,
-                    known_id: None,
-                });
-            }
-        }
-        return Ok(items);
+        let everyone = everyone_in_scope(app, actor).await?.into_iter();
+        let allowed = everyone.filter(|user| refusal(actor, user).is_none());
+        return Ok(allowed.map(|user| Target::eligible(user.user_login.clone(), user)).collect());
     }
     let logins = distinct_logins(input.user_logins.iter().map(String::as_str));
     let mut found_by_login = users::find_by_logins(app.store.connection(), &logins).await?;
-    let mut items = Vec::new();
+    let mut targets = Vec::with_capacity(logins.len());
     for login in logins {
         let found = found_by_login.remove(&login).filter(|user| user.subscription_id == actor.subscription_id);
-        let item = match found {
-            None => Item { requested: login, target: None, refusal: Some(NotReset::UnknownUser), known_id: None },
+        targets.push(match found {
+            None => Target::refused(login, NotReset::UnknownUser, None),
             Some(user) => match refusal(actor, &user) {
-                None => Item { requested: login, target: Some(user), refusal: None, known_id: None },
-                Some(refusal) => {
-                    Item { requested: login, known_id: Some(user.id), target: None, refusal: Some(refusal) }
-                }
+                None => Target::eligible(login, user),
+                Some(refusal) => Target::refused(login, refusal, Some(user.id)),
             },
-        };
-        items.push(item);
+        });
     }
-    Ok(items)
+    Ok(targets)
 }
 
 fn throttle_key(user_id: &str) -> String {
@@ -262,22 +232,168 @@ fn throttle_key(user_id: &str) -> String {
 /// hashing: a read-only look, so a batch repeated in a loop costs no argon2
 /// work for them. The transaction counts the others for real, and refuses
 /// any that a concurrent batch took past the limit meanwhile.
-async fn refuse_throttled(app: &App, mut items: Vec<Item>) -> Result<Vec<Item>, Error> {
-    let keys: Vec<String> = items.iter().filter_map(|item| item.target.as_ref()).map(|t| throttle_key(&t.id)).collect();
+async fn refuse_throttled(app: &App, targets: &mut [Target]) -> Result<(), Error> {
+    let eligible_id = |target: &Target| match &target.state {
+        State::Eligible(user) => Some(user.id.clone()),
+        _ => None,
+    };
+    let keys: Vec<String> = targets.iter().filter_map(eligible_id).map(|id| throttle_key(&id)).collect();
     let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
     let counts = rate::counts(app.store.connection(), &keys, RESET_WINDOW_MS, app.clock.now_ms()).await?;
     let limit = i64::from(app.config.reset.admin_resets_per_hour);
-    let mut counts = counts.into_iter();
-    for item in &mut items {
-        if item.target.is_some()
-            && counts.next().is_some_and(|count| i64::from(count) >= limit)
-            && let Some(target) = item.target.take()
-        {
-            item.known_id = Some(target.id);
-            item.refusal = Some(NotReset::Throttled);
+    let eligible = targets.iter_mut().filter_map(|target| Some((eligible_id(target)?, target)));
+    for ((id, target), count) in eligible.zip(counts) {
+        if i64::from(count) >= limit {
+            target.state = State::Refused { refusal: NotReset::Throttled, known_id: Some(id) };
         }
     }
-    Ok(items)
+    Ok(())
+}
+
+/// Gives every eligible target a new password and its hash. Hashed before the
+/// transaction begins, so that no lock waits on argon2 work, and on every
+/// core, each hash through the pool's admission like a login's.
+async fn hash_new_passwords(app: &App, targets: Vec<Target>) -> Result<Vec<Target>, Error> {
+    let policy = &app.config.password_policy;
+    let passwords: Vec<Secret> = targets
+        .iter()
+        .filter_map(|target| match &target.state {
+            State::Eligible(user) => Some(random::password(policy, &user.user_login)),
+            _ => None,
+        })
+        .collect();
+    let hashes = app.hasher.hash_many(passwords.clone()).await?;
+    let mut secrets = passwords.into_iter().zip(hashes);
+    targets
+        .into_iter()
+        .map(|target| match target.state {
+            State::Eligible(user) => {
+                let (password, hash) = secrets.next().ok_or_else(|| Error::internal("fewer hashes than targets"))?;
+                Ok(Target { state: State::Ready { user, password, hash }, ..target })
+            }
+            _ => Ok(target),
+        })
+        .collect()
+}
+
+/// The transaction's side of a batch. Each statement covers the whole batch
+/// (a few hundred users at a time), in the users' id order: one round trip
+/// per user and table made a reset of 1,000 users on PostgreSQL cost 2.4 s
+/// beyond its hashing.
+struct Batch<'a> {
+    app: &'a App,
+    actor: &'a user::Model,
+    ctx: &'a RequestContext,
+    now: i64,
+    notify_by_email: bool,
+    /// Written together at the end of the transaction, in the order decided.
+    events: Vec<AuditRecord>,
+}
+
+impl Batch<'_> {
+    /// Re-checks the ready targets with their rows locked until the
+    /// transaction ends: the users may have changed since they were resolved.
+    /// Users first, as every other writer of a user's links does, so that
+    /// nothing waits on a lock this batch waits for.
+    async fn recheck(&mut self, txn: &DatabaseTransaction, ready: &mut [&mut Target]) -> Result<(), Error> {
+        let ids: Vec<&str> = ready.iter().filter_map(|target| target.ready_id()).collect();
+        users::lock(txn, &ids).await?;
+        let mut current = users::find_by_ids(txn, &ids).await?;
+        for target in ready.iter_mut() {
+            let Some(user) = target.ready_user() else { continue };
+            match current.remove(&user.id) {
+                None => target.state = State::Vanished,
+                Some(current) => {
+                    if let Some(refusal) = refusal(self.actor, &current) {
+                        self.refuse(target, refusal, &current.user_login, &current.id);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts one reset of each target still ready against the hour's limit,
+    /// and refuses those a concurrent batch took past it since the look before
+    /// hashing.
+    async fn count_resets(&mut self, txn: &DatabaseTransaction, ready: &mut [&mut Target]) -> Result<(), Error> {
+        let keys: Vec<String> = ready.iter().filter_map(|target| target.ready_id()).map(throttle_key).collect();
+        let mut counts = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_ROWS) {
+            let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+            counts.extend(rate::hit_each(txn, &chunk, RESET_WINDOW_MS, self.now).await?);
+        }
+        let limit = i64::from(self.app.config.reset.admin_resets_per_hour);
+        let still_ready = ready.iter_mut().filter(|target| target.ready_user().is_some());
+        for (target, (count, _)) in still_ready.zip(counts) {
+            if i64::from(count) > limit
+                && let Some(user) = target.ready_user()
+            {
+                let (login, id) = (user.user_login.clone(), user.id.clone());
+                self.refuse(target, NotReset::Throttled, &login, &id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a target inside the transaction, audited under the user's
+    /// login and id as the transaction saw them.
+    fn refuse(&mut self, target: &mut Target, refusal: NotReset, login: &str, user_id: &str) {
+        self.events.push(refusal_event(self.actor, login, Some(user_id), refusal, self.ctx));
+        target.state = State::Refused { refusal, known_id: Some(user_id.to_owned()) };
+    }
+
+    /// Resets every target still ready: stores its hash, ends every use of its
+    /// old credentials, then emails it its password or, when the caller takes
+    /// the passwords, activates it if pending. Returns the revoked sessions.
+    async fn write_resets(&mut self, txn: &DatabaseTransaction, ready: &[&mut Target]) -> Result<Vec<String>, Error> {
+        let granted: Vec<(&user::Model, &Secret, &str)> = ready
+            .iter()
+            .filter_map(|target| match &target.state {
+                State::Ready { user, password, hash } => Some((user, password, hash.as_str())),
+                _ => None,
+            })
+            .collect();
+        let credentials: Vec<(&str, &str)> = granted.iter().map(|&(user, _, hash)| (user.id.as_str(), hash)).collect();
+        users::set_password_hashes(txn, &credentials, self.now).await?;
+        let ids: Vec<&str> = credentials.iter().map(|&(id, _)| id).collect();
+        // Links sent before this reset (welcome, forgot-password) must not open the account.
+        link_rows::supersede_all_of(txn, &ids, self.now).await?;
+        let revoked = sessions::end_credential_use(self.app, txn, &ids, "PASSWORD_RESET").await?;
+        if self.notify_by_email {
+            let notified: Vec<_> = granted.iter().map(|&(user, password, _)| (user, password)).collect();
+            notify(self.app, txn, &notified).await?;
+        } else {
+            for &(user, _, _) in granted.iter().filter(|(user, _, _)| user.status == UserStatus::PendingActivation) {
+                activate(txn, user, self.now).await?;
+            }
+        }
+        let detail = if self.notify_by_email { "notified by email" } else { "password returned to the caller" };
+        for &(user, _, _) in &granted {
+            self.events.push(
+                AuditRecord::new("password.reset", self.ctx.source_ip.clone())
+                    .subscription(&user.subscription_id)
+                    .actor(&self.actor.id, &self.actor.user_login)
+                    .target(Some(&user.id), &user.user_login)
+                    .detail(detail),
+            );
+        }
+        Ok(revoked)
+    }
+}
+
+/// The caller holds the credentials now: the account is usable (legacy API rule).
+async fn activate(txn: &DatabaseTransaction, user: &user::Model, now: i64) -> Result<(), Error> {
+    users::change_status(
+        txn,
+        &user.id,
+        UserStatus::PendingActivation,
+        UserStatus::Active,
+        StatusReason::Administrative,
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 fn refusal(actor: &user::Model, target: &user::Model) -> Option<NotReset> {
