@@ -8,7 +8,7 @@ use std::{
 };
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use identity::{
     app::{
         App,
@@ -71,6 +71,13 @@ enum Command {
         #[command(subcommand)]
         action: SupportAction,
     },
+    /// Print a shell completion script (e.g. `identity completions bash > /etc/bash_completion.d/identity`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (e.g. `identity man > identity.1; man ./identity.1`).
+    Man,
     /// Manage the keys that sign access tokens.
     Keys {
         #[command(subcommand)]
@@ -172,6 +179,25 @@ struct BootstrapArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Generated from the CLI's own definition: no configuration, no runtime.
+    match cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "identity", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Command::Man => {
+            return match clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()) {
+                // A reader that stopped early (`| head`) is not a failure.
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("identity: cannot write the manual page: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let config = match Config::load(cli.config.as_deref()) {
         Ok(config) => config,
         Err(error) => {
@@ -207,6 +233,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     match command {
+        // Printed by `main` before any configuration is read.
+        Command::Completions { .. } | Command::Man => Ok(()),
         Command::Serve { no_migrate } => {
             if no_migrate {
                 config.migrate_on_start = false;

@@ -256,6 +256,24 @@ async fn first_serve_prints_the_manager_link_once_and_stops_on_sigterm(backend: 
     assert!(terminate(&mut child).success());
 }
 
+/// Shell completions and the manual page come from the CLI's own definition,
+/// with no configuration and no database.
+#[test]
+fn completions_and_the_manual_page_are_generated_from_the_cli() {
+    let bash = identity_cli(&["completions", "bash"], &[("IDENTITY_DATABASE_URL", "not a url")], None);
+    assert!(bash.status.success(), "{}", stderr(&bash));
+    let script = stdout(&bash);
+    for word in ["serve", "support", "reset-password", "operator", "--config"] {
+        assert!(script.contains(word), "bash completion lacks {word}");
+    }
+    let man = identity_cli(&["man"], &[], None);
+    assert!(man.status.success(), "{}", stderr(&man));
+    let page = stdout(&man);
+    assert!(page.contains(".TH identity 1") && page.contains("support"), "{page}");
+    let unknown = identity_cli(&["completions", "tcsh"], &[], None);
+    assert!(!unknown.status.success() && stderr(&unknown).contains("possible values"), "{}", stderr(&unknown));
+}
+
 on_both_backends!(
     health_reports_serving_for_every_service,
     reflection_lists_every_service,
