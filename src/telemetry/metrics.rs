@@ -30,6 +30,7 @@ pub const OUTBOX_OLDEST_AGE: &str = "identity_outbox_oldest_pending_age_seconds"
 pub const DB_CONNECTIONS: &str = "identity_db_pool_connections";
 pub const DB_MAX_CONNECTIONS: &str = "identity_db_pool_max_connections";
 pub const DB_UP: &str = "identity_db_up";
+pub const BUILD_INFO: &str = "identity_build_info";
 
 /// From 1 ms (a token check) to 10 s (a large batch reset).
 const LATENCY_BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -52,6 +53,7 @@ pub fn install() -> &'static PrometheusHandle {
             tracing::warn!("another metrics recorder is installed: /metrics will stay empty");
         }
         describe();
+        register_constant_series();
         handle
     })
 }
@@ -75,6 +77,20 @@ fn describe() {
     describe_gauge!(DB_CONNECTIONS, "Database pool connections by state (idle, in_use)");
     describe_gauge!(DB_MAX_CONNECTIONS, "Database pool size limit");
     describe_gauge!(DB_UP, "1 when the outbox query of the last scrape succeeded, else 0");
+    describe_gauge!(BUILD_INFO, "Always 1; the running build's version as a label");
+}
+
+/// Series that must exist before their first event: `rate()` over a counter
+/// that appears only at its first increment misses that increment, and the
+/// alert rules (helm/identity/files/alerts.yaml) would have nothing to read.
+fn register_constant_series() {
+    // Joined on by dashboards (`* on(instance) group_left(version)`) to show which build runs.
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::counter!(LOCKOUTS).increment(0);
+    metrics::counter!(HASH_REJECTED).increment(0);
+    for result in ["sent", "retry", "failed"] {
+        metrics::counter!(EMAIL_DELIVERIES, "result" => result).increment(0);
+    }
 }
 
 /// The `/metrics` listener, bound but not yet serving.

@@ -265,3 +265,62 @@ async fn an_operator_sees_traces_metrics_and_logs_without_secrets(backend: Backe
 }
 
 on_both_backends!(an_operator_sees_traces_metrics_and_logs_without_secrets);
+
+/// The metric names the shipped alert rules and dashboard read: every
+/// `identity_…` word of their text (histogram series keep their `_bucket`
+/// suffix, which the exposition shows as such).
+fn monitored_metric_names() -> std::collections::BTreeSet<String> {
+    let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("helm/identity/files");
+    let mut names = std::collections::BTreeSet::new();
+    for file in ["alerts.yaml", "dashboard.json"] {
+        let text = std::fs::read_to_string(chart.join(file)).unwrap_or_else(|e| panic!("read {file}: {e}"));
+        let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("identity_") {
+            let before = rest[..at].chars().next_back();
+            let word: String = rest[at..].chars().take_while(|c| is_word(*c)).collect();
+            if !before.is_some_and(is_word) {
+                names.insert(word.clone());
+            }
+            rest = &rest[at + word.len()..];
+        }
+    }
+    names
+}
+
+async fn the_shipped_alerts_and_dashboard_read_metrics_the_server_exports(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
+    let names = monitored_metric_names();
+    assert!(names.len() > 10, "the alert rules and dashboard name the service's metrics: {names:?}");
+    let database_url = fresh_database(backend, &scratch_dir("monitoring")).await;
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let process = ServerProcess::spawn(&database_url, &[("IDENTITY_METRICS_ADDR", &metrics_addr)]);
+    let server = process.test_server();
+
+    // A login that succeeds, one that fails, and a gateway request.
+    let t = tenant(&server);
+    login(&server, &t.manager_login, &t.manager_password).await;
+    let refused = try_login(&server, &t.manager_login, "not the manager's password").await;
+    assert_eq!(refused.expect_err("a wrong password").code(), tonic::Code::Unauthenticated);
+    assert_eq!(curl(&[&format!("{}/status.json", process.http_url())]).status, 200);
+
+    let build_info = format!(r#"identity_build_info{{version="{}"}} 1"#, env!("CARGO_PKG_VERSION"));
+    let scraped = scrape_until(
+        &format!("http://{metrics_addr}/metrics"),
+        &[
+            &build_info,
+            r#"identity_login_outcomes_total{outcome="session"}"#,
+            r#"identity_login_outcomes_total{outcome="INVALID_CREDENTIALS"}"#,
+            "identity_http_requests_total{",
+        ],
+    );
+    let exported = |name: &str| {
+        scraped.lines().any(|line| line.strip_prefix(name).is_some_and(|rest| rest.starts_with(['{', ' '])))
+    };
+    let missing: Vec<&String> = names.iter().filter(|name| !exported(name)).collect();
+    assert!(missing.is_empty(), "alerts.yaml or dashboard.json read metrics /metrics lacks: {missing:?}\n{scraped}");
+}
+
+on_both_backends!(the_shipped_alerts_and_dashboard_read_metrics_the_server_exports);
