@@ -603,6 +603,55 @@ fn the_chart_refuses_values_that_would_break_the_service() {
     assert!(error.contains("replicas"), "the values schema refuses unknown keys: {error}");
 }
 
+#[test]
+fn the_optional_alert_rules_and_dashboard_render_the_files_the_tests_check() {
+    if !chart_tools() {
+        return;
+    }
+    let values = ["--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true"];
+    lint(&values);
+    let (yaml, documents) = render(&values);
+    assert_eq!(
+        kinds(&documents),
+        ["ConfigMap", "ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "PrometheusRule", "Service"]
+    );
+    assert_rendering(&yaml, &documents);
+    let files = chart().join("files");
+
+    // The PrometheusRule has no schema in kubernetes-validate: its shape is checked here,
+    // and its rules are files/alerts.yaml unchanged (the file telemetry:: checks against /metrics).
+    let rule = find(&documents, "PrometheusRule", "identity");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    let alerts = std::fs::read_to_string(files.join("alerts.yaml")).expect("alerts.yaml");
+    assert_eq!(rule["spec"], yaml_documents(&alerts)[0], "the rules are files/alerts.yaml");
+    let groups = rule["spec"]["groups"].as_array().expect("rule groups");
+    let rules: Vec<&Value> = groups.iter().flat_map(|g| g["rules"].as_array().expect("rules")).collect();
+    assert!(rules.len() >= 10, "{} rules", rules.len());
+    for rule in &rules {
+        let name = str_at(rule, "/alert");
+        assert!(name.starts_with("Identity"), "{rule}");
+        assert!(!str_at(rule, "/expr").trim().is_empty(), "{name} has an expression");
+        assert!(["warning", "critical"].contains(&str_at(rule, "/labels/severity")), "{name} has a severity");
+        assert!(!str_at(rule, "/annotations/summary").is_empty(), "{name} has a summary");
+    }
+
+    let dashboard = find(&documents, "ConfigMap", "identity-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1", "the Grafana sidecar's label");
+    let shipped: Value =
+        serde_json::from_str(&std::fs::read_to_string(files.join("dashboard.json")).expect("dashboard.json"))
+            .expect("dashboard.json is JSON");
+    let rendered: Value = serde_json::from_str(str_at(dashboard, "/data/identity.json")).expect("rendered JSON");
+    assert_eq!(rendered, shipped);
+    let panels = shipped["panels"].as_array().expect("panels");
+    for panel in panels.iter().filter(|p| p["type"] != "row") {
+        let targets = panel["targets"].as_array().expect("targets");
+        assert!(!targets.is_empty() && targets.iter().all(|t| !str_at(t, "/expr").is_empty()), "{panel}");
+    }
+
+    let error = refusal(&["--set", "metrics.enabled=false", "--set", "metrics.prometheusRule.enabled=true"]);
+    assert!(error.contains("metrics.prometheusRule.enabled needs metrics.enabled"), "{error}");
+}
+
 /// The upgrade Job migrates while the previous release still serves: those
 /// replicas must stay ready, or every upgrade with a schema step is an outage.
 #[tokio::test]
