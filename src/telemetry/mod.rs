@@ -15,9 +15,18 @@ pub mod propagation;
 
 use std::time::Duration;
 
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
-use tracing_subscriber::{EnvFilter, Layer, filter::Targets, fmt, prelude::*};
+use tracing::{Event, Subscriber};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::{
+    EnvFilter, Layer,
+    filter::Targets,
+    fmt::{self, FmtContext, FormatEvent, FormatFields, format::Writer},
+    prelude::*,
+    registry::LookupSpan,
+};
 
 use crate::config::{Config, LogFormat};
 
@@ -55,8 +64,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
         LogFormat::Text => fmt::layer().with_writer(std::io::stderr).with_filter(filter).boxed(),
         LogFormat::Json => fmt::layer()
             .json()
-            .flatten_event(true)
-            .with_current_span(true)
+            .event_format(TraceIds(fmt::format().json().flatten_event(true).with_current_span(true)))
             .with_writer(std::io::stderr)
             .with_filter(filter)
             .boxed(),
@@ -72,6 +80,34 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
         tracing::info!("exporting traces over OTLP");
     }
     Ok(Telemetry { tracer_provider })
+}
+
+/// A JSON line formatter that leads each line with the `trace_id` and
+/// `span_id` of the exported span it was logged in, so a log search joins the
+/// trace and back. Without trace export there are no ids and lines are unchanged.
+struct TraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for TraceIds<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        // Read after formatting: the span's extensions must not be borrowed while the
+        // OpenTelemetry layer builds the span's context.
+        let context = tracing::Span::current().context();
+        let span = context.span();
+        let ids = span.span_context();
+        match line.strip_prefix('{') {
+            Some(rest) if ids.is_valid() => {
+                write!(writer, r#"{{"trace_id":"{}","span_id":"{}",{rest}"#, ids.trace_id(), ids.span_id())
+            }
+            _ => writer.write_str(&line),
+        }
+    }
 }
 
 /// An OTLP/gRPC span exporter when the environment asks for one, following

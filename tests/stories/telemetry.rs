@@ -256,11 +256,23 @@ async fn an_operator_sees_traces_metrics_and_logs_without_secrets(backend: Backe
     // stdout carries the operator's lines ("identity: gRPC listening on …"); stderr is JSON.
     let lines: Vec<&str> = log.lines().filter(|line| !line.starts_with("identity: ")).collect();
     assert!(lines.len() > 10, "the scenario was logged:\n{log}");
+    let spans = receiver.spans();
+    let mut lockout_joined = false;
     for line in &lines {
         let entry: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         assert!(entry.get("level").is_some() && entry.get("timestamp").is_some(), "{line}");
+        // A line logged inside a request names the exported span it was logged in.
+        if let Some(trace_id) = entry.get("trace_id").and_then(serde_json::Value::as_str) {
+            let span_id = entry["span_id"].as_str().unwrap_or_default();
+            assert!(trace_id.len() == 32 && span_id.len() == 16, "{line}");
+            if entry["message"] == "account locked after consecutive failed logins" {
+                let span = spans.iter().find(|s| s.trace_id == trace_id && s.span_id == span_id);
+                lockout_joined = span.is_some_and(|s| s.name == "identity.v1.Auth/Login");
+            }
+        }
     }
+    assert!(lockout_joined, "the lockout's log line joins the Login span it happened in:\n{log}");
     assert!(log.contains("account locked after consecutive failed logins"), "lockouts are logged");
 }
 
