@@ -99,7 +99,7 @@ enum SupportAction {
     Reactivate(RescueArgs),
     /// Put the user's token back into new-PIN mode.
     ResetPin(RescueArgs),
-    /// Replace a lost token; prints the new provisioning URI once.
+    /// Replace a lost token; a one-time link to the new one is emailed to the user.
     ReplaceToken(RescueArgs),
 }
 
@@ -327,9 +327,6 @@ async fn rescue(app: &App, action: SupportAction) -> anyhow::Result<()> {
     say!("identity: {}: {}; status now {}", user.user_login, rescue.describe(), user.status);
     if done.link_emailed {
         say!("identity:   a one-time link to {} is in the outbox; the running service sends it", user.email);
-    }
-    if let Some(token) = &done.token {
-        say!("identity:   new token (shown once): {}", token.otpauth_uri.expose());
     }
     say!("identity:   recorded in the subscription's audit log; {} Manager(s) notified", done.managers_notified);
     Ok(())

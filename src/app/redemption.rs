@@ -2,9 +2,9 @@
 //! atomically and then activates, shows the sealed password, or sets the
 //! chosen one.
 
-use super::{App, caller::RequestContext, sessions};
+use super::{App, caller::RequestContext, second_factor::AssignedToken, sessions};
 use crate::{
-    crypto::{random, seal},
+    crypto::{random, seal, totp},
     domain::{Error, Role, Secret, StatusReason, UserStatus, link::LinkPurpose},
     store::{
         StoreError,
@@ -83,6 +83,8 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
             LinkPurpose::Welcome => status == UserStatus::PendingActivation,
             LinkPurpose::AdminReset => matches!(status, UserStatus::PendingActivation | UserStatus::Active),
             LinkPurpose::ForgotPassword => status == UserStatus::Active,
+            // The token is the user's whatever their status; it opens nothing alone.
+            LinkPurpose::TokenEnrollment => status != UserStatus::Deleted,
         };
     if !usable {
         // The user was read after the link: a redemption landing in between
@@ -100,7 +102,7 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
     // Forgot links follow the subscription like welcome links (DESIGN §2.4):
     // where the service generates passwords, a user must not choose one here.
     let requires_new_password = match purpose {
-        LinkPurpose::AdminReset => false,
+        LinkPurpose::AdminReset | LinkPurpose::TokenEnrollment => false,
         LinkPurpose::ForgotPassword | LinkPurpose::Welcome => {
             tenancy::find_subscription(conn, &user.subscription_id).await?.is_some_and(|s| s.users_define_own_password)
         }
@@ -124,6 +126,8 @@ pub struct Redeemed {
     pub user_login: String,
     /// The password the service generated, shown once.
     pub generated_password: Option<Secret>,
+    /// A token-enrolment link's new token, shown once.
+    pub token: Option<AssignedToken>,
 }
 
 pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &RequestContext) -> Result<Redeemed, Error> {
@@ -136,6 +140,9 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
             "new_password",
             "must be empty: this link does not take a password, the service generates one and shows it once",
         ));
+    }
+    if live.purpose == LinkPurpose::TokenEnrollment {
+        return enrol(app, token, &live, ctx).await;
     }
     // Check the chosen password before consuming, so a weak one does not burn the link.
     let (password_to_store, generated) = match (live.purpose, live.requires_new_password) {
@@ -203,5 +210,30 @@ pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &Reque
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
-    Ok(Redeemed { user_login: user.user_login.clone(), generated_password: generated })
+    Ok(Redeemed { user_login: user.user_login.clone(), generated_password: generated, token: None })
+}
+
+/// A token-enrolment link shows the new token once: it consumes only itself
+/// (the user's other links, sessions and password stay as they are).
+async fn enrol(app: &App, token: &Secret, live: &Live, ctx: &RequestContext) -> Result<Redeemed, Error> {
+    let sealed = live.link.sealed_secret.as_deref().ok_or_else(|| Error::internal("enrolment link without a token"))?;
+    let uri = seal::open(token, sealed).ok_or_else(|| Error::internal("enrolment link does not open"))?;
+    let (qr_svg, qr_png) = totp::qr_codes(uri.expose())?;
+    let user = &live.user;
+    let now = app.clock.now_ms();
+    let txn = app.store.begin_write().await?;
+    if !link_rows::consume(&txn, &live.link.token_hash, now).await? {
+        return Err(LinkProblem::Used.error());
+    }
+    let event = AuditRecord::new("activation.redeem", ctx.source_ip.clone())
+        .subscription(&user.subscription_id)
+        .target(Some(&user.id), &user.user_login)
+        .detail(live.purpose.as_str());
+    audit::record(&txn, event, now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(Redeemed {
+        user_login: user.user_login.clone(),
+        generated_password: None,
+        token: Some(AssignedToken { otpauth_uri: uri, qr_svg, qr_png }),
+    })
 }

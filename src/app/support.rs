@@ -9,9 +9,7 @@
 use super::{
     App, access,
     caller::{Caller, RequestContext},
-    links,
-    second_factor::AssignedToken,
-    sessions,
+    links, sessions,
     users::{self, UserView},
 };
 use crate::{
@@ -46,10 +44,8 @@ pub enum RescuedBy<'a> {
 #[derive(Debug)]
 pub struct Rescued {
     pub user: UserView,
-    /// Set by [`Rescue::ReplaceToken`]: the new token's provisioning, shown once.
-    pub token: Option<AssignedToken>,
-    /// Set when a fresh link was emailed to the user (password reset, or the
-    /// re-sent welcome of a PENDING_ACTIVATION account).
+    /// Set when a fresh link was emailed to the user (password reset, token
+    /// enrolment, or the re-sent welcome of a PENDING_ACTIVATION account).
     pub link_emailed: bool,
     /// How many ACTIVE Managers of the subscription were told.
     pub managers_notified: usize,
@@ -128,7 +124,6 @@ pub async fn rescue(
         });
     }
     let mut revoked = Vec::new();
-    let mut token = None;
     let mut link_emailed = false;
     match rescue {
         Rescue::ResetPassword => {
@@ -186,12 +181,16 @@ pub async fn rescue(
             }
             let secret = totp::new_secret();
             let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
-            let (qr_svg, qr_png) = totp::qr_codes(&uri)?;
             second_factors::assign(&txn, &target.id, &secret, now).await?;
             revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "TOKEN_REPLACED").await?;
-            token = Some(AssignedToken { otpauth_uri: Secret::new(uri), qr_svg, qr_png });
-            let mail = templates::account_rescued(&target.user_login, rescue.describe(), &reason);
+            // The new token goes to the user alone, sealed in a one-time link
+            // like a generated password: the operator never holds it.
+            let uri = Secret::new(uri);
+            let link = links::issue_sealing(app, &txn, &target.id, LinkPurpose::TokenEnrollment, Some(&uri)).await?;
+            let hours = app.config.activation.ttl_secs / 3600;
+            let mail = templates::token_enrollment(&target.user_login, link.expose(), hours, &reason);
             super::notify::email(app, &txn, &target, &mail).await?;
+            link_emailed = true;
         }
     }
     let event = AuditRecord::new(rescue.audit_action(), ctx.source_ip.clone())
@@ -222,7 +221,6 @@ pub async fn rescue(
         .ok_or_else(|| access::not_found(user_login))?;
     Ok(Rescued {
         user: users::views(app, vec![fresh]).await?.remove(0),
-        token,
         link_emailed,
         managers_notified: managers.len(),
     })

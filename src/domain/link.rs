@@ -8,16 +8,20 @@ pub enum LinkPurpose {
     AdminReset,
     /// Self-service reset: the user chooses a new password.
     ForgotPassword,
+    /// A replaced token, from support: shows the new token's provisioning once.
+    TokenEnrollment,
 }
 
 impl LinkPurpose {
-    pub const ALL: [LinkPurpose; 3] = [LinkPurpose::Welcome, LinkPurpose::AdminReset, LinkPurpose::ForgotPassword];
+    pub const ALL: [LinkPurpose; 4] =
+        [LinkPurpose::Welcome, LinkPurpose::AdminReset, LinkPurpose::ForgotPassword, LinkPurpose::TokenEnrollment];
 
     pub fn as_str(self) -> &'static str {
         match self {
             LinkPurpose::Welcome => "WELCOME",
             LinkPurpose::AdminReset => "ADMIN_RESET",
             LinkPurpose::ForgotPassword => "FORGOT_PASSWORD",
+            LinkPurpose::TokenEnrollment => "TOKEN_ENROLLMENT",
         }
     }
 

@@ -212,7 +212,7 @@ impl Rescue {
             Rescue::ResetPassword => "reset the password (a one-time link was emailed to the user)",
             Rescue::Reactivate => "re-activated the account",
             Rescue::ResetPin => "reset the PIN (the user chooses a new one at the next login)",
-            Rescue::ReplaceToken => "replaced the token",
+            Rescue::ReplaceToken => "replaced the token (a one-time link to the new one was emailed to the user)",
         }
     }
 }

@@ -153,6 +153,10 @@ async fn inspect(
 
 fn describe(purpose: pb::ActivationPurpose, requires_new_password: bool) -> (&'static str, &'static str) {
     match (purpose, requires_new_password) {
+        (pb::ActivationPurpose::TokenEnrollment, _) => (
+            "Support replaced your token. The button shows the new one, once, to add to your authenticator app.",
+            "Show my new token",
+        ),
         (pb::ActivationPurpose::AdminReset, _) => {
             ("Your administrator reset your password. The button shows the new password, once.", "Show my new password")
         }
@@ -273,7 +277,17 @@ async fn redeem(state: &GatewayState, client: Option<std::net::IpAddr>, token: &
         Ok(response) => {
             let redeemed = response.into_inner();
             // A generated password is shown whenever one comes back: it exists nowhere else.
-            if redeemed.generated_password.is_empty() {
+            if !redeemed.otpauth_uri.is_empty() {
+                // The QR code is the service's own SVG (from the RPC), not user input.
+                let ctx = context! {
+                    title => "Your new token",
+                    state => "token",
+                    user_login => redeemed.user_login,
+                    otpauth_uri => redeemed.otpauth_uri,
+                    qr_svg => minijinja::Value::from_safe_string(redeemed.qr_code_svg),
+                };
+                page(state, StatusCode::OK, "activate.html", ctx)
+            } else if redeemed.generated_password.is_empty() {
                 let ctx = context! { title => "Password set", state => "done", user_login => redeemed.user_login };
                 page(state, StatusCode::OK, "activate.html", ctx)
             } else {

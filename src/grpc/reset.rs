@@ -41,6 +41,7 @@ fn purpose_to_proto(purpose: LinkPurpose) -> pb::ActivationPurpose {
         LinkPurpose::Welcome => pb::ActivationPurpose::Welcome,
         LinkPurpose::AdminReset => pb::ActivationPurpose::AdminReset,
         LinkPurpose::ForgotPassword => pb::ActivationPurpose::ForgotPassword,
+        LinkPurpose::TokenEnrollment => pb::ActivationPurpose::TokenEnrollment,
     }
 }
 
@@ -124,9 +125,15 @@ impl Reset for ResetService {
         let body = request.into_inner();
         let redeemed =
             redemption::redeem(&self.app, &Secret::new(body.token), Secret::new(body.new_password), &ctx).await?;
+        let (otpauth_uri, qr_code_svg) = match redeemed.token {
+            Some(token) => (token.otpauth_uri.into_exposed(), token.qr_svg),
+            None => (String::new(), String::new()),
+        };
         Ok(Response::new(pb::RedeemActivationResponse {
             user_login: redeemed.user_login,
             generated_password: redeemed.generated_password.map(Secret::into_exposed).unwrap_or_default(),
+            otpauth_uri,
+            qr_code_svg,
         }))
     }
 

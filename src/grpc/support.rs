@@ -80,15 +80,11 @@ impl Support for SupportService {
         request: Request<pb::ReplaceUserTokenRequest>,
     ) -> Result<Response<pb::ReplaceUserTokenResponse>, Status> {
         let body = request.get_ref();
-        let mut done = self.rescue(&request, &body.user_login, Rescue::ReplaceToken, &body.reason).await?;
+        let done = self.rescue(&request, &body.user_login, Rescue::ReplaceToken, &body.reason).await?;
         let managers_notified = notified(&done);
-        let token =
-            done.token.take().ok_or_else(|| Status::from(crate::domain::Error::internal("no token was made")))?;
         Ok(Response::new(pb::ReplaceUserTokenResponse {
+            enrollment_link_sent: done.link_emailed,
             user: Some(user_to_proto(done.user)),
-            otpauth_uri: token.otpauth_uri.expose().to_owned(),
-            qr_code_png: token.qr_png,
-            qr_code_svg: token.qr_svg,
             managers_notified,
         }))
     }

@@ -14,7 +14,7 @@ pub struct Rendered {
 }
 
 /// Every email's two variants, named `<kind>.txt` and `<kind>.html`.
-const KINDS: [(&str, &str, &str); 8] = [
+const KINDS: [(&str, &str, &str); 9] = [
     ("account_locked", include_str!("templates/account_locked.txt"), include_str!("templates/account_locked.html")),
     ("welcome", include_str!("templates/welcome.txt"), include_str!("templates/welcome.html")),
     ("password_reset", include_str!("templates/password_reset.txt"), include_str!("templates/password_reset.html")),
@@ -27,6 +27,11 @@ const KINDS: [(&str, &str, &str); 8] = [
     ("pin_reset", include_str!("templates/pin_reset.txt"), include_str!("templates/pin_reset.html")),
     ("rescue_notice", include_str!("templates/rescue_notice.txt"), include_str!("templates/rescue_notice.html")),
     ("account_rescued", include_str!("templates/account_rescued.txt"), include_str!("templates/account_rescued.html")),
+    (
+        "token_enrollment",
+        include_str!("templates/token_enrollment.txt"),
+        include_str!("templates/token_enrollment.html"),
+    ),
 ];
 
 static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
@@ -111,6 +116,12 @@ pub fn account_rescued(login: &str, what: &str, reason: &str) -> Rendered {
     render("account_rescued", "Support acted on your account".to_owned(), context! { login, what, reason })
 }
 
+/// Support replaced a lost token: a one-time link shows the new one, to the
+/// user alone.
+pub fn token_enrollment(login: &str, link: &str, ttl_hours: u64, reason: &str) -> Rendered {
+    render("token_enrollment", "Your token was replaced".to_owned(), context! { login, link, ttl_hours, reason })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +143,7 @@ mod tests {
             pin_reset_by(HOSTILE, HOSTILE),
             rescue_notice(HOSTILE, HOSTILE, HOSTILE, HOSTILE),
             account_rescued(HOSTILE, HOSTILE, HOSTILE),
+            token_enrollment(HOSTILE, LINK, 24, HOSTILE),
         ]
     }
 

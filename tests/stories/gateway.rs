@@ -392,6 +392,40 @@ async fn activation_links_survive_scanners_and_are_redeemed_once(backend: Backen
     assert_eq!(curl(&[&gw.url("/activate/not-a-real-token")]).status, 404);
 }
 
+/// Support replaced a lost token: the emailed link's page shows the new
+/// token once (QR code and address), to the user alone.
+async fn a_replaced_token_is_shown_once_on_the_link_page(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
+    let gw = gateway_server(backend);
+    let (login, _, _) = common::second_factor::enrolled(gw, "lostphone").await;
+    let operator = common::unique("op");
+    let created = common::identity_cli(
+        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
+        &[("IDENTITY_DATABASE_URL", &gw.database_url)],
+        Some("operator pass phrase long\n"),
+    );
+    assert!(created.status.success(), "{}", common::stderr(&created));
+    let op = login_session(gw, &operator, "operator pass phrase long").await;
+    let replace = pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone".into() };
+    pb::support_client::SupportClient::new(gw.channel().await)
+        .replace_user_token(common::bearer(replace, &op))
+        .await
+        .expect("replaced");
+    let link = latest_link(gw, &login, "token_enrollment").await;
+    let page_url = gw.url(&format!("/activate/{link}"));
+    let get = curl(&[&page_url]);
+    assert!(get.status == 200 && get.body.contains("Show my new token"), "{}", get.body);
+    let shown = curl(&["-X", "POST", "-H", &format!("Origin: {}", gw.base), "--data", "", &page_url]);
+    assert_eq!(shown.status, 200, "{}", shown.body);
+    let body = common::http::html_unescape(&shown.body);
+    assert!(body.contains("<svg") && body.contains("otpauth://totp/identity:"), "{}", shown.body);
+    assert_eq!(shown.header("cache-control"), Some("no-store"));
+    let again = curl(&["-X", "POST", "-H", &format!("Origin: {}", gw.base), "--data", "", &page_url]);
+    assert_eq!(again.status, 404, "shown once");
+}
+
 async fn welcome_links_ask_for_a_new_password(backend: Backend) {
     if !common::tools::require(&[Tool::Curl]) {
         return;
@@ -663,6 +697,7 @@ async fn forgot_links_follow_a_subscription_that_generates_passwords(backend: Ba
 }
 
 on_both_backends!(
+    a_replaced_token_is_shown_once_on_the_link_page,
     the_api_pages_curl_commands_work,
     every_outcome_validates_against_the_dtd,
     logins_are_trimmed_collapsed_and_all_means_everyone,

@@ -482,16 +482,35 @@ async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
     };
     let replace = pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone, ticket 7".into() };
     let replaced = support.replace_user_token(bearer(replace, &op)).await.expect("replaced").into_inner();
-    assert!(replaced.otpauth_uri.starts_with("otpauth://totp/"), "{}", replaced.otpauth_uri);
-    assert!(!replaced.qr_code_png.is_empty() && replaced.qr_code_svg.contains("<svg"));
+    assert!(replaced.enrollment_link_sent, "the new token goes to the user, never to the operator");
     assert!(replaced.user.unwrap().has_token);
     let own = pb::GetUserRequest { user_login: login.clone() };
     let stale = users_client(server).await.get_user(bearer(own, &session.access_token)).await;
     assert_eq!(stale.unwrap_err().code(), Code::Unauthenticated, "a new token ends the old sessions");
-    common::assert_mail_sent(server, &login, "account_rescued").await;
     let old = second_factor::start(server, &login, common::MEMBER_PASSWORD).await;
     let refused = second_factor::submit(server, &old, &format!("2468{}", token.code(2))).await.unwrap_err();
     assert_eq!(refused.message(), "Invalid Tokencode or PIN", "the lost token no longer works");
+
+    // The user opens the emailed link: it shows the new token once.
+    let link = common::latest_link(server, &login, "token_enrollment").await;
+    let mut reset = reset_client(server).await;
+    let seen = reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap();
+    let seen = seen.into_inner();
+    assert_eq!((seen.purpose(), seen.requires_new_password), (pb::ActivationPurpose::TokenEnrollment, false));
+    let redeem = || pb::RedeemActivationRequest { token: link.clone(), new_password: String::new() };
+    let shown = reset.redeem_activation(redeem()).await.expect("the link shows the token").into_inner();
+    assert!(shown.otpauth_uri.starts_with("otpauth://totp/") && shown.qr_code_svg.contains("<svg"));
+    assert!(shown.generated_password.is_empty(), "a token link changes no password");
+    let again = reset.redeem_activation(redeem()).await.unwrap_err();
+    assert_eq!(common::reason(&again), "ACTIVATION_KEY_USED", "shown once");
+    // The new token signs in: tokencode alone, then a new PIN.
+    let new_token = second_factor::token_from_uri(&shown.otpauth_uri);
+    let challenge = second_factor::start(server, &login, common::MEMBER_PASSWORD).await;
+    let next = second_factor::submit(server, &challenge, &new_token.code(0)).await.expect("new tokencode").result;
+    let Some(pb::submit_passcode_response::Result::Challenge(new_pin)) = next else {
+        panic!("expected a new-PIN challenge, got {next:?}")
+    };
+    second_factor::set_pin(server, &new_pin, "1357").await.expect("a new PIN");
 
     let pin = pb::ResetUserPinRequest { user_login: login.clone(), reason: "forgot PIN, ticket 8".into() };
     support.reset_user_pin(bearer(pin, &op)).await.expect("PIN reset");

@@ -40,7 +40,12 @@ pub async fn assign(server: &super::TestServer, manager: &str, login: &str) -> T
         .into_inner();
     assert!(response.otpauth_uri.starts_with(&format!("otpauth://totp/identity:{login}?")), "{}", response.otpauth_uri);
     assert!(response.qr_code_svg.starts_with("<svg") && response.qr_code_png.starts_with(b"\x89PNG"));
-    let secret = response.otpauth_uri.split("secret=").nth(1).unwrap().split('&').next().unwrap();
+    token_from_uri(&response.otpauth_uri)
+}
+
+/// The token an `otpauth://totp/…` URI provisions, as an authenticator app reads it.
+pub fn token_from_uri(uri: &str) -> Token {
+    let secret = uri.split("secret=").nth(1).unwrap().split('&').next().unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     Token { secret: base32_decode(secret), step: now / totp::STEP_SECS }
 }
