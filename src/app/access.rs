@@ -79,3 +79,20 @@ pub fn denial_error(denial: Denial, login: &str) -> Error {
         },
     }
 }
+
+/// Whether `current`, read again under the row lock, is still the user a
+/// decision was made on before the transaction (role, unit, status, login).
+pub fn still_as_read(current: &user::Model, read: &user::Model) -> bool {
+    current.role == read.role
+        && current.status == read.status
+        && current.business_unit_id == read.business_unit_id
+        && current.user_login == read.user_login
+}
+
+/// The answer when [`still_as_read`] is false: nothing was done.
+pub fn changed_meanwhile(login: &str) -> Error {
+    Error::FailedPrecondition {
+        reason: crate::domain::ErrorReason::ConcurrentChange,
+        message: format!("`{login}` changed meanwhile: read it again and retry"),
+    }
+}

@@ -113,15 +113,8 @@ pub async fn rescue(
     // The rescue was allowed on the row read before the transaction: it goes
     // ahead only on that same row (a Manager may have made it a Contact since).
     let current = user_rows::find_by_id(&txn, &target.id).await?.ok_or_else(|| access::not_found(user_login))?;
-    let unchanged = current.status == target.status
-        && current.role == target.role
-        && current.business_unit_id == target.business_unit_id
-        && current.user_login == target.user_login;
-    if !unchanged {
-        return Err(Error::FailedPrecondition {
-            reason: ErrorReason::ConcurrentChange,
-            message: format!("`{user_login}` changed meanwhile: read it again and retry"),
-        });
+    if !access::still_as_read(&current, &target) {
+        return Err(access::changed_meanwhile(user_login));
     }
     let mut revoked = Vec::new();
     let mut link_emailed = false;

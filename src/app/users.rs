@@ -380,7 +380,7 @@ async fn change_status(
     lock_unchanged(&txn, &target).await?;
     keep_an_active_manager(&txn, &target, |before| Standing { status: to, ..before }).await?;
     if !users::change_status(&txn, &target.id, from, to, reason, now).await? {
-        return Err(changed_meanwhile(&target));
+        return Err(access::changed_meanwhile(&target.user_login));
     }
     let mut revoked = Vec::new();
     if to != UserStatus::Active {
@@ -413,18 +413,7 @@ async fn lock_unchanged<C: ConnectionTrait>(conn: &C, target: &user::Model) -> R
     tenancy::lock_governance(conn, &target.subscription_id).await?;
     users::lock(conn, &[target.id.as_str()]).await?;
     let current = users::find_by_id(conn, &target.id).await?.ok_or_else(|| access::not_found(&target.user_login))?;
-    let same = current.role == target.role
-        && current.status == target.status
-        && current.business_unit_id == target.business_unit_id
-        && current.user_login == target.user_login;
-    if same { Ok(()) } else { Err(changed_meanwhile(target)) }
-}
-
-fn changed_meanwhile(target: &user::Model) -> Error {
-    Error::FailedPrecondition {
-        reason: crate::domain::ErrorReason::ConcurrentChange,
-        message: format!("`{}` changed meanwhile: read it again and retry", target.user_login),
-    }
+    if access::still_as_read(&current, target) { Ok(()) } else { Err(access::changed_meanwhile(&target.user_login)) }
 }
 
 /// Refuses a change that would leave the target's subscription without an
