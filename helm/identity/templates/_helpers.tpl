@@ -134,26 +134,47 @@ After SIGTERM: the preStop pause, the drain (shutdown_grace_secs), then at most
 {{- .Values.terminationGracePeriodSeconds | default (add (int .Values.preStopSleepSeconds) (int .Values.shutdownGraceSeconds) 15) -}}
 {{- end -}}
 
+{{/*
+The security contexts from values; `openshift` leaves the user, group and
+fsGroup to the restricted SCC.
+*/}}
 {{- define "identity.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-fsGroup: 65532
-seccompProfile:
-  type: RuntimeDefault
+{{- $context := deepCopy (.Values.podSecurityContext | default dict) -}}
+{{- if .Values.openshift -}}
+{{- $context = omit $context "runAsUser" "runAsGroup" "fsGroup" -}}
+{{- end -}}
+{{- toYaml $context -}}
 {{- end -}}
 
 {{- define "identity.containerSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 65532
-runAsGroup: 65532
-allowPrivilegeEscalation: false
-privileged: false
-readOnlyRootFilesystem: true
-capabilities:
-  drop: ["ALL"]
-seccompProfile:
-  type: RuntimeDefault
+{{- $context := deepCopy (.Values.securityContext | default dict) -}}
+{{- if .Values.openshift -}}
+{{- $context = omit $context "runAsUser" "runAsGroup" -}}
+{{- end -}}
+{{- toYaml $context -}}
+{{- end -}}
+
+{{- define "identity.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- .Values.serviceAccount.name | default (include "identity.fullname" .) -}}
+{{- else -}}
+{{- .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Pod-level account settings. The migration Job runs before install creates the
+chart's ServiceAccount: it takes only an existing one (create: false).
+*/}}
+{{- define "identity.podAccount" -}}
+{{- $name := include "identity.serviceAccountName" .context -}}
+{{- if and .preInstall .context.Values.serviceAccount.create -}}
+{{- $name = "" -}}
+{{- end -}}
+{{- if $name -}}
+serviceAccountName: {{ $name }}
+{{ end -}}
+automountServiceAccountToken: {{ .context.Values.serviceAccount.automountServiceAccountToken }}
 {{- end -}}
 
 {{/* The database URL, for the server and the migration Job alike. */}}
