@@ -112,7 +112,8 @@ fn yaml_documents(yaml: &str) -> Vec<Value> {
 
 /// kubernetes-validate only warns (and exits 0) on a kind it has no schema for,
 /// such as a removed API version: every document must be reported as passed.
-/// CRDs (the ServiceMonitor) have no schema there and are checked in Rust.
+/// CRDs (the ServiceMonitor, the Gateway API routes) have no schema there and
+/// are checked in Rust.
 fn validate_against_kubernetes(documents: &[Value]) {
     let core: Vec<&Value> = documents.iter().filter(|d| !is_custom_resource(d)).collect();
     let dir = tempfile::tempdir().expect("temp dir");
@@ -132,7 +133,8 @@ fn validate_against_kubernetes(documents: &[Value]) {
 }
 
 fn is_custom_resource(document: &Value) -> bool {
-    str_at(document, "/apiVersion").starts_with("monitoring.coreos.com/")
+    let api = str_at(document, "/apiVersion");
+    api.starts_with("monitoring.coreos.com/") || api.starts_with("gateway.networking.k8s.io/")
 }
 
 // ---------------------------------------------------------------------------
@@ -265,7 +267,10 @@ fn assert_no_inlined_secret(yaml: &str, documents: &[Value]) {
 }
 
 fn pod_spec(document: &Value) -> Option<&Value> {
-    document.pointer("/spec/template/spec")
+    match document["kind"].as_str() {
+        Some("Pod") => document.get("spec"),
+        _ => document.pointer("/spec/template/spec"),
+    }
 }
 
 /// The serving Deployment: native gRPC probes on the right health names,
@@ -363,10 +368,28 @@ fn assert_selectors(documents: &[Value]) {
     ));
 }
 
+/// `helm test` asks the Service for the whole service's health over gRPC, from
+/// a pod as locked down as the others.
+fn assert_test_pod(documents: &[Value]) {
+    let pod = find(documents, "Pod", "identity-test-grpc-health");
+    assert_eq!(str_at(pod, "/metadata/annotations/helm.sh~1hook"), "test");
+    let spec = pod_spec(pod).expect("pod spec");
+    assert_locked_down("helm test Pod", spec);
+    assert_eq!(spec["restartPolicy"], "Never");
+    let probe = container(spec, "grpc-health");
+    let args: Vec<&str> = probe["args"].as_array().expect("args").iter().filter_map(Value::as_str).collect();
+    assert!(args.contains(&"-addr=identity.identity.svc:50051"), "{args:?}");
+    assert!(args.contains(&"-service="), "readiness (\"\"), not liveness: {args:?}");
+    let service = find(documents, "Service", "identity");
+    let pods = &pod["metadata"]["labels"];
+    assert!(!labels_match(&service["spec"]["selector"], pods), "the Service must not select the test pod");
+}
+
 fn assert_rendering(yaml: &str, documents: &[Value]) {
     validate_against_kubernetes(documents);
     assert_deployment(documents);
     assert_migration_job(documents);
+    assert_test_pod(documents);
     assert_selectors(documents);
     assert_no_inlined_secret(yaml, documents);
 }
@@ -445,10 +468,19 @@ fn the_chart_with_default_values_lints_renders_and_validates() {
     }
     lint(&[]);
     let (yaml, documents) = render(&[]);
-    assert_eq!(kinds(&documents), ["ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "Service"]);
+    assert_eq!(
+        kinds(&documents),
+        ["ConfigMap", "Deployment", "Job", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    );
     assert_rendering(&yaml, &documents);
     let deployment = find(&documents, "Deployment", "identity");
     assert_eq!(deployment["spec"]["replicas"], 1);
+    // The chart's own account, without a token; the pre-install Job cannot use it yet.
+    let account = find(&documents, "ServiceAccount", "identity");
+    assert_eq!(account["automountServiceAccountToken"], false);
+    assert_eq!(pod_spec(deployment).expect("pod spec")["serviceAccountName"], "identity");
+    let job = pod_spec(find(&documents, "Job", "identity-migrate")).expect("pod spec");
+    assert!(job.get("serviceAccountName").is_none(), "{job}");
     // Without SMTP the outbox is an emptyDir: the root filesystem is read-only.
     let server = container(pod_spec(deployment).expect("pod spec"), "identity");
     let outbox = env_value(server, "IDENTITY_OUTBOX_DIR");
@@ -479,9 +511,11 @@ fn the_production_values_render_the_documented_deployment() {
             "HorizontalPodAutoscaler",
             "Job",
             "NetworkPolicy",
+            "Pod",
             "PodDisruptionBudget",
             "Service",
             "Service",
+            "ServiceAccount",
             "ServiceMonitor"
         ]
     );
@@ -613,7 +647,17 @@ fn the_optional_alert_rules_and_dashboard_render_the_files_the_tests_check() {
     let (yaml, documents) = render(&values);
     assert_eq!(
         kinds(&documents),
-        ["ConfigMap", "ConfigMap", "Deployment", "Job", "PodDisruptionBudget", "PrometheusRule", "Service"]
+        [
+            "ConfigMap",
+            "ConfigMap",
+            "Deployment",
+            "Job",
+            "Pod",
+            "PodDisruptionBudget",
+            "PrometheusRule",
+            "Service",
+            "ServiceAccount"
+        ]
     );
     assert_rendering(&yaml, &documents);
     let files = chart().join("files");
@@ -650,6 +694,150 @@ fn the_optional_alert_rules_and_dashboard_render_the_files_the_tests_check() {
 
     let error = refusal(&["--set", "metrics.enabled=false", "--set", "metrics.prometheusRule.enabled=true"]);
     assert!(error.contains("metrics.prometheusRule.enabled needs metrics.enabled"), "{error}");
+}
+
+/// Values of a cluster with an ingress controller, a Gateway API
+/// implementation, OpenShift's restricted SCC and an account of its own.
+const ORDINARY_CLUSTER_VALUES: &str = r#"
+ingress:
+  enabled: true
+  className: nginx
+  annotations:
+    nginx.ingress.kubernetes.io/proxy-body-size: 1m
+  hosts: [id.example.com]
+  tls: [{secretName: id-example-com-tls, hosts: [id.example.com]}]
+gatewayApi:
+  httpRoute:
+    enabled: true
+    parentRefs: [{name: public, namespace: gateways, sectionName: https}]
+    hostnames: [id.example.com]
+  grpcRoute:
+    enabled: true
+    parentRefs: [{name: public, namespace: gateways, sectionName: grpc}]
+    hostnames: [grpc.id.example.com]
+serviceAccount:
+  create: false
+  name: identity-runner
+openshift: true
+"#;
+
+#[test]
+fn the_chart_fits_ordinary_clusters_with_every_option_on() {
+    if !chart_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, ORDINARY_CLUSTER_VALUES).expect("write values");
+    let values = ["--values", file.to_str().expect("utf-8 path")];
+    lint(&values);
+    let (yaml, documents) = render(&values);
+    assert_eq!(
+        kinds(&documents),
+        [
+            "ConfigMap",
+            "Deployment",
+            "GRPCRoute",
+            "HTTPRoute",
+            "Ingress",
+            "Job",
+            "Pod",
+            "PodDisruptionBudget",
+            "Service"
+        ]
+    );
+    assert_rendering(&yaml, &documents);
+    let service = find(&documents, "Service", "identity");
+    let port = |name: &str| {
+        service["spec"]["ports"].as_array().expect("ports").iter().find(|p| p["name"] == name).expect("port")["port"]
+            .clone()
+    };
+
+    // The Ingress sends every path of its host to the gateway port.
+    let ingress = find(&documents, "Ingress", "identity");
+    assert_eq!(ingress["spec"]["ingressClassName"], "nginx");
+    assert_eq!(str_at(ingress, "/spec/rules/0/host"), "id.example.com");
+    let backend = &ingress["spec"]["rules"][0]["http"]["paths"][0];
+    assert_eq!((str_at(backend, "/path"), str_at(backend, "/pathType")), ("/", "Prefix"));
+    assert_eq!(str_at(backend, "/backend/service/name"), "identity");
+    assert_eq!(str_at(backend, "/backend/service/port/name"), "http");
+    assert_eq!(str_at(ingress, "/spec/tls/0/secretName"), "id-example-com-tls");
+
+    // The routes have no schema in kubernetes-validate: their shape is checked here.
+    for (kind, port_name, section, host) in
+        [("HTTPRoute", "http", "https", "id.example.com"), ("GRPCRoute", "grpc", "grpc", "grpc.id.example.com")]
+    {
+        let route = find(&documents, kind, "identity");
+        assert_eq!(route["apiVersion"], "gateway.networking.k8s.io/v1", "{kind}");
+        let parent = &route["spec"]["parentRefs"][0];
+        assert_eq!((str_at(parent, "/name"), str_at(parent, "/namespace")), ("public", "gateways"), "{kind}");
+        assert_eq!(str_at(parent, "/sectionName"), section, "{kind}");
+        assert_eq!(route["spec"]["hostnames"], serde_json::json!([host]), "{kind}");
+        let rules = route["spec"]["rules"].as_array().expect("rules");
+        assert_eq!(rules.len(), 1, "{kind}");
+        let backends = rules[0]["backendRefs"].as_array().expect("backendRefs");
+        assert_eq!(backends.len(), 1, "{kind}");
+        assert_eq!(str_at(&backends[0], "/name"), "identity", "{kind}");
+        assert_eq!(backends[0]["port"], port(port_name), "{kind} targets the {port_name} port");
+        assert!(route["metadata"]["labels"].get("app.kubernetes.io/instance").is_some(), "{kind}");
+    }
+    let http = find(&documents, "HTTPRoute", "identity");
+    assert_eq!(str_at(http, "/spec/rules/0/matches/0/path/type"), "PathPrefix");
+    assert_eq!(str_at(http, "/spec/rules/0/matches/0/path/value"), "/");
+
+    // OpenShift assigns the user and group: no pod names them, and every other
+    // restriction stays (assert_locked_down above).
+    for document in &documents {
+        let Some(spec) = pod_spec(document) else { continue };
+        let contexts = std::iter::once(&spec["securityContext"])
+            .chain(spec["containers"].as_array().expect("containers").iter().map(|c| &c["securityContext"]));
+        for context in contexts {
+            for key in ["runAsUser", "runAsGroup", "fsGroup"] {
+                assert!(context.get(key).is_none(), "{key} in {}: {context}", document["kind"]);
+            }
+        }
+        // An existing account: every pod, the pre-install Job included, runs as it.
+        assert_eq!(spec["serviceAccountName"], "identity-runner", "{}", document["kind"]);
+        assert_eq!(spec["automountServiceAccountToken"], false, "{}", document["kind"]);
+    }
+}
+
+#[test]
+fn security_context_keys_can_be_overridden_or_dropped() {
+    if !chart_tools() {
+        return;
+    }
+    let values = [
+        "--set",
+        "podSecurityContext.runAsUser=null",
+        "--set",
+        "podSecurityContext.fsGroup=1000",
+        "--set",
+        "securityContext.runAsUser=null",
+    ];
+    let (_, documents) = render(&values);
+    validate_against_kubernetes(&documents);
+    let spec = pod_spec(find(&documents, "Deployment", "identity")).expect("pod spec");
+    assert!(spec["securityContext"].get("runAsUser").is_none(), "{}", spec["securityContext"]);
+    assert_eq!(spec["securityContext"]["fsGroup"], 1000);
+    assert_eq!(spec["securityContext"]["runAsGroup"], 65532, "keys not overridden keep their default");
+    let server = container(spec, "identity");
+    assert!(server["securityContext"].get("runAsUser").is_none(), "{}", server["securityContext"]);
+    assert_locked_down("Deployment", spec);
+}
+
+#[test]
+fn the_chart_refuses_routes_without_a_gateway() {
+    if !chart_tools() {
+        return;
+    }
+    for route in ["httpRoute", "grpcRoute"] {
+        let enabled = format!("gatewayApi.{route}.enabled=true");
+        let error = refusal(&["--set", &enabled]);
+        assert!(error.contains(&format!("gatewayApi.{route}.parentRefs")), "{error}");
+    }
+    let error = refusal(&["--set", "serviceAccountName=x"]);
+    assert!(error.contains("serviceAccountName"), "replaced by serviceAccount.name: {error}");
 }
 
 /// The upgrade Job migrates while the previous release still serves: those
