@@ -24,23 +24,11 @@ use tonic_types::StatusExt;
 
 // ---- shared fixtures --------------------------------------------------------
 
-/// A platform operator's session (operators create subscriptions).
-async fn operator_session(server: &TestServer) -> String {
-    let login = common::unique("op");
-    let output = common::identity_cli(
-        &["operator", "create", "--login", &login, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &server.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    common::login_session(server, &login, "operator pass phrase long").await
-}
-
 /// A subscription with `lockout_threshold`, created through the API (so every
 /// password hash is made by the server with its configured parameters), and
 /// its activated Manager: (prefix, manager login, manager session).
 async fn subscription(server: &TestServer, lockout_threshold: u32) -> (String, String, String) {
-    let operator = operator_session(server).await;
+    let operator = common::operator(server).await.1;
     let prefix = common::unique("a");
     let manager = format!("{prefix}_mgr");
     let request = pb::CreateSubscriptionRequest {

@@ -236,7 +236,7 @@ async fn a_manager_renames_a_users_login_but_not_outside_their_scope(backend: Ba
 
 async fn subscriptions_without_chosen_passwords_generate_them(backend: Backend) {
     let server = common::server(backend);
-    let operator = unique_operator(server).await;
+    let operator = common::operator(server).await.1;
     let prefix = common::unique("g");
     let request = pb::CreateSubscriptionRequest {
         name: "Generated".into(),
@@ -276,17 +276,6 @@ async fn subscriptions_without_chosen_passwords_generate_them(backend: Backend) 
     let generated = auth.change_password(common::bearer(generate, &session.access_token)).await.unwrap().into_inner();
     assert!(generated.generated_password.len() >= 16);
     login(server, &manager, &generated.generated_password).await;
-}
-
-async fn unique_operator(server: &common::TestServer) -> String {
-    let login = common::unique("op");
-    let output = common::identity_cli(
-        &["operator", "create", "--login", &login, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &server.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    common::login_session(server, &login, "operator pass phrase long").await
 }
 
 async fn a_configured_pem_key_signs_and_retires_database_keys(backend: Backend) {

@@ -400,14 +400,7 @@ async fn a_replaced_token_is_shown_once_on_the_link_page(backend: Backend) {
     }
     let gw = gateway_server(backend);
     let (login, _, _) = common::second_factor::enrolled(gw, "lostphone").await;
-    let operator = common::unique("op");
-    let created = common::identity_cli(
-        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &gw.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(created.status.success(), "{}", common::stderr(&created));
-    let op = login_session(gw, &operator, "operator pass phrase long").await;
+    let (_, op) = common::operator(gw).await;
     let replace = pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone".into() };
     pb::support_client::SupportClient::new(gw.channel().await)
         .replace_user_token(common::bearer(replace, &op))
@@ -612,14 +605,7 @@ async fn has_mail(gw: &GatewayServer, login: &str, kind: &str) -> bool {
 /// A subscription whose passwords the service generates, with its Manager
 /// active (through the welcome link, which shows a generated password).
 async fn generating_subscription(gw: &GatewayServer) -> (String, String) {
-    let operator = common::unique("op");
-    let output = common::identity_cli(
-        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &gw.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    let operator = login_session(gw, &operator, "operator pass phrase long").await;
+    let (_, operator) = common::operator(gw).await;
     let prefix = common::unique("g");
     let manager = format!("{prefix}_mgr");
     let request = pb::CreateSubscriptionRequest {

@@ -7,7 +7,7 @@ use crate::common::tools::Tool;
 
 use std::time::{Duration, Instant};
 
-use common::{Backend, bearer, login_session, proxy::Proxy, tenant, try_login, unique};
+use common::{Backend, bearer, login_session, proxy::Proxy, tenant, try_login};
 use identity::{config::PlatformEntry, pb};
 use tonic::Code;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -36,17 +36,6 @@ async fn locate(server: &common::TestServer, login: &str) -> Result<pb::Platform
         .locate_platform(pb::LocatePlatformRequest { user_login: login.to_owned() })
         .await
         .map(|r| r.into_inner().platform.expect("platform"))
-}
-
-async fn operator(server: &common::TestServer) -> String {
-    let login = unique("op");
-    let output = common::identity_cli(
-        &["operator", "create", "--login", &login, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &server.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    login_session(server, &login, "operator pass phrase long").await
 }
 
 async fn every_configured_platform_is_located_by_username(backend: Backend) {
@@ -78,7 +67,7 @@ async fn maintenance_windows_are_scheduled_listed_and_cancelled_by_operators(bac
         config.platform.status_cache_ms = 0;
         config
     });
-    let op = operator(&server).await;
+    let op = common::operator(&server).await.1;
     let mut platform = platform_client(&server).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let at = |secs: i64| Some(prost_types::Timestamp { seconds: secs, nanos: 0 });
@@ -171,7 +160,7 @@ async fn health_stops_serving_during_a_login_maintenance_when_configured(backend
         config
     });
     wait_for_health(&server, ServingStatus::Serving).await;
-    let op = operator(&server).await;
+    let op = common::operator(&server).await.1;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let request = pb::ScheduleMaintenanceRequest {
         title: "login freeze".into(),

@@ -459,14 +459,7 @@ async fn abandoned_logins_leave_no_transaction_open(backend: Backend) {
 /// make old-password logins fail on purpose), made through the API by a
 /// platform operator, and its activated Manager: (prefix, manager session).
 async fn patient_subscription(server: &TestServer) -> (String, String) {
-    let operator = common::unique("op");
-    let output = common::identity_cli(
-        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &server.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    let operator = common::login_session(server, &operator, "operator pass phrase long").await;
+    let (_, operator) = common::operator(server).await;
     let prefix = common::unique("p");
     let manager = format!("{prefix}_mgr");
     let request = pb::CreateSubscriptionRequest {

@@ -357,18 +357,6 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
     assert_eq!(after.invalid_reason(), pb::ActivationInvalidReason::Superseded, "a lock voids live links");
 }
 
-async fn operator_session(server: &common::TestServer) -> (String, String) {
-    let operator = unique("op");
-    let output = common::identity_cli(
-        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &server.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    let token = login_session(server, &operator, "operator pass phrase long").await;
-    (operator, token)
-}
-
 async fn support_client(server: &common::TestServer) -> pb::support_client::SupportClient<tonic::transport::Channel> {
     pb::support_client::SupportClient::new(server.channel().await)
 }
@@ -390,7 +378,7 @@ async fn an_operator_rescues_a_lone_locked_manager(backend: Backend) {
     let server = server(backend);
     let t = tenant(server);
     lock_out(server, &t.manager_login).await;
-    let (operator, op) = operator_session(server).await;
+    let (operator, op) = common::operator(server).await;
     let (_, stranger) = manager_session(server).await;
     let mut support = support_client(server).await;
     let request =
@@ -465,7 +453,7 @@ async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
     use common::second_factor;
     let server = server(backend);
     let (t, manager) = manager_session(server).await;
-    let (_, op) = operator_session(server).await;
+    let (_, op) = common::operator(server).await;
     let mut support = support_client(server).await;
     // Nothing to replace: a first token is the Managers' to assign.
     let bare = format!("{}_bare", t.prefix);
@@ -524,9 +512,9 @@ async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
 /// the other operators hear of it. Support's resets share the hourly limit.
 async fn operators_hear_of_an_operators_rescue_and_resets_are_rate_limited(backend: Backend) {
     let server = server(backend);
-    let (_, rescuer) = operator_session(server).await;
-    let (bystander, _) = operator_session(server).await;
-    let (locked, _) = operator_session(server).await;
+    let (_, rescuer) = common::operator(server).await;
+    let (bystander, _) = common::operator(server).await;
+    let (locked, _) = common::operator(server).await;
     lock_out(server, &locked).await;
     let mut support = support_client(server).await;
     let reactivate = pb::ReactivateUserRequest { user_login: locked.clone(), reason: "INC-7".into() };
@@ -929,14 +917,7 @@ async fn every_change_leaves_exactly_one_audit_row(backend: Backend) {
 
 async fn platform_operators_create_subscriptions(backend: Backend) {
     let server = server(backend);
-    let operator = unique("op");
-    let output = common::identity_cli(
-        &["operator", "create", "--login", &operator, "--email", "ops@example.com", "--password-stdin"],
-        &[("IDENTITY_DATABASE_URL", &server.database_url)],
-        Some("operator pass phrase long\n"),
-    );
-    assert!(output.status.success(), "{}", common::stderr(&output));
-    let op_token = login_session(server, &operator, "operator pass phrase long").await;
+    let (_, op_token) = common::operator(server).await;
     let prefix = unique("s");
     let request = pb::CreateSubscriptionRequest {
         name: "Acme".into(),

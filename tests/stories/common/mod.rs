@@ -459,6 +459,23 @@ pub async fn reset_password(server: &TestServer, token: &str, login: &str) -> St
     result.password
 }
 
+/// The password of every fixture operator.
+pub const OPERATOR_PASSWORD: &str = "operator pass phrase long";
+
+/// A new platform operator, made by the real CLI (the only way operators are
+/// made), signed in: (login, access token).
+pub async fn operator(server: &TestServer) -> (String, String) {
+    let login = unique("op");
+    let output = identity_cli(
+        &["operator", "create", "--login", &login, "--email", "ops@example.com", "--password-stdin"],
+        &[("IDENTITY_DATABASE_URL", &server.database_url)],
+        Some(&format!("{OPERATOR_PASSWORD}\n")),
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let token = login_session(server, &login, OPERATOR_PASSWORD).await;
+    (login, token)
+}
+
 /// The password every fixture user chooses on activation.
 pub const MEMBER_PASSWORD: &str = "plum orbit kettle harbor";
 
