@@ -247,6 +247,9 @@ async fn choose_form(
     let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     if !info.requires_new_password {
         // The service generates this link's password: offer the button that shows it.
+        // A refusal here can only be a password posted to it: say so in a person's words.
+        let error = error
+            .map(|_| "This link does not take a password: the service made one for you. Press the button to see it.");
         let (purpose, button) = describe(info.purpose(), false);
         let ctx = context! {
             title => "Your account",
