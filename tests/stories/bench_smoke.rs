@@ -13,8 +13,8 @@ const SCENARIOS: [&str; 6] = ["login", "validate", "reset", "gateway", "memory",
 const BURST: u64 = 40;
 
 /// The bench binary of this build: `cargo test --workspace` builds it beside
-/// `identity` (it is a workspace member of its own, `crates/bench`). None
-/// when only this package was built.
+/// `identity` because `crates/bench/tests/cli.rs` needs it. None when only
+/// this package was built.
 fn bench_binary() -> Option<std::path::PathBuf> {
     // The gateway scenario drives the legacy API with wrk.
     if !common::tools::require(&[common::tools::Tool::Wrk]) {
