@@ -13,6 +13,7 @@ use crate::{
         App,
         bootstrap::{Bootstrapped, bootstrap_if_empty},
     },
+    clock::{SharedClock, SystemClock},
     config::Config,
     gateway::{self, Gateway},
     grpc,
@@ -53,6 +54,11 @@ impl Server {
     /// Connects to the database, applies migrations when configured to,
     /// bootstraps an empty database, and binds the listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Server::build`] on a clock of the caller's: a simulated month in a story.
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         if config.migrate_on_start {
             store.migrate_up().await.context("cannot apply database migrations")?;
@@ -72,7 +78,7 @@ impl Server {
             Some(addr) => Some(MetricsServer::bind(addr).await?),
             None => None,
         };
-        let app = Arc::new(App::start(config, store).await?);
+        let app = Arc::new(App::start_with_clock(config, store, clock).await?);
         let first_run = bootstrap_if_empty(&app).await?;
         Ok(Self { app, grpc_listener, grpc_addr, gateway, metrics, first_run, mail })
     }
@@ -122,7 +128,8 @@ impl Server {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let readiness = tokio::spawn(watch_readiness(Arc::clone(&self.app), health.clone(), stop_rx.clone()));
-        let chores = tokio::spawn(housekeeping(Arc::clone(&self.app), stop_rx.clone()));
+        let chores = tokio::spawn(reload_keys(Arc::clone(&self.app), stop_rx.clone()));
+        let purges = tokio::spawn(purge_expired(Arc::clone(&self.app), stop_rx.clone()));
         let mut mail = tokio::spawn(dispatcher::run(Arc::clone(&self.app), self.mail, stop_rx.clone()));
         // Scraped until the very end, so the last figures of a stopping replica are seen.
         let metrics =
@@ -183,6 +190,7 @@ impl Server {
         };
         readiness.abort();
         chores.abort();
+        purges.abort();
         if let Some(metrics) = metrics {
             metrics.abort();
         }
@@ -236,26 +244,45 @@ async fn watch_readiness(app: Arc<App>, health: HealthReporter, mut stop: watch:
     }
 }
 
-/// Periodic chores of every replica: re-read the published signing keys (a
-/// rotation elsewhere), and forget expired throttle windows.
-async fn housekeeping(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// Every replica re-reads the published signing keys now and then: a
+/// rotation elsewhere.
+async fn reload_keys(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let interval = Duration::from_secs(app.config.tokens.key_reload_secs);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        let now = app.clock.now_ms();
-        if let Err(error) = app.keys.reload(&app.store, now).await {
+        if let Err(error) = app.keys.reload(&app.store, app.clock.now_ms()).await {
             tracing::warn!(%error, "could not reload signing keys");
         }
-        // Hourly windows (admin resets, self-service requests) share the table: keep them whole.
-        let longest_window_ms = crate::app::sessions::secs_to_ms(app.config.throttle.window_secs.max(3600));
-        if let Err(error) = crate::store::rate::purge(app.store.connection(), now - longest_window_ms).await {
-            tracing::warn!(%error, "could not purge throttle counters");
+    }
+}
+
+/// Housekeeping on every replica, soon after start and then every
+/// `retention.interval_secs`; again at once while a run leaves rows behind.
+async fn purge_expired(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(app.config.retention.interval_secs);
+    let mut wait = Duration::from_secs(1).min(interval);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
         }
-        if let Err(error) = crate::store::nonces::purge(app.store.connection(), now).await {
-            tracing::warn!(%error, "could not purge spent captcha solutions");
+        wait = interval;
+        match crate::app::housekeeping::run_once(&app).await {
+            Ok(report) if report.skipped => tracing::debug!("housekeeping: another replica is purging"),
+            Ok(report) => {
+                let purged: Vec<String> =
+                    report.purged.iter().map(|(kind, rows)| format!("{}={rows}", kind.table())).collect();
+                if report.backlog_left {
+                    tracing::info!(purged = %purged.join(" "), "housekeeping: rows left, continuing");
+                    wait = Duration::from_millis(100);
+                } else if !purged.is_empty() {
+                    tracing::info!(purged = %purged.join(" "), "housekeeping: expired data purged");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "housekeeping failed; retrying at the next interval"),
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod caller;
 pub mod credentials;
 pub mod forgot;
+pub mod housekeeping;
 pub mod keys;
 pub mod links;
 pub mod login;

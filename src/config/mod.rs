@@ -23,6 +23,7 @@ mod hashing;
 mod mail;
 mod platform;
 mod recovery;
+mod retention;
 mod throttle;
 mod tokens;
 
@@ -33,6 +34,7 @@ pub use self::{
     mail::MailConfig,
     platform::{BootstrapConfig, PlatformConfig, PlatformEntry},
     recovery::{ActivationConfig, ResetConfig},
+    retention::RetentionConfig,
     throttle::ThrottleConfig,
     tokens::{MAX_VERIFIED_CACHE_ENTRIES, SecondFactorConfig, TokenConfig},
 };
@@ -92,6 +94,7 @@ pub struct Config {
     pub captcha: CaptchaConfig,
     pub mail: MailConfig,
     pub gateway: GatewayConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -133,6 +136,7 @@ impl Default for Config {
             captcha: CaptchaConfig::default(),
             mail: MailConfig::default(),
             gateway: GatewayConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -231,6 +235,7 @@ impl Config {
         self.captcha.validate()?;
         self.mail.validate(&self.public_url)?;
         self.gateway.validate()?;
+        self.retention.validate()?;
         self.bootstrap.validate()
     }
 }

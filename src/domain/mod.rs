@@ -10,6 +10,7 @@ pub mod passcode;
 pub mod password_policy;
 pub mod permissions;
 pub mod platform;
+pub mod retention;
 pub mod role;
 pub mod secret;
 pub mod status;

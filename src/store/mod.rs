@@ -8,6 +8,7 @@ pub mod links;
 pub mod maintenance;
 pub mod nonces;
 pub mod outbox;
+pub mod purge;
 pub mod rate;
 pub mod second_factors;
 pub mod sessions;

@@ -98,11 +98,12 @@ pub async fn claim<C: ConnectionTrait>(
     Ok(changed == 1)
 }
 
-/// The relay (or folder) took the message.
+/// The relay (or folder) took the message. Its body goes at once: it carries
+/// one-time links; what stays (recipient, kind, times) is the record of delivery.
 pub async fn mark_sent<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64) -> StoreResult<()> {
     sql::execute(
         conn,
-        "UPDATE email_outbox SET sent_at = $1, attempts = attempts + 1 \
+        "UPDATE email_outbox SET sent_at = $1, attempts = attempts + 1, body_text = '', body_html = '' \
          WHERE id = $2 AND sent_at IS NULL AND failed_at IS NULL",
         [now_ms.into(), id.into()],
     )
@@ -123,10 +124,12 @@ pub async fn mark_retry<C: ConnectionTrait>(conn: &C, id: &str, next_attempt_at:
 }
 
 /// The message will never be delivered: refused for good, or out of attempts.
+/// Nobody will read its body either, so it goes like a delivered one's.
 pub async fn mark_failed<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64, error: &str) -> StoreResult<()> {
     sql::execute(
         conn,
-        "UPDATE email_outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2 \
+        "UPDATE email_outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2, \
+         body_text = '', body_html = '' \
          WHERE id = $3 AND sent_at IS NULL AND failed_at IS NULL",
         [now_ms.into(), error.into(), id.into()],
     )
