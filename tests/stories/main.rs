@@ -23,6 +23,7 @@ mod platform;
 mod properties;
 mod races;
 mod reset;
+mod retention;
 mod scale_out;
 mod second_factor;
 mod telemetry;

@@ -40,6 +40,8 @@ impl ServerProcess {
     /// overrides `IDENTITY_*` variables. Returns once health says SERVING.
     pub fn spawn(database_url: &str, env: &[(&str, &str)]) -> ServerProcess {
         let dir = super::scratch_dir("process");
+        let outbox = env.iter().find(|(key, _)| *key == "IDENTITY_OUTBOX_DIR").map(|(_, dir)| PathBuf::from(dir));
+        super::register_outbox_dir(outbox.unwrap_or_else(|| dir.join("outbox")));
         let grpc_addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
         let http_addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
         let mut process = ServerProcess {
