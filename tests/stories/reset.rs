@@ -229,11 +229,11 @@ async fn superseded_and_expired_links_are_refused(backend: Backend) {
 
     // Time travel for this one link: its expiry moves into the past.
     let hash = identity::crypto::random::token_hash(&second);
-    common::execute_sql(server, &format!(
-            "UPDATE activation_tokens SET expires_at = {} WHERE token_hash = '{hash}'",
-            common::a_minute_ago_ms()
-        ))
-        .await;
+    common::execute_sql(
+        server,
+        &format!("UPDATE activation_tokens SET expires_at = {} WHERE token_hash = '{hash}'", common::a_minute_ago_ms()),
+    )
+    .await;
     let expired = reset.inspect_activation(inspect(second.clone())).await.unwrap().into_inner();
     assert_eq!((expired.valid, expired.invalid_reason()), (false, pb::ActivationInvalidReason::Expired));
     let redeem =

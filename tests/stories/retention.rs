@@ -190,11 +190,8 @@ async fn one_day(world: &World, day: i64) {
         }
     }
 
-    let reset = pb::ResetPasswordsRequest {
-        user_logins: vec![world.reset_target.clone()],
-        all: false,
-        notify_by_email: true,
-    };
+    let reset =
+        pb::ResetPasswordsRequest { user_logins: vec![world.reset_target.clone()], all: false, notify_by_email: true };
     let results = reset_client(server).await.reset_passwords(bearer(reset, &manager)).await.unwrap().into_inner();
     assert!(results.results.iter().all(|r| r.changed), "day {day}: {results:?}");
 
@@ -212,7 +209,10 @@ async fn one_day(world: &World, day: i64) {
     let passcode = format!("2468{}", totp::code_at(&world.token.secret, step_at(&world.clock)).unwrap());
     let opened = second_factor::submit(server, &challenge, &passcode).await;
     assert!(
-        matches!(opened, Ok(pb::SubmitPasscodeResponse { result: Some(pb::submit_passcode_response::Result::Session(_)) })),
+        matches!(
+            opened,
+            Ok(pb::SubmitPasscodeResponse { result: Some(pb::submit_passcode_response::Result::Session(_)) })
+        ),
         "day {day}: {opened:?}"
     );
 }

@@ -98,12 +98,15 @@ async fn expired_challenges_are_refused(backend: Backend) {
     let challenge = start(server, &login, MEMBER_PASSWORD).await;
     let store = common::store(server).await;
     let user = identity::store::users::find_by_login(store.connection(), &login).await.unwrap().unwrap();
-    common::execute_sql(server, &format!(
+    common::execute_sql(
+        server,
+        &format!(
             "UPDATE login_challenges SET expires_at = {} WHERE user_id = '{}'",
             common::a_minute_ago_ms(),
             user.id
-        ))
-        .await;
+        ),
+    )
+    .await;
     let late = submit(server, &challenge, &format!("2468{}", token.code(1))).await.unwrap_err();
     assert_eq!(late.code(), Code::Unauthenticated);
     assert!(late.message().contains("expired"), "{}", late.message());

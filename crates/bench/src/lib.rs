@@ -41,11 +41,20 @@ pub enum Scenario {
     Memory,
     /// Login and ValidateToken with a small and a large user table.
     Scale,
+    /// Housekeeping's purge of many expired rows: rows/s, and Login p99 while it runs.
+    Purge,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] =
-        [Scenario::Login, Scenario::Validate, Scenario::Reset, Scenario::Gateway, Scenario::Memory, Scenario::Scale];
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Login,
+        Scenario::Validate,
+        Scenario::Reset,
+        Scenario::Gateway,
+        Scenario::Memory,
+        Scenario::Scale,
+        Scenario::Purge,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +64,7 @@ impl Scenario {
             Scenario::Gateway => "gateway",
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
+            Scenario::Purge => "purge",
         }
     }
 }
@@ -104,6 +114,9 @@ pub struct BenchArgs {
     /// Users in the database for the large half of the scale scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub large_users: u64,
+    /// Expired rows the purge scenario seeds and has housekeeping delete, per round.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub purge_rows: u64,
     /// Database of the servers under test.
     #[arg(long, value_enum, default_value = "sqlite")]
     pub backend: BackendKind,

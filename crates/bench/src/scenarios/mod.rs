@@ -4,6 +4,7 @@
 mod gateway;
 mod login;
 mod memory;
+mod purge;
 mod reset;
 mod scale;
 mod validate;
@@ -53,6 +54,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Gateway => gateway::run(bench, found).await,
         Scenario::Memory => memory::run(bench, found).await,
         Scenario::Scale => scale::run(bench, found).await,
+        Scenario::Purge => purge::run(bench, found).await,
     }
 }
 
