@@ -338,7 +338,11 @@ async fn changing_the_password_revokes_every_session(backend: Backend) {
 
     let weak = auth
         .change_password(bearer(
-            pb::ChangePasswordRequest { current_password: t.manager_password.clone(), new_password: "short".into() },
+            pb::ChangePasswordRequest {
+                current_password: t.manager_password.clone(),
+                new_password: "short".into(),
+                captcha: None,
+            },
             &first.access_token,
         ))
         .await
@@ -350,6 +354,7 @@ async fn changing_the_password_revokes_every_session(backend: Backend) {
             pb::ChangePasswordRequest {
                 current_password: t.manager_password.clone(),
                 new_password: format!("zebra {} orbit lantern", t.manager_login),
+                captcha: None,
             },
             &first.access_token,
         ))
@@ -361,6 +366,7 @@ async fn changing_the_password_revokes_every_session(backend: Backend) {
             pb::ChangePasswordRequest {
                 current_password: "nope".into(),
                 new_password: "zebra kettle orbit lantern".into(),
+                captcha: None,
             },
             &first.access_token,
         ))
@@ -371,7 +377,11 @@ async fn changing_the_password_revokes_every_session(backend: Backend) {
 
     let new_password = "zebra kettle orbit lantern";
     auth.change_password(bearer(
-        pb::ChangePasswordRequest { current_password: t.manager_password.clone(), new_password: new_password.into() },
+        pb::ChangePasswordRequest {
+            current_password: t.manager_password.clone(),
+            new_password: new_password.into(),
+            captcha: None,
+        },
         &first.access_token,
     ))
     .await
@@ -455,6 +465,7 @@ async fn guessing_the_current_password_locks_like_failed_logins(backend: Backend
         let guess = pb::ChangePasswordRequest {
             current_password: "guess".into(),
             new_password: "zebra kettle orbit lantern".into(),
+            captcha: None,
         };
         let status = auth.change_password(bearer(guess, &session.access_token)).await.unwrap_err();
         assert!(status.code() == Code::InvalidArgument || status.code() == Code::Unauthenticated, "{status:?}");

@@ -512,6 +512,7 @@ pub async fn member(server: &TestServer, token: &str, login: &str, role: identit
         .redeem_activation(identity::pb::RedeemActivationRequest {
             token: link,
             new_password: MEMBER_PASSWORD.to_owned(),
+            captcha: None,
         })
         .await
         .unwrap_or_else(|status| panic!("activate {login}: {status:?}"));
