@@ -438,6 +438,11 @@ async fn a_generated_password_is_shown_once_and_ends_every_session(backend: Back
     let (browser, login_url) = (CurlBrowser::new(), gw.url("/login"));
     let signed_in = browser.post(&login_url, &login_url, &[("user_login", &manager), ("password", &first)]);
     assert_eq!((signed_in.status, signed_in.header("location")), (303, Some("/account")), "{}", signed_in.body);
+    // The legacy API keeps taking Basic credentials only: a signed-in browser's cookie is not a caller.
+    let jar = browser.jar.to_str().unwrap();
+    let legacy_url = gw.url(&format!("/msp/password_change.php?user_logins={manager}"));
+    let legacy = curl(&["-b", jar, "-H", "X-Requested-With: page", &legacy_url]);
+    assert_eq!(legacy.status, 401, "{}", legacy.body);
     let form_url = gw.url("/account/password");
     let form = browser.get(&form_url);
     assert!(form.body.contains("automatically generated") && !form.body.contains("name=\"new_password\""));

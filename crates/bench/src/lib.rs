@@ -41,18 +41,21 @@ pub enum Scenario {
     Memory,
     /// Login and ValidateToken with a small and a large user table.
     Scale,
+    /// The sign-in page (driven by wrk) vs the Login RPC it makes.
+    Signin,
     /// Housekeeping's purge of many expired rows: rows/s, and Login p99 while it runs.
     Purge,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
         Scenario::Gateway,
         Scenario::Memory,
         Scenario::Scale,
+        Scenario::Signin,
         Scenario::Purge,
     ];
 
@@ -64,6 +67,7 @@ impl Scenario {
             Scenario::Gateway => "gateway",
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
+            Scenario::Signin => "signin",
             Scenario::Purge => "purge",
         }
     }
