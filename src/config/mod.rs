@@ -18,6 +18,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 mod captcha;
+mod data_keys;
 mod gateway;
 mod hashing;
 mod mail;
@@ -28,6 +29,7 @@ mod tokens;
 
 pub use self::{
     captcha::CaptchaConfig,
+    data_keys::DataKeysConfig,
     gateway::GatewayConfig,
     hashing::{Argon2Config, HashingConfig},
     mail::MailConfig,
@@ -90,6 +92,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub platform: PlatformConfig,
     pub captcha: CaptchaConfig,
+    pub data_keys: DataKeysConfig,
     pub mail: MailConfig,
     pub gateway: GatewayConfig,
 }
@@ -131,6 +134,7 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             platform: PlatformConfig::default(),
             captcha: CaptchaConfig::default(),
+            data_keys: DataKeysConfig::default(),
             mail: MailConfig::default(),
             gateway: GatewayConfig::default(),
         }
@@ -229,6 +233,7 @@ impl Config {
         self.tokens.validate()?;
         self.platform.validate()?;
         self.captcha.validate()?;
+        self.data_keys.validate()?;
         self.mail.validate(&self.public_url)?;
         self.gateway.validate()?;
         self.bootstrap.validate()

@@ -10,6 +10,7 @@ pub mod nonces;
 pub mod outbox;
 pub mod rate;
 pub mod second_factors;
+pub mod secrets;
 pub mod sessions;
 mod sql;
 pub mod tenancy;

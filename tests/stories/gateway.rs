@@ -658,6 +658,7 @@ async fn forgot_links_follow_a_subscription_that_generates_passwords(backend: Ba
             .await
             .unwrap()
             .expect("the forgot-password email");
+        let mail = common::opened(gw, &mail).await;
         assert!(mail.body_text.contains("Get a new password, shown once"), "the email says what the link does");
     }
 

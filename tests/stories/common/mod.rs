@@ -561,7 +561,18 @@ pub async fn latest_link(server: &TestServer, login: &str, kind: &str) -> String
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no {kind} email for {login}"));
-    link_token(&mail.body_text)
+    link_token(&opened(server, &mail).await.body_text)
+}
+
+/// An outbox row with its bodies in clear, opened with the data keys of
+/// `server` (the default ones its database URL implies).
+pub async fn opened(
+    server: &TestServer,
+    mail: &identity::store::entities::email_outbox::Model,
+) -> identity::store::entities::email_outbox::Model {
+    let config = test_config(&server.database_url, &server.dir);
+    let keys = identity::app::data_keys::load(&store(server).await, &config).await.expect("the server's data keys");
+    identity::store::outbox::opened(&keys, mail).expect("the email's body opens")
 }
 
 /// The token of the first `/activate/<token>` link in an email body.
