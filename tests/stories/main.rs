@@ -25,6 +25,7 @@ mod races;
 mod reset;
 mod scale_out;
 mod second_factor;
+mod secrets;
 mod telemetry;
 mod tidy;
 mod tokens;

@@ -37,6 +37,8 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub database_url: String,
     pub dir: PathBuf,
+    /// Where its data keys are (default: beside the SQLite file, or `./data`).
+    pub data_keys: identity::config::DataKeysConfig,
     /// Ends an in-process server when the story drops it (None for views
     /// of servers that end otherwise).
     pub stop: Option<Stop>,
@@ -232,9 +234,10 @@ pub fn start_with(
                 None => fresh_database(backend, &dir).await,
             };
             let config = adjust(test_config(&database_url, &dir));
+            let data_keys = config.data_keys.clone();
             let server = Server::build(config).await.expect("server starts");
             let (stop, stopped) = stop_signal();
-            let ready = TestServer { grpc_addr: server.grpc_addr(), database_url, dir, stop: Some(stop) };
+            let ready = TestServer { grpc_addr: server.grpc_addr(), database_url, dir, data_keys, stop: Some(stop) };
             ready_tx.send(ready).expect("report readiness");
             server.run(stopped).await.expect("server runs");
         });
@@ -570,7 +573,8 @@ pub async fn opened(
     server: &TestServer,
     mail: &identity::store::entities::email_outbox::Model,
 ) -> identity::store::entities::email_outbox::Model {
-    let config = test_config(&server.database_url, &server.dir);
+    let mut config = test_config(&server.database_url, &server.dir);
+    config.data_keys = server.data_keys.clone();
     let keys = identity::app::data_keys::load(&store(server).await, &config).await.expect("the server's data keys");
     identity::store::outbox::opened(&keys, mail).expect("the email's body opens")
 }

@@ -61,6 +61,7 @@ impl ServerProcess {
             grpc_addr: self.grpc_addr,
             database_url: self.database_url.clone(),
             dir: self.dir.clone(),
+            data_keys: Default::default(),
             stop: None,
         }
     }

@@ -24,6 +24,7 @@ pub enum Tool {
     SmtpServer,
     OtlpReceiver,
     PyJwt,
+    PgDump,
 }
 
 impl Tool {
@@ -40,6 +41,7 @@ impl Tool {
             Tool::SmtpServer => "aiosmtpd (pip install aiosmtpd)",
             Tool::OtlpReceiver => "an OTLP receiver (pip install grpcio opentelemetry-proto)",
             Tool::PyJwt => "PyJWT (pip install 'pyjwt[crypto]')",
+            Tool::PgDump => "pg_dump (apt-get install postgresql-client; .ci/run's postgresql brings it)",
         }
     }
 
@@ -58,6 +60,7 @@ impl Tool {
             Tool::SmtpServer => python_imports("aiosmtpd"),
             Tool::OtlpReceiver => python_imports("grpc, opentelemetry.proto.collector.trace.v1"),
             Tool::PyJwt => python_imports("jwt, cryptography"),
+            Tool::PgDump => runs("pg_dump", &["--version"]),
         }
     }
 
