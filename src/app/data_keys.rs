@@ -26,7 +26,15 @@ pub async fn load(store: &Store, config: &Config) -> Result<DataKeys, Error> {
     let (dir, may_create) = match &settings.dir {
         Some(dir) => (dir.clone(), false),
         None if is_in_memory(&config.database_url) => return Ok(DataKeys::ephemeral()),
-        None => (default_dir(&config.database_url), true),
+        None => {
+            if !config.database_url.starts_with("sqlite:") {
+                tracing::warn!(
+                    "data_keys.dir is unset: the data keys are kept in ./data/data-keys, which every replica \
+                     must share; configure data_keys.dir (see docs/operations.md)"
+                );
+            }
+            (default_dir(&config.database_url), true)
+        }
     };
     let mut keys = read_dir(&dir)?;
     if keys.is_empty() && may_create && in_use.is_empty() {
