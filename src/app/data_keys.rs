@@ -57,13 +57,29 @@ pub async fn load(store: &Store, config: &Config) -> Result<DataKeys, Error> {
             ));
         }
     };
-    let unknown: Vec<String> = in_use.into_iter().filter(|id| !keys.contains_key(id)).collect();
+    let unknown: Vec<String> = in_use.iter().filter(|id| !keys.contains_key(*id)).cloned().collect();
     if let Some(error) = missing(&unknown, &dir) {
         return Err(error);
     }
-    DataKeys::new(&current, keys.into_iter().collect()).map_err(|_| {
+    let keys = DataKeys::new(&current, keys.into_iter().collect()).map_err(|_| {
         Error::invalid("data_keys.current", format!("names key `{current}`, which {} does not hold", dir.display()))
-    })
+    })?;
+    // Same id, other bytes (a key made anew, another machine's folder): refuse
+    // now rather than fail each row later.
+    for id in &in_use {
+        if let Some((aad, sealed)) = secrets::sample_under(store.connection(), id).await?
+            && keys.open(id, &aad, &sealed).is_err()
+        {
+            return Err(Error::invalid(
+                "data_keys",
+                format!(
+                    "the key file `{id}` in {} is not the data key that encrypted the rows: restore the right one",
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(keys)
 }
 
 fn missing(ids: &[String], dir: &Path) -> Option<Error> {

@@ -37,6 +37,26 @@ pub async fn rows_per_key<C: ConnectionTrait>(conn: &C) -> StoreResult<BTreeMap<
     Ok(counts)
 }
 
+/// One sealed value under `key_id` and the row it is bound to, to prove a key
+/// file holds the key that sealed the rows: (aad, sealed bytes).
+pub async fn sample_under<C: ConnectionTrait>(conn: &C, key_id: &str) -> StoreResult<Option<(Vec<u8>, Vec<u8>)>> {
+    if let Some(factor) =
+        second_factor::Entity::find().filter(second_factor::Column::DataKeyId.eq(key_id)).one(conn).await?
+    {
+        return Ok(Some((totp_aad(&factor.user_id), factor.totp_secret)));
+    }
+    let email = email_outbox::Entity::find()
+        .filter(email_outbox::Column::DataKeyId.eq(key_id))
+        .filter(email_outbox::Column::BodyText.ne(""))
+        .one(conn)
+        .await?;
+    Ok(email.and_then(|email| {
+        use base64::Engine;
+        let sealed = base64::engine::general_purpose::STANDARD.decode(&email.body_text).ok()?;
+        Some((email_aad(&email.id, "body_text"), sealed))
+    }))
+}
+
 /// Up to `limit` second factors not sealed under `key_id`.
 pub async fn factors_not_under<C: ConnectionTrait>(
     conn: &C,

@@ -209,6 +209,16 @@ async fn the_data_key_rotates_while_serving_and_a_missing_one_is_named(backend: 
         Err(error) => format!("{error:#}"),
     };
     assert!(error.contains("data key `k2`") && error.contains("not configured"), "{error}");
+    // A file of the right name but other bytes (a key made anew) is refused too.
+    let impostor = common::scratch_dir("impostor-keys");
+    write_key(&impostor, "k2");
+    let mut config = common::test_config(&second.database_url, &second.dir);
+    config.data_keys.dir = Some(impostor);
+    let error = match identity::server::Server::build(config).await {
+        Ok(_) => panic!("started with another key under the same id"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("`k2`") && error.contains("is not the data key that encrypted the rows"), "{error}");
 }
 
 /// The `kid` in a JWT's header.
