@@ -95,7 +95,7 @@ async fn a_dump_of_the_database_reveals_no_credential(backend: Backend) {
     let link = emailed_reset(&server, token, &shown).await;
     let redeemed = common::reset_client(&server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new() })
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new(), captcha: None })
         .await
         .unwrap()
         .into_inner();

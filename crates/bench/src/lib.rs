@@ -43,10 +43,12 @@ pub enum Scenario {
     Scale,
     /// The CPU of sealing and opening a TOTP secret next to a login's argon2 verify.
     Secrets,
+    /// The sign-in page (driven by wrk) vs the Login RPC it makes.
+    Signin,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -54,6 +56,7 @@ impl Scenario {
         Scenario::Memory,
         Scenario::Scale,
         Scenario::Secrets,
+        Scenario::Signin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
             Scenario::Secrets => "secrets",
+            Scenario::Signin => "signin",
         }
     }
 }
