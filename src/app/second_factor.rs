@@ -163,7 +163,10 @@ pub async fn submit_passcode(
     let now = app.clock.now_ms();
     let parsed = passcode::parse(passcode_text.expose(), factor.new_pin_required);
     let step = match &parsed {
-        Ok(p) => totp::matching_step(&factor.totp_secret, p.tokencode, now / 1000)?,
+        Ok(p) => {
+            let secret = second_factors::totp_secret(&app.data_keys, &factor).map_err(Error::internal)?;
+            totp::matching_step(&secret, p.tokencode, now / 1000)?
+        }
         Err(_) => None,
     };
     // Check the PIN whatever the tokencode said: no hint which part was wrong.
@@ -260,7 +263,7 @@ pub async fn assign_token(
     let txn = app.store.begin_write().await?;
     users::lock(&txn, &[&target.id]).await?;
     let replacing = second_factors::find(&txn, &target.id).await?.is_some();
-    second_factors::assign(&txn, &target.id, &secret, now).await?;
+    second_factors::assign(&txn, &app.data_keys, &target.id, &secret, now).await?;
     // Sessions made without this token (after a compromise, say) must not
     // outlive its assignment by refreshing for weeks.
     let revoked = sessions::end_credential_use(app, &txn, &[&target.id], "TOKEN_ASSIGNED").await?;

@@ -174,7 +174,7 @@ pub async fn rescue(
             }
             let secret = totp::new_secret();
             let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
-            second_factors::assign(&txn, &target.id, &secret, now).await?;
+            second_factors::assign(&txn, &app.data_keys, &target.id, &secret, now).await?;
             revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "TOKEN_REPLACED").await?;
             // The new token goes to the user alone, sealed in a one-time link
             // like a generated password: the operator never holds it.

@@ -18,6 +18,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 mod captcha;
+mod data_keys;
 mod gateway;
 mod hashing;
 mod mail;
@@ -29,6 +30,7 @@ mod tokens;
 
 pub use self::{
     captcha::CaptchaConfig,
+    data_keys::DataKeysConfig,
     gateway::GatewayConfig,
     hashing::{Argon2Config, HashingConfig},
     mail::MailConfig,
@@ -92,6 +94,7 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub platform: PlatformConfig,
     pub captcha: CaptchaConfig,
+    pub data_keys: DataKeysConfig,
     pub mail: MailConfig,
     pub gateway: GatewayConfig,
     pub retention: RetentionConfig,
@@ -134,6 +137,7 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             platform: PlatformConfig::default(),
             captcha: CaptchaConfig::default(),
+            data_keys: DataKeysConfig::default(),
             mail: MailConfig::default(),
             gateway: GatewayConfig::default(),
             retention: RetentionConfig::default(),
@@ -249,6 +253,7 @@ impl Config {
         self.tokens.validate()?;
         self.platform.validate()?;
         self.captcha.validate()?;
+        self.data_keys.validate()?;
         self.mail.validate(&self.public_url)?;
         self.gateway.validate()?;
         self.retention.validate()?;

@@ -145,6 +145,8 @@ impl Auth for AuthService {
     }
 
     async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        // A withdrawn key leaves the set within the revocation bound, as its tokens do.
+        self.app.keys.refresh_if_stale(&self.app.store, self.app.clock.now_ms()).await;
         let keys = self
             .app
             .keys

@@ -11,6 +11,7 @@ pub mod outbox;
 pub mod purge;
 pub mod rate;
 pub mod second_factors;
+pub mod secrets;
 pub mod sessions;
 mod sql;
 pub mod tenancy;

@@ -3,7 +3,8 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use super::{StoreResult, entities::email_outbox, new_id, sql};
+use super::{StoreResult, entities::email_outbox, new_id, secrets::email_aad, sql};
+use crate::crypto::data_keys::{DataKeyError, DataKeys};
 
 pub struct NewEmail<'a> {
     pub kind: &'a str,
@@ -18,17 +19,20 @@ pub struct NewEmail<'a> {
 /// after a crash is recognisable as the same message.
 pub async fn enqueue<C: ConnectionTrait>(
     conn: &C,
+    keys: &DataKeys,
     email: NewEmail<'_>,
     message_domain: &str,
     now_ms: i64,
 ) -> StoreResult<String> {
-    let ids = enqueue_many(conn, vec![email], message_domain, now_ms).await?;
+    let ids = enqueue_many(conn, keys, vec![email], message_domain, now_ms).await?;
     ids.into_iter().next().ok_or_else(|| sea_orm::DbErr::RecordNotInserted.into())
 }
 
 /// [`enqueue`] for many emails, a few hundred per statement; their Message-IDs in order.
+/// Bodies carry one-time links: they are sealed under the current data key.
 pub async fn enqueue_many<C: ConnectionTrait>(
     conn: &C,
+    keys: &DataKeys,
     emails: Vec<NewEmail<'_>>,
     message_domain: &str,
     now_ms: i64,
@@ -41,14 +45,15 @@ pub async fn enqueue_many<C: ConnectionTrait>(
             let message_id = format!("<{id}@{message_domain}>");
             message_ids.push(message_id.clone());
             rows.push(email_outbox::ActiveModel {
-                id: Set(id),
+                id: Set(id.clone()),
                 message_id: Set(message_id),
                 kind: Set(email.kind.to_owned()),
                 user_id: Set(email.user_id.map(str::to_owned)),
                 recipient: Set(email.recipient.to_owned()),
                 subject: Set(email.subject.to_owned()),
-                body_text: Set(email.body_text.to_owned()),
-                body_html: Set(email.body_html.to_owned()),
+                body_text: Set(keys.seal_text(&email_aad(&id, "body_text"), email.body_text)),
+                body_html: Set(keys.seal_text(&email_aad(&id, "body_html"), email.body_html)),
+                data_key_id: Set(Some(keys.current_id().to_owned())),
                 created_at: Set(now_ms),
                 next_attempt_at: Set(now_ms),
                 attempts: Set(0),
@@ -60,6 +65,19 @@ pub async fn enqueue_many<C: ConnectionTrait>(
         email_outbox::Entity::insert_many(rows).exec_without_returning(conn).await?;
     }
     Ok(message_ids)
+}
+
+/// `email` with its bodies in clear, for the transport (a row from before
+/// encryption is in clear already).
+pub fn opened(keys: &DataKeys, email: &email_outbox::Model) -> Result<email_outbox::Model, DataKeyError> {
+    let Some(key_id) = &email.data_key_id else {
+        return Ok(email.clone());
+    };
+    Ok(email_outbox::Model {
+        body_text: keys.open_text(key_id, &email_aad(&email.id, "body_text"), &email.body_text)?,
+        body_html: keys.open_text(key_id, &email_aad(&email.id, "body_html"), &email.body_html)?,
+        ..email.clone()
+    })
 }
 
 // Delivery. Every replica runs a dispatcher; a row is sent by whichever claims

@@ -1097,9 +1097,7 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
         link, login_challenge, password_credential, refresh_token, second_factor, signing_key,
     };
     use sea_orm::EntityTrait;
-    let factor = second_factor::Entity::find_by_id(holder_id.clone()).one(store.connection()).await.unwrap().unwrap();
-    let step = time::OffsetDateTime::now_utc().unix_timestamp() / identity::crypto::totp::STEP_SECS;
-    let token = common::second_factor::Token { secret: factor.totp_secret.clone(), step };
+    let token = common::second_factor::token_from_uri(&assigned.otpauth_uri);
     let challenge = common::second_factor::start(gw, &holder, MEMBER_PASSWORD).await;
     let next = common::second_factor::submit(gw, &challenge, &token.code(0)).await.unwrap().result;
     let Some(pb::submit_passcode_response::Result::Challenge(new_pin)) = next else { panic!("expected NEW_PIN") };
@@ -1121,7 +1119,7 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
     let generated = common::reset_password(gw, &manager.access_token, &returned).await;
     secrets.extend([reset_link.clone().into(), welcome_link.clone().into(), generated.into()]);
     // And what the database keeps of them.
-    let secret_bytes: Vec<Vec<u8>> = vec![factor.totp_secret.clone()];
+    let secret_bytes: Vec<Vec<u8>> = vec![token.secret.clone()];
     let factor = second_factor::Entity::find_by_id(holder_id).one(store.connection()).await.unwrap().unwrap();
     secrets.push(factor.pin_hash.clone().expect("a PIN hash").into());
     for credential in password_credential::Entity::find().all(store.connection()).await.unwrap() {

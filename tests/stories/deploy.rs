@@ -634,6 +634,10 @@ fn the_chart_refuses_values_that_would_break_the_service() {
     assert!(error.contains("sessionKeys.existingSecret"), "{error}");
     let error = refusal(&["--set-string", "config=public_url = \"https://elsewhere\""]);
     assert!(error.contains("`public_url`"), "{error}");
+    let error = refusal(&["--set", "dataKeys.existingSecret="]);
+    assert!(error.contains("dataKeys.existingSecret"), "the data keys never default to the database: {error}");
+    let error = refusal(&["--set-string", "config=[data_keys]\ndir = \"/tmp\""]);
+    assert!(error.contains("`data_keys`"), "{error}");
     let error = refusal(&["--set", "terminationGracePeriodSeconds=20"]);
     assert!(error.contains("terminationGracePeriodSeconds"), "{error}");
     let error = refusal(&["--set", "replicas=3"]);

@@ -27,6 +27,7 @@ mod reset;
 mod retention;
 mod scale_out;
 mod second_factor;
+mod secrets;
 mod telemetry;
 mod tidy;
 mod tokens;

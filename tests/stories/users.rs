@@ -42,6 +42,8 @@ async fn new_users_start_pending_with_a_welcome_email_and_contacts_get_nothing(b
         .unwrap();
     assert_eq!(welcome.len(), 1);
     assert_eq!(welcome[0].kind, "welcome");
+    // Queued bodies carry the link: the database holds them encrypted.
+    assert!(!welcome[0].body_text.contains("/activate/"), "a queued body in clear");
     let text = common::email_text(server, &welcome[0]).await;
     assert!(text.contains(&reader.user_login));
     assert!(text.contains("http://127.0.0.1:8080/activate/"), "{text}");

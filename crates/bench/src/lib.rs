@@ -41,6 +41,8 @@ pub enum Scenario {
     Memory,
     /// Login and ValidateToken with a small and a large user table.
     Scale,
+    /// The CPU of sealing and opening a TOTP secret next to a login's argon2 verify.
+    Secrets,
     /// The sign-in page (driven by wrk) vs the Login RPC it makes.
     Signin,
     /// Housekeeping's purge of many expired rows: rows/s, and Login p99 while it runs.
@@ -48,7 +50,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -57,6 +59,7 @@ impl Scenario {
         Scenario::Scale,
         Scenario::Signin,
         Scenario::Purge,
+        Scenario::Secrets,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +70,7 @@ impl Scenario {
             Scenario::Gateway => "gateway",
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
+            Scenario::Secrets => "secrets",
             Scenario::Signin => "signin",
             Scenario::Purge => "purge",
         }

@@ -96,6 +96,12 @@ naming the value to fix.
 {{- if not .Values.database.existingSecret -}}
 {{- fail "database.existingSecret: name the Secret holding the PostgreSQL URL (the chart never stores it)" -}}
 {{- end -}}
+{{- if not .Values.dataKeys.existingSecret -}}
+{{- fail "dataKeys.existingSecret: name the Secret holding the data keys that encrypt TOTP secrets and queued emails (never the database; see docs/operations.md)" -}}
+{{- end -}}
+{{- if regexMatch "(?m)^\\s*(\\[\\s*data_keys\\s*\\]|data_keys\\s*=)" .Values.config -}}
+{{- fail "config sets `data_keys`, which the chart sets from dataKeys (see values.yaml): the environment would silently win over the file" -}}
+{{- end -}}
 {{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not .Values.captcha.existingSecret) -}}
 {{- fail "captcha.existingSecret: more than one replica needs a shared captcha key (a challenge made by one replica must verify on another)" -}}
 {{- end -}}

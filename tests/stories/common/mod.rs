@@ -37,6 +37,8 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub database_url: String,
     pub dir: PathBuf,
+    /// Where its data keys are (default: beside the SQLite file, or `./data`).
+    pub data_keys: identity::config::DataKeysConfig,
     /// Ends an in-process server when the story drops it (None for views
     /// of servers that end otherwise).
     pub stop: Option<Stop>,
@@ -254,13 +256,14 @@ fn launch(
             };
             let config = adjust(test_config(&database_url, &dir));
             register_outbox_dir(config.outbox_dir.clone());
+            let data_keys = config.data_keys.clone();
             let server = match clock {
                 Some(clock) => Server::build_with_clock(config, clock).await,
                 None => Server::build(config).await,
             }
             .expect("server starts");
             let (stop, stopped) = stop_signal();
-            let ready = TestServer { grpc_addr: server.grpc_addr(), database_url, dir, stop: Some(stop) };
+            let ready = TestServer { grpc_addr: server.grpc_addr(), database_url, dir, data_keys, stop: Some(stop) };
             ready_tx.send(ready).expect("report readiness");
             server.run(stopped).await.expect("server runs");
         });
@@ -616,7 +619,7 @@ pub async fn email_text(server: &TestServer, mail: &identity::store::entities::e
         let row = email_outbox::Entity::find_by_id(mail.id.clone()).one(store.connection()).await.unwrap();
         let Some(row) = row else { panic!("outbox row {} purged", mail.id) };
         if !row.body_text.is_empty() {
-            return row.body_text;
+            return opened(server, &row).await.body_text;
         }
         let dirs = OUTBOX_DIRS.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let file = format!("{}.eml", row.id);
@@ -670,6 +673,18 @@ fn decode_quoted_printable(body: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An outbox row with its bodies in clear, opened with the data keys of
+/// `server` (the default ones its database URL implies).
+pub async fn opened(
+    server: &TestServer,
+    mail: &identity::store::entities::email_outbox::Model,
+) -> identity::store::entities::email_outbox::Model {
+    let mut config = test_config(&server.database_url, &server.dir);
+    config.data_keys = server.data_keys.clone();
+    let keys = identity::app::data_keys::load(&store(server).await, &config).await.expect("the server's data keys");
+    identity::store::outbox::opened(&keys, mail).expect("the email's body opens")
 }
 
 /// The token of the first `/activate/<token>` link in an email body.

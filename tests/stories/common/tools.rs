@@ -24,6 +24,7 @@ pub enum Tool {
     SmtpServer,
     OtlpReceiver,
     PyJwt,
+    PgDump,
     AxeCore,
 }
 
@@ -41,6 +42,7 @@ impl Tool {
             Tool::SmtpServer => "aiosmtpd (pip install aiosmtpd)",
             Tool::OtlpReceiver => "an OTLP receiver (pip install grpcio opentelemetry-proto)",
             Tool::PyJwt => "PyJWT (pip install 'pyjwt[crypto]')",
+            Tool::PgDump => "pg_dump (apt-get install postgresql-client; .ci/run's postgresql brings it)",
             Tool::AxeCore => "axe-core (npm install --prefix target/ci-tools/axe axe-core@4.14.1)",
         }
     }
@@ -60,6 +62,7 @@ impl Tool {
             Tool::SmtpServer => python_imports("aiosmtpd"),
             Tool::OtlpReceiver => python_imports("grpc, opentelemetry.proto.collector.trace.v1"),
             Tool::PyJwt => python_imports("jwt, cryptography"),
+            Tool::PgDump => runs("pg_dump", &["--version"]),
             Tool::AxeCore => axe_script().is_file(),
         }
     }

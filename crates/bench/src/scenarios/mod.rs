@@ -7,6 +7,7 @@ mod memory;
 mod purge;
 mod reset;
 mod scale;
+mod secrets;
 mod signin;
 mod validate;
 
@@ -55,6 +56,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Gateway => gateway::run(bench, found).await,
         Scenario::Memory => memory::run(bench, found).await,
         Scenario::Scale => scale::run(bench, found).await,
+        Scenario::Secrets => secrets::run(bench, found).await,
         Scenario::Signin => signin::run(bench, found).await,
         Scenario::Purge => purge::run(bench, found).await,
     }
