@@ -257,6 +257,10 @@ async fn housekeeping(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         if let Err(error) = crate::store::nonces::purge(app.store.connection(), now).await {
             tracing::warn!(%error, "could not purge spent captcha solutions");
         }
+        let replay_cutoff = now - crate::domain::request_id::RETENTION_MS;
+        if let Err(error) = crate::store::reset_requests::purge(app.store.connection(), replay_cutoff).await {
+            tracing::warn!(%error, "could not purge retry-safe reset outcomes");
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub mod maintenance;
 pub mod nonces;
 pub mod outbox;
 pub mod rate;
+pub mod reset_requests;
 pub mod second_factors;
 pub mod sessions;
 mod sql;
