@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 mod captcha;
 mod gateway;
+mod grpc;
 mod hashing;
 mod mail;
 mod platform;
@@ -29,6 +30,7 @@ mod tokens;
 pub use self::{
     captcha::CaptchaConfig,
     gateway::GatewayConfig,
+    grpc::GrpcConfig,
     hashing::{Argon2Config, HashingConfig},
     mail::MailConfig,
     platform::{BootstrapConfig, PlatformConfig, PlatformEntry},
@@ -78,6 +80,8 @@ pub struct Config {
     /// in-process gateway forwards there, over loopback: nobody else may name
     /// the address a call comes from (`IDENTITY_GRPC_TRUSTED_PROXIES`).
     pub grpc_trusted_proxies: Vec<TrustedProxy>,
+    /// The gRPC port's TLS, client certificates and connection age.
+    pub grpc: GrpcConfig,
     pub throttle: ThrottleConfig,
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
@@ -120,6 +124,7 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             trusted_proxies: loopback(),
             grpc_trusted_proxies: loopback(),
+            grpc: GrpcConfig::default(),
             throttle: ThrottleConfig::default(),
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
@@ -231,6 +236,7 @@ impl Config {
         self.captcha.validate()?;
         self.mail.validate(&self.public_url)?;
         self.gateway.validate()?;
+        self.grpc.validate()?;
         self.bootstrap.validate()
     }
 }
