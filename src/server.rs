@@ -36,6 +36,7 @@ pub struct Server {
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
     grpc_tls: Option<tonic::transport::ServerTlsConfig>,
+    health_listener: Option<TcpListener>,
     gateway: Gateway,
     metrics: Option<MetricsServer>,
     first_run: Option<Bootstrapped>,
@@ -69,6 +70,12 @@ impl Server {
             .with_context(|| format!("cannot listen on {} (grpc_addr)", config.grpc_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
         let grpc_tls = grpc::tls::server_tls(&config.grpc)?;
+        let health_listener = match config.grpc.health_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (grpc.health_addr)"))?,
+            ),
+            None => None,
+        };
         let gateway = Gateway::bind(&config, &in_process_grpc_url(&config, grpc_addr)?).await?;
         let mail = Transport::from_config(&config).context("cannot set up email delivery")?;
         let metrics = match config.metrics_addr {
@@ -77,7 +84,7 @@ impl Server {
         };
         let app = Arc::new(App::start(config, store).await?);
         let first_run = bootstrap_if_empty(&app).await?;
-        Ok(Self { app, grpc_listener, grpc_addr, grpc_tls, gateway, metrics, first_run, mail })
+        Ok(Self { app, grpc_listener, grpc_addr, grpc_tls, health_listener, gateway, metrics, first_run, mail })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -122,6 +129,12 @@ impl Server {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let services = grpc::services(Arc::clone(&self.app));
+        // Probes that speak no TLS (the kubelet's) ask here; it stops with the process.
+        let health_only = self.health_listener.map(|listener| {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let server = tonic::transport::Server::builder().add_service(health_service.clone());
+            tokio::spawn(server.serve_with_incoming(incoming))
+        });
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let readiness = tokio::spawn(watch_readiness(Arc::clone(&self.app), health.clone(), stop_rx.clone()));
@@ -206,6 +219,9 @@ impl Server {
         };
         readiness.abort();
         chores.abort();
+        if let Some(health_only) = health_only {
+            health_only.abort();
+        }
         if let Some(metrics) = metrics {
             metrics.abort();
         }

@@ -1,7 +1,7 @@
 //! `grpc`: the gRPC port's transport: TLS, client certificates, and how long
 //! one HTTP/2 connection may live.
 
-use std::path::PathBuf;
+use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +24,10 @@ pub struct GrpcConfig {
     /// How long calls in flight on a connection past its age may take to
     /// finish before it is closed, in seconds; 0: as long as they take.
     pub max_connection_age_grace_secs: u64,
+    /// A plaintext listener serving grpc.health.v1 only (the same statuses as
+    /// the gRPC port), for probes that cannot speak TLS: the kubelet's gRPC
+    /// probes. Unset: none.
+    pub health_addr: Option<SocketAddr>,
 }
 
 impl GrpcConfig {

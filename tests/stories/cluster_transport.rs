@@ -159,9 +159,13 @@ async fn the_grpc_port_speaks_tls_and_nothing_else() {
     }
     let _shared = common::shared_machine().await;
     let pki = Arc::new(pki());
+    let health_port = common::free_port();
     let gw = start_gateway(Backend::Sqlite, {
         let pki = Arc::clone(&pki);
-        move |config| tls_config(config, &pki, false)
+        move |mut config| {
+            config.grpc.health_addr = Some(std::net::SocketAddr::from(([127, 0, 0, 1], health_port)));
+            tls_config(config, &pki, false)
+        }
     });
     let channel = tls_channel(&gw, &pki.ca, None).await.expect("a TLS client connects");
     assert!(jwks_over(channel).await.unwrap() > 0, "a TLS call succeeds");
@@ -172,6 +176,14 @@ async fn the_grpc_port_speaks_tls_and_nothing_else() {
         Ok(channel) => jwks_over(channel).await.is_err(),
     };
     assert!(refused, "a plaintext call fails");
+
+    // Probes that speak no TLS (the kubelet's) have a health-only port of their own.
+    let probe = Channel::from_shared(format!("http://127.0.0.1:{health_port}")).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(probe.clone());
+    let check = |service: &str| tonic_health::pb::HealthCheckRequest { service: service.to_owned() };
+    let live = health.check(check("liveness")).await.unwrap().into_inner();
+    assert_eq!(live.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    assert!(jwks_over(probe).await.is_err(), "the health port serves health only");
 
     // The in-process gateway reaches the port over TLS too.
     let jwks = get_until_ok(&format!("{}/.well-known/jwks.json", gw.base)).await;
