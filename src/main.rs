@@ -358,8 +358,15 @@ async fn rescue(app: &App, action: SupportAction) -> anyhow::Result<()> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".to_owned());
     let context = identity::app::caller::RequestContext::default();
-    let done =
-        support::rescue(app, RescuedBy::CommandLine { who: &who }, &args.login, rescue, &args.reason, &context).await?;
+    let done = support::rescue(
+        app,
+        RescuedBy::CommandLine { who: &who },
+        &identity::domain::UserRef::by_login(args.login),
+        rescue,
+        &args.reason,
+        &context,
+    )
+    .await?;
     let user = &done.user.user;
     say!("identity: {}: {}; status now {}", user.user_login, rescue.describe(), user.status);
     if done.link_emailed {

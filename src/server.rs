@@ -5,6 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::StreamExt as _;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -35,6 +36,8 @@ pub struct Server {
     app: Arc<App>,
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    grpc_tls: Option<tonic::transport::ServerTlsConfig>,
+    health_listener: Option<TcpListener>,
     gateway: Gateway,
     metrics: Option<MetricsServer>,
     first_run: Option<Bootstrapped>,
@@ -72,7 +75,14 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (grpc_addr)", config.grpc_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
-        let gateway = Gateway::bind(&config, &gateway::loopback_url(grpc_addr)).await?;
+        let grpc_tls = grpc::tls::server_tls(&config.grpc)?;
+        let health_listener = match config.grpc.health_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (grpc.health_addr)"))?,
+            ),
+            None => None,
+        };
+        let gateway = Gateway::bind(&config, &in_process_grpc_url(&config, grpc_addr)?).await?;
         let mail = Transport::from_config(&config).context("cannot set up email delivery")?;
         let metrics = match config.metrics_addr {
             Some(addr) => Some(MetricsServer::bind(addr).await?),
@@ -80,7 +90,7 @@ impl Server {
         };
         let app = Arc::new(App::start_with_clock(config, store, clock).await?);
         let first_run = bootstrap_if_empty(&app).await?;
-        Ok(Self { app, grpc_listener, grpc_addr, gateway, metrics, first_run, mail })
+        Ok(Self { app, grpc_listener, grpc_addr, grpc_tls, health_listener, gateway, metrics, first_run, mail })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -125,6 +135,12 @@ impl Server {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let services = grpc::services(Arc::clone(&self.app));
+        // Probes that speak no TLS (the kubelet's) ask here; it stops with the process.
+        let health_only = self.health_listener.map(|listener| {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let server = tonic::transport::Server::builder().add_service(health_service.clone());
+            tokio::spawn(server.serve_with_incoming(incoming))
+        });
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let readiness = tokio::spawn(watch_readiness(Arc::clone(&self.app), health.clone(), stop_rx.clone()));
@@ -162,8 +178,30 @@ impl Server {
             }
         };
 
-        tracing::info!(addr = %self.grpc_addr, "gRPC listening");
-        let serve = tonic::transport::Server::builder()
+        tracing::info!(addr = %self.grpc_addr, tls = self.grpc_tls.is_some(), "gRPC listening");
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.grpc_tls {
+            builder = builder.tls_config(tls).context("gRPC TLS")?;
+        }
+        // A client holds one HTTP/2 connection for as long as it likes, and a
+        // Kubernetes Service balances connections, not calls: an age limit
+        // (GOAWAY, then a grace for calls in flight) sends clients back through
+        // the balancer, onto replicas started since.
+        let transport = &self.app.config.grpc;
+        let mut lifetime = None;
+        if transport.max_connection_age_secs > 0 {
+            let age = Duration::from_secs(transport.max_connection_age_secs);
+            builder = builder.max_connection_age(age);
+            if transport.max_connection_age_grace_secs > 0 {
+                lifetime = Some(age + Duration::from_secs(transport.max_connection_age_grace_secs));
+            }
+        }
+        // TCP_NODELAY: without it a reply written in pieces waits for the client's delayed
+        // ACK, about 40 ms per call on Linux. tonic sets it only on listeners it binds itself.
+        let incoming = TcpIncoming::from(self.grpc_listener)
+            .with_nodelay(Some(true))
+            .map(move |socket| socket.map(|socket| grpc::connection_age::Aged::new(socket, lifetime)));
+        let serve = builder
             .layer(RpcTelemetryLayer)
             .layer(grpc::layer::AuthLayer::new(Arc::clone(&self.app)))
             .add_service(health_service)
@@ -174,9 +212,7 @@ impl Server {
             .add_service(services.reset)
             .add_service(services.platform)
             .add_service(services.support)
-            // TCP_NODELAY: without it a reply written in pieces waits for the client's delayed
-            // ACK, about 40 ms per call on Linux. tonic sets it only on listeners it binds itself.
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         let result = tokio::select! {
             result = &mut serve => result,
@@ -191,6 +227,9 @@ impl Server {
         readiness.abort();
         chores.abort();
         purges.abort();
+        if let Some(health_only) = health_only {
+            health_only.abort();
+        }
         if let Some(metrics) = metrics {
             metrics.abort();
         }
@@ -209,6 +248,27 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Where the in-process gateway reaches the gRPC port: over loopback, with
+/// TLS when the port speaks it, trusting `gateway.grpc_ca` and presenting
+/// `gateway.grpc_client_cert` when the port asks for client certificates.
+fn in_process_grpc_url(config: &Config, grpc_addr: SocketAddr) -> anyhow::Result<String> {
+    let url = gateway::loopback_url(grpc_addr);
+    if !config.grpc.tls() {
+        return Ok(url);
+    }
+    anyhow::ensure!(
+        config.gateway.grpc_ca.is_some(),
+        "`grpc.tls_cert` makes the gRPC port speak TLS: set `gateway.grpc_ca` (the CA that issued it) and, unless \
+         the certificate names 127.0.0.1, `gateway.grpc_tls_domain`, so that the in-process gateway can reach it"
+    );
+    anyhow::ensure!(
+        config.grpc.tls_client_ca.is_none() || config.gateway.grpc_client_cert.is_some(),
+        "`grpc.tls_client_ca` requires client certificates: set `gateway.grpc_client_cert` and \
+         `gateway.grpc_client_key` for the in-process gateway"
+    );
+    Ok(url.replacen("http://", "https://", 1))
 }
 
 /// SERVING only while the database answers and its schema is complete (and,

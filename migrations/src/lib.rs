@@ -4,6 +4,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
+mod m20261202_000001_apifit_reset_requests;
 mod m20261202_000001_retention;
 mod m20261202_000001_secrets;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261202_000001_retention::Migration),
             Box::new(m20261202_000001_secrets::Migration),
+            Box::new(m20261202_000001_apifit_reset_requests::Migration),
         ]
     }
 }

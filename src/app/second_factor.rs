@@ -13,7 +13,7 @@ use super::{
 use crate::{
     crypto::{password::Verification, random, totp},
     domain::{
-        Error, Secret, UserStatus,
+        Error, Secret, UserRef, UserStatus,
         passcode::{self, check_new_pin},
         permissions::Action,
     },
@@ -250,11 +250,11 @@ pub struct AssignedToken {
 pub async fn assign_token(
     app: &App,
     caller: &Caller,
-    login_name: &str,
+    target: &UserRef,
     ctx: &RequestContext,
 ) -> Result<AssignedToken, Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login_name).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::AssignToken, &target)?;
     let secret = totp::new_secret();
     let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
@@ -279,9 +279,9 @@ pub async fn assign_token(
 }
 
 /// An admin puts a user's token back into new-PIN mode.
-pub async fn reset_pin(app: &App, caller: &Caller, login_name: &str, ctx: &RequestContext) -> Result<(), Error> {
+pub async fn reset_pin(app: &App, caller: &Caller, target: &UserRef, ctx: &RequestContext) -> Result<(), Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login_name).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::ResetPin, &target)?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;

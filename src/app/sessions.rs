@@ -35,6 +35,7 @@ pub struct IssuedSession {
     pub access_expires_at_ms: i64,
     pub refresh_expires_at_ms: i64,
     pub session_id: String,
+    pub user_id: String,
     pub user_login: String,
 }
 
@@ -80,6 +81,7 @@ async fn issue_tokens<C: ConnectionTrait>(
         access_expires_at_ms: claims.exp * 1000,
         refresh_expires_at_ms: refresh_expires,
         session_id: session_id.to_owned(),
+        user_id: user.id.clone(),
         user_login: user.user_login.clone(),
     })
 }

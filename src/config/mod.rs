@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 mod captcha;
 mod data_keys;
 mod gateway;
+mod grpc;
 mod hashing;
 mod mail;
 mod platform;
@@ -32,6 +33,7 @@ pub use self::{
     captcha::CaptchaConfig,
     data_keys::DataKeysConfig,
     gateway::GatewayConfig,
+    grpc::GrpcConfig,
     hashing::{Argon2Config, HashingConfig},
     mail::MailConfig,
     platform::{BootstrapConfig, PlatformConfig, PlatformEntry},
@@ -82,6 +84,8 @@ pub struct Config {
     /// in-process gateway forwards there, over loopback: nobody else may name
     /// the address a call comes from (`IDENTITY_GRPC_TRUSTED_PROXIES`).
     pub grpc_trusted_proxies: Vec<TrustedProxy>,
+    /// The gRPC port's TLS, client certificates and connection age.
+    pub grpc: GrpcConfig,
     pub throttle: ThrottleConfig,
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
@@ -126,6 +130,7 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             trusted_proxies: loopback(),
             grpc_trusted_proxies: loopback(),
+            grpc: GrpcConfig::default(),
             throttle: ThrottleConfig::default(),
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
@@ -257,6 +262,7 @@ impl Config {
         self.mail.validate(&self.public_url)?;
         self.gateway.validate()?;
         self.retention.validate()?;
+        self.grpc.validate()?;
         self.bootstrap.validate()
     }
 }

@@ -26,10 +26,12 @@ pub enum Expiring {
     AuditEvents,
     /// Sent or abandoned emails (bodies already gone) older than the audit retention.
     SentEmails,
+    /// Outcomes of retry-safe batch resets past their replay window.
+    ResetRequests,
 }
 
 impl Expiring {
-    pub const PURGE_ORDER: [Expiring; 9] = [
+    pub const PURGE_ORDER: [Expiring; 10] = [
         Expiring::RefreshTokens,
         Expiring::RevokedSessionTokens,
         Expiring::Sessions,
@@ -39,6 +41,7 @@ impl Expiring {
         Expiring::RateCounters,
         Expiring::AuditEvents,
         Expiring::SentEmails,
+        Expiring::ResetRequests,
     ];
 
     /// The table the rows live in: the label of the purge metrics.
@@ -52,6 +55,7 @@ impl Expiring {
             Expiring::RateCounters => "rate_counters",
             Expiring::AuditEvents => "audit_events",
             Expiring::SentEmails => "email_outbox",
+            Expiring::ResetRequests => "reset_requests",
         }
     }
 }
@@ -85,6 +89,7 @@ pub fn cutoff(kind: Expiring, now_ms: i64, lifetimes: &Lifetimes) -> Option<i64>
         Expiring::SpentNonces => Some(before(lifetimes.nonce_grace_ms)),
         Expiring::RateCounters => Some(before(lifetimes.longest_window_ms)),
         Expiring::AuditEvents | Expiring::SentEmails => lifetimes.audit_ms.map(before),
+        Expiring::ResetRequests => Some(before(super::request_id::RETENTION_MS)),
     }
 }
 
@@ -127,6 +132,7 @@ mod tests {
                 Expiring::SpentNonces => now - 100,
                 Expiring::RateCounters => now - 3_600_000,
                 Expiring::AuditEvents | Expiring::SentEmails => now - 50_000,
+                Expiring::ResetRequests => now - super::super::request_id::RETENTION_MS,
                 _ => now - 1_000,
             };
             assert_eq!(cutoff(kind, now, &LIFETIMES), Some(expected), "{kind:?}");

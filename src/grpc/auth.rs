@@ -12,7 +12,7 @@ use crate::{
         second_factor::{self, ChallengeKind, ChallengeView, PasscodeOutcome},
         sessions::{self, TokenProblem},
     },
-    domain::{Error, Secret},
+    domain::{Error, Secret, UserRef},
     pb::{self, auth_server::Auth, login_response, submit_passcode_response},
 };
 
@@ -192,15 +192,15 @@ impl Auth for AuthService {
     ) -> Result<Response<pb::ChangeUserLoginResponse>, Status> {
         let (caller, ctx) = (caller(&request)?, context(&request));
         let body = request.into_inner();
-        let renamed = credentials::change_user_login(
+        let (renamed_id, renamed) = credentials::change_user_login(
             &self.app,
             &caller,
-            &body.user_login,
+            &UserRef::new(body.user_login, body.user_id),
             &body.new_user_login,
             Secret::new(body.current_password),
             &ctx,
         )
         .await?;
-        Ok(Response::new(pb::ChangeUserLoginResponse { user_login: renamed.to_string() }))
+        Ok(Response::new(pb::ChangeUserLoginResponse { user_login: renamed.to_string(), user_id: renamed_id }))
     }
 }

@@ -10,6 +10,7 @@ pub mod nonces;
 pub mod outbox;
 pub mod purge;
 pub mod rate;
+pub mod reset_requests;
 pub mod second_factors;
 pub mod secrets;
 pub mod sessions;

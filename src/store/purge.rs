@@ -29,6 +29,7 @@ fn due(kind: Expiring) -> (&'static str, &'static str) {
         Expiring::RateCounters => ("key", "SELECT key FROM rate_counters WHERE window_start < $1"),
         Expiring::AuditEvents => ("id", "SELECT id FROM audit_events WHERE occurred_at < $1"),
         Expiring::SentEmails => ("id", "SELECT id FROM email_outbox WHERE sent_at < $1 OR failed_at < $1"),
+        Expiring::ResetRequests => ("key", "SELECT key FROM reset_requests WHERE created_at < $1"),
     }
 }
 

@@ -191,13 +191,19 @@ async fn one_day(world: &World, day: i64) {
         }
     }
 
-    let reset =
-        pb::ResetPasswordsRequest { user_logins: vec![world.reset_target.clone()], all: false, notify_by_email: true };
+    let reset = pb::ResetPasswordsRequest {
+        user_logins: vec![world.reset_target.clone()],
+        all: false,
+        notify_by_email: true,
+        ..Default::default()
+    };
     let results = reset_client(server).await.reset_passwords(bearer(reset, &manager)).await.unwrap().into_inner();
     assert!(results.results.iter().all(|r| r.changed), "day {day}: {results:?}");
 
     let mut users = common::users_client(server).await;
-    let found = users.get_user(bearer(pb::GetUserRequest { user_login: world.forgetful.clone() }, &manager)).await;
+    let found = users
+        .get_user(bearer(pb::GetUserRequest { user_login: world.forgetful.clone(), ..Default::default() }, &manager))
+        .await;
     let email = found.unwrap().into_inner().user.unwrap().email;
     let forgot = pb::RequestPasswordResetRequest {
         user_login: world.forgetful.clone(),

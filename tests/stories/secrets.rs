@@ -58,7 +58,12 @@ async fn refresh(server: &TestServer, refresh_token: &str) -> pb::Session {
 }
 
 async fn emailed_reset(server: &TestServer, manager: &str, login: &str) -> String {
-    let request = pb::ResetPasswordsRequest { user_logins: vec![login.to_owned()], all: false, notify_by_email: true };
+    let request = pb::ResetPasswordsRequest {
+        user_logins: vec![login.to_owned()],
+        all: false,
+        notify_by_email: true,
+        ..Default::default()
+    };
     common::reset_client(server).await.reset_passwords(bearer(request, manager)).await.unwrap();
     common::latest_link(server, login, "password_reset").await
 }
@@ -129,7 +134,7 @@ async fn a_dump_of_the_database_reveals_no_credential(backend: Backend) {
     common::member(&server, token, &holder, pb::Role::Reader, "").await;
     let assigned = common::users_client(&server)
         .await
-        .assign_token(bearer(pb::AssignTokenRequest { user_login: holder.clone() }, token))
+        .assign_token(bearer(pb::AssignTokenRequest { user_login: holder.clone(), ..Default::default() }, token))
         .await
         .unwrap()
         .into_inner();

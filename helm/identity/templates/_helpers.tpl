@@ -111,7 +111,7 @@ naming the value to fix.
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
 {{- end -}}
-{{- range $key := list "grpc_addr" "http_addr" "metrics_addr" "public_url" "log_format" "shutdown_grace_secs" "migrate_on_start" "database_url" "smtp_url" "outbox_dir" "http_tls_cert" "http_tls_key" "memory_kib" "workers" "hmac_key" "session_keys" "signing_key_file" -}}
+{{- range $key := list "grpc_addr" "http_addr" "metrics_addr" "public_url" "log_format" "shutdown_grace_secs" "migrate_on_start" "database_url" "smtp_url" "outbox_dir" "http_tls_cert" "http_tls_key" "memory_kib" "workers" "hmac_key" "session_keys" "signing_key_file" "tls_cert" "tls_key" "tls_client_ca" "max_connection_age_secs" "max_connection_age_grace_secs" "health_addr" "grpc_ca" "grpc_tls_domain" "grpc_client_cert" "grpc_client_key" -}}
 {{- if regexMatch (printf "(?m)^\\s*%s\\s*=" $key) $.Values.config -}}
 {{- fail (printf "config sets `%s`, which the chart sets from its own values (see values.yaml): the environment would silently win over the file" $key) -}}
 {{- end -}}

@@ -457,6 +457,7 @@ pub async fn reset_results(server: &TestServer, token: &str, logins: &[&str]) ->
         user_logins: logins.iter().map(|l| (*l).to_owned()).collect(),
         all: false,
         notify_by_email: false,
+        ..Default::default()
     };
     reset_client(server)
         .await
@@ -477,6 +478,7 @@ pub async fn reset_password(server: &TestServer, token: &str, login: &str) -> St
                 user_logins: vec![login.to_owned()],
                 all: false,
                 notify_by_email: false,
+                ..Default::default()
             },
             token,
         ))
