@@ -1,6 +1,7 @@
 //! The scenarios of issue #10, each against servers of its own, and the
 //! operations their load phases repeat.
 
+mod client;
 mod gateway;
 mod login;
 mod memory;
@@ -53,6 +54,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Gateway => gateway::run(bench, found).await,
         Scenario::Memory => memory::run(bench, found).await,
         Scenario::Scale => scale::run(bench, found).await,
+        Scenario::Client => client::run(bench, found).await,
     }
 }
 
