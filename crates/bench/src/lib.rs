@@ -41,18 +41,21 @@ pub enum Scenario {
     Memory,
     /// Login and ValidateToken with a small and a large user table.
     Scale,
+    /// The sign-in page (driven by wrk) vs the Login RPC it makes.
+    Signin,
     /// identity-client's bearer layer vs a bare Ed25519 verify; with revocation vs ValidateToken.
     Client,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
         Scenario::Gateway,
         Scenario::Memory,
         Scenario::Scale,
+        Scenario::Signin,
         Scenario::Client,
     ];
 
@@ -64,6 +67,7 @@ impl Scenario {
             Scenario::Gateway => "gateway",
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
+            Scenario::Signin => "signin",
             Scenario::Client => "client",
         }
     }

@@ -24,6 +24,7 @@ pub enum Tool {
     SmtpServer,
     OtlpReceiver,
     PyJwt,
+    AxeCore,
 }
 
 impl Tool {
@@ -40,6 +41,7 @@ impl Tool {
             Tool::SmtpServer => "aiosmtpd (pip install aiosmtpd)",
             Tool::OtlpReceiver => "an OTLP receiver (pip install grpcio opentelemetry-proto)",
             Tool::PyJwt => "PyJWT (pip install 'pyjwt[crypto]')",
+            Tool::AxeCore => "axe-core (npm install --prefix target/ci-tools/axe axe-core@4.14.1)",
         }
     }
 
@@ -58,6 +60,7 @@ impl Tool {
             Tool::SmtpServer => python_imports("aiosmtpd"),
             Tool::OtlpReceiver => python_imports("grpc, opentelemetry.proto.collector.trace.v1"),
             Tool::PyJwt => python_imports("jwt, cryptography"),
+            Tool::AxeCore => axe_script().is_file(),
         }
     }
 
@@ -79,6 +82,11 @@ pub fn require(tools: &[Tool]) -> bool {
     assert!(std::env::var_os("CI").is_none(), "CI must install {names}: .ci/run does");
     eprintln!("skipped: this story needs {names}");
     false
+}
+
+/// axe-core's script, where `.ci/run` installs it.
+pub fn axe_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-tools/axe/node_modules/axe-core/axe.min.js")
 }
 
 fn runs(program: &str, args: &[&str]) -> bool {
