@@ -10,7 +10,7 @@
 //!
 //! let clients = Clients::connect("http://identity:50051").await?;
 //! let authenticator = Authenticator::new(clients.auth.clone(), Config::new("https://id.example.com"))?;
-//! let app = axum::Router::new()
+//! let app: axum::Router = axum::Router::new()
 //!     .route("/whoami", axum::routing::get(|axum::Extension(caller): axum::Extension<Caller>| async move {
 //!         caller.login
 //!     }))
