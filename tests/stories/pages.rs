@@ -131,7 +131,7 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
     let new_login = format!("{}_renamed", t.prefix);
     let email = format!("{}@example.com", t.prefix);
     let (nl, np, mail) = (new_login.clone(), new_password.clone(), email.clone());
-    let old_cookie = browse(move || {
+    let (old_cookie, last_cookie) = browse(move || {
         let b = Browser::start();
         let looker = Looker::new(&b, "pages-signin");
         b.goto(&format!("{base}/"));
@@ -178,6 +178,7 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
         sign_in(&b, &base, &nl, &np);
         await_path(&b, "/account");
         assert_eq!(b.text(&b.find("#my-login")), nl);
+        let last_cookie = session_cookie(&b);
         press(&b, "#sign-out");
         assert!(b.text(&b.find("#message")).contains("signed out"));
         looker.look("signed-out");
@@ -187,7 +188,7 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
         assert!(b.url().contains("/login"), "back after sign-out: {}\n{after}", b.url());
         assert!(!after.contains(&mail) && !after.contains(&nl), "the back button shows nothing private");
         assert!(b.cookies().iter().all(|c| c["name"] != "identity-session"));
-        old_cookie
+        (old_cookie, last_cookie)
     })
     .await;
     // The session of before the password change is dead at the service, not only in the browser.
@@ -195,6 +196,9 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
     assert_eq!(replay.status, 303, "{}", replay.body);
     assert_eq!(replay.header("location"), Some("/login?m=ended"));
     common::login(gw, &new_login, &new_password).await;
+    // Signing out ended the service's session, not only the cookie.
+    let after_sign_out = curl(&["-H", &last_cookie, &gw.url("/account")]);
+    assert_eq!(after_sign_out.header("location"), Some("/login?m=ended"), "{}", after_sign_out.body);
 }
 
 async fn securid_first_login_chooses_a_pin_then_asks_pin_and_tokencode(backend: Backend) {
@@ -453,7 +457,10 @@ async fn a_generated_password_is_shown_once_and_ends_every_session(backend: Back
     let fields = [("current_password", first.as_str()), ("challenge", &challenge), ("nonce", &nonce)];
     let changed = browser.post(&form_url, &form_url, &fields);
     assert_eq!(changed.status, 200, "{}", changed.body);
-    assert!(changed.header("clear-site-data").is_some_and(|v| v.contains("cookies")));
+    assert!(changed.header("clear-site-data").is_some_and(|v| v.contains("cache") && !v.contains("cookies")));
+    let cleared: Vec<&str> =
+        changed.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect();
+    assert!(cleared.iter().any(|c| c.starts_with("identity-session=;") && c.contains("Max-Age=0")), "{cleared:?}");
     let generated = common::http::shown_password(&changed.body);
     assert!(generated.len() >= 16 && generated != first, "{generated:?}");
     common::login(gw, &manager, &generated).await;
