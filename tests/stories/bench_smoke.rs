@@ -9,7 +9,8 @@ use std::{collections::BTreeSet, process::Command};
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 9] = ["login", "validate", "reset", "gateway", "memory", "scale", "signin", "purge", "secrets"];
+const SCENARIOS: [&str; 10] =
+    ["login", "validate", "reset", "gateway", "memory", "scale", "signin", "purge", "secrets", "client"];
 const BURST: u64 = 40;
 
 /// The bench binary of this build: `cargo test --workspace` builds it beside
@@ -75,7 +76,8 @@ fn assert_complete(report: &Value, backend: &str) {
             let has_rate = measurement["throughput"].as_f64().is_some_and(|t| t > 0.0);
             let has_wall = measurement["wall_s"].as_f64().is_some_and(|w| w > 0.0);
             assert!(has_rate || has_wall, "{scenario}/{name} has no figure: {measurement}");
-            if name.starts_with("limit:") || name.starts_with("fixture:") {
+            // Limits, fixtures and in-process figures have no server behind them.
+            if name.starts_with("limit:") || name.starts_with("fixture:") || name.starts_with("in-process:") {
                 continue;
             }
             assert!(measurement["completed"].as_u64().is_some_and(|n| n > 0), "{scenario}/{name}: {measurement}");

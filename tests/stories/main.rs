@@ -14,6 +14,7 @@ mod attacks;
 mod auth;
 mod auth_policies;
 mod bench_smoke;
+mod client;
 mod cluster_transport;
 mod deploy;
 mod faults;

@@ -47,10 +47,12 @@ pub enum Scenario {
     Signin,
     /// Housekeeping's purge of many expired rows: rows/s, and Login p99 while it runs.
     Purge,
+    /// identity-client's bearer layer vs a bare Ed25519 verify; with revocation vs ValidateToken.
+    Client,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -60,6 +62,7 @@ impl Scenario {
         Scenario::Signin,
         Scenario::Purge,
         Scenario::Secrets,
+        Scenario::Client,
     ];
 
     pub fn name(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Scenario {
             Scenario::Secrets => "secrets",
             Scenario::Signin => "signin",
             Scenario::Purge => "purge",
+            Scenario::Client => "client",
         }
     }
 }

@@ -67,11 +67,11 @@ impl Rate {
 }
 
 /// One thread's repeated operation.
-type Job = Box<dyn FnMut() -> anyhow::Result<()> + Send>;
+pub type Job = Box<dyn FnMut() -> anyhow::Result<()> + Send>;
 
 /// Runs `make()`'s job flat out on each of `threads` threads and counts what
 /// completes in `duration` after `warmup`.
-async fn spin(
+pub async fn spin(
     threads: usize,
     warmup: Duration,
     duration: Duration,

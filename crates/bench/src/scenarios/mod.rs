@@ -1,6 +1,7 @@
 //! The scenarios of issue #10, each against servers of its own, and the
 //! operations their load phases repeat.
 
+mod client;
 mod gateway;
 mod login;
 mod memory;
@@ -59,6 +60,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Secrets => secrets::run(bench, found).await,
         Scenario::Signin => signin::run(bench, found).await,
         Scenario::Purge => purge::run(bench, found).await,
+        Scenario::Client => client::run(bench, found).await,
     }
 }
 

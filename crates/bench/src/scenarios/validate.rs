@@ -154,7 +154,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
 }
 
 /// Connections to `server` and the access tokens of [`SESSIONS`] logged-in users.
-async fn sessions(bench: &Bench, server: &ServerUnderTest) -> anyhow::Result<(Vec<Channel>, Vec<String>)> {
+pub(super) async fn sessions(bench: &Bench, server: &ServerUnderTest) -> anyhow::Result<(Vec<Channel>, Vec<String>)> {
     let tenant = fixtures::tenant(bench, server).await?;
     let users = fixtures::active_users(server, &tenant, "v", SESSIONS).await?;
     fixtures::wait_for_emails(server, users.len()).await?;
@@ -167,7 +167,7 @@ async fn sessions(bench: &Bench, server: &ServerUnderTest) -> anyhow::Result<(Ve
 }
 
 /// The raw public key that signed `token`, from the published JWKS.
-async fn signing_key(channel: &Channel, token: &str) -> anyhow::Result<Vec<u8>> {
+pub(super) async fn signing_key(channel: &Channel, token: &str) -> anyhow::Result<Vec<u8>> {
     let kid = jsonwebtoken::decode_header(token)?.kid.context("the token names no key")?;
     let keys = AuthClient::new(channel.clone()).get_jwks(pb::GetJwksRequest {}).await?.into_inner().keys;
     let key = keys.into_iter().find(|key| key.kid == kid).context("the token's key is not published")?;
