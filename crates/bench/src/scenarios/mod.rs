@@ -8,16 +8,9 @@ mod reset;
 mod scale;
 mod validate;
 
-use std::sync::Arc;
-
 use tonic::transport::Channel;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use super::{
-    Bench, Check, Measurement, Scenario,
-    fixtures::Credentials,
-    load::{Operation, Outcome},
-};
+use super::{Bench, Check, Measurement, Scenario, load::Outcome};
 use identity::pb::{self, auth_client::AuthClient};
 
 /// What a scenario measured, kept even when it fails half-way.
@@ -72,44 +65,6 @@ pub async fn login_once(channel: Channel, login: String, password: String) -> Ou
         Some(pb::login_response::Result::Session(_)) => Ok(()),
         _ => Err("NoSession".to_owned()),
     }
-}
-
-/// Caller `i` logs in as user `i` (modulo the users), over connection `i`.
-pub fn login_operation(channels: Vec<Channel>, users: Vec<Credentials>) -> Operation {
-    let (channels, users) = (Arc::new(channels), Arc::new(users));
-    Arc::new(move |worker, _seq| {
-        let channel = channels[worker % channels.len()].clone();
-        let user = users[worker % users.len()].clone();
-        Box::pin(login_once(channel, user.login, user.password))
-    })
-}
-
-/// Caller `i` validates token `i` (modulo the tokens); a token found invalid is an error.
-pub fn validate_operation(channels: Vec<Channel>, tokens: Vec<String>) -> Operation {
-    let (channels, tokens) = (Arc::new(channels), Arc::new(tokens));
-    Arc::new(move |worker, _seq| {
-        let mut client = AuthClient::new(channels[worker % channels.len()].clone());
-        let access_token = tokens[worker % tokens.len()].clone();
-        Box::pin(async move {
-            let answer = client
-                .validate_token(pb::ValidateTokenRequest { access_token })
-                .await
-                .map_err(|status| code_label(&status))?;
-            if answer.into_inner().valid { Ok(()) } else { Err("TokenInvalid".to_owned()) }
-        })
-    })
-}
-
-/// The trivial unary RPC: the health check of the whole server.
-pub fn health_operation(channels: Vec<Channel>) -> Operation {
-    let channels = Arc::new(channels);
-    Arc::new(move |worker, _seq| {
-        let mut client = HealthClient::new(channels[worker % channels.len()].clone());
-        Box::pin(async move {
-            client.check(HealthCheckRequest { service: String::new() }).await.map_err(|status| code_label(&status))?;
-            Ok(())
-        })
-    })
 }
 
 /// A ratio that is NaN instead of infinite when the limit measured nothing.
