@@ -4,6 +4,7 @@
 use super::{
     App, access,
     caller::{Caller, RequestContext},
+    forgot::{CaptchaSolution, spend_captcha},
     sessions,
 };
 use crate::{
@@ -17,6 +18,24 @@ use crate::{
     },
 };
 
+/// What changing the caller's password asks of them.
+pub struct PasswordPolicyView {
+    pub user_chooses: bool,
+    pub rules: Vec<String>,
+}
+
+pub async fn password_policy(app: &App, caller: &Caller) -> Result<PasswordPolicyView, Error> {
+    let user = access::active_user(app, caller).await?;
+    let subscription = tenancy::find_subscription(app.store.connection(), &user.subscription_id)
+        .await?
+        .ok_or_else(|| Error::internal("user without subscription"))?;
+    let user_chooses = subscription.users_define_own_password;
+    Ok(PasswordPolicyView {
+        user_chooses,
+        rules: if user_chooses { app.config.password_policy.rules() } else { Vec::new() },
+    })
+}
+
 /// Returns the generated password when the subscription does not let users
 /// choose theirs.
 pub async fn change_password(
@@ -24,9 +43,14 @@ pub async fn change_password(
     caller: &Caller,
     current: Secret,
     new: Secret,
+    captcha: Option<CaptchaSolution>,
     ctx: &RequestContext,
 ) -> Result<Option<Secret>, Error> {
     let user = access::active_user(app, caller).await?;
+    // Before the password check: each guess of the current password costs a solved puzzle.
+    if let Some(solution) = &captcha {
+        spend_captcha(app, solution).await?;
+    }
     check_current_password(app, &user, current.clone(), "current_password", ctx).await?;
     let subscription = tenancy::find_subscription(app.store.connection(), &user.subscription_id)
         .await?

@@ -32,6 +32,29 @@ pub struct ForgotInput {
     pub captcha_nonce: String,
 }
 
+/// A solved challenge of [`captcha_challenge`], as a form or an RPC sent it.
+pub struct CaptchaSolution {
+    pub challenge: String,
+    pub nonce: String,
+}
+
+/// Checks a solution and spends it, so that it buys one attempt only.
+pub async fn spend_captcha(app: &App, solution: &CaptchaSolution) -> Result<(), Error> {
+    if solution.challenge.is_empty() {
+        return Err(Error::invalid("captcha", "is required: solve a challenge from GetCaptchaChallenge"));
+    }
+    let now = app.clock.now_ms();
+    let solved = app
+        .captcha_verifier
+        .verify(&solution.challenge, &solution.nonce, now)
+        .await
+        .map_err(|error| Error::invalid("captcha", captcha_message(error)))?;
+    if !nonces::spend(app.store.connection(), &solved.spent_key, solved.expires_at_ms).await? {
+        return Err(Error::invalid("captcha", "was already used: ask for a new challenge"));
+    }
+    Ok(())
+}
+
 pub async fn request_password_reset(
     app: &Arc<App>,
     input: ForgotInput,
@@ -43,18 +66,9 @@ pub async fn request_password_reset(
     if input.email.is_empty() || input.email.len() > 254 {
         return Err(Error::invalid("email", "must be 1 to 254 characters"));
     }
-    if input.captcha_challenge.is_empty() {
-        return Err(Error::invalid("captcha", "is required: solve a challenge from GetCaptchaChallenge"));
-    }
+    let solution = CaptchaSolution { challenge: input.captcha_challenge, nonce: input.captcha_nonce };
+    spend_captcha(app, &solution).await?;
     let now = app.clock.now_ms();
-    let solved = app
-        .captcha_verifier
-        .verify(&input.captcha_challenge, &input.captcha_nonce, now)
-        .await
-        .map_err(|error| Error::invalid("captcha", captcha_message(error)))?;
-    if !nonces::spend(app.store.connection(), &solved.spent_key, solved.expires_at_ms).await? {
-        return Err(Error::invalid("captcha", "was already used: ask for a new challenge"));
-    }
     // Counted once solved: the rate that makes later challenges harder is paid for in work.
     rate::hit(app.store.connection(), &pressure_key(now.div_euclid(PRESSURE_WINDOW_MS)), PRESSURE_WINDOW_MS, now)
         .await?;

@@ -2,7 +2,13 @@
 //! atomically and then activates, shows the sealed password, or sets the
 //! chosen one.
 
-use super::{App, caller::RequestContext, second_factor::AssignedToken, sessions};
+use super::{
+    App,
+    caller::RequestContext,
+    forgot::{CaptchaSolution, spend_captcha},
+    second_factor::AssignedToken,
+    sessions,
+};
 use crate::{
     crypto::{random, seal, totp},
     domain::{Error, Role, Secret, StatusReason, UserStatus, link::LinkPurpose},
@@ -130,8 +136,17 @@ pub struct Redeemed {
     pub token: Option<AssignedToken>,
 }
 
-pub async fn redeem(app: &App, token: &Secret, new_password: Secret, ctx: &RequestContext) -> Result<Redeemed, Error> {
+pub async fn redeem(
+    app: &App,
+    token: &Secret,
+    new_password: Secret,
+    captcha: Option<CaptchaSolution>,
+    ctx: &RequestContext,
+) -> Result<Redeemed, Error> {
     let live = live_link(app, token).await?.map_err(LinkProblem::error)?;
+    if let Some(solution) = &captcha {
+        spend_captcha(app, solution).await?;
+    }
     let user = &live.user;
     // Refused before consuming: a form that posts a password to a link that
     // generates one must not burn the link and lose the password it holds.

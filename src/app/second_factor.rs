@@ -46,6 +46,8 @@ pub struct ChallengeView {
     pub kind: ChallengeKind,
     pub expires_at_ms: i64,
     pub prompt: &'static str,
+    /// A passcode challenge of a user without a PIN: the tokencode alone.
+    pub tokencode_only: bool,
 }
 
 pub enum PasscodeOutcome {
@@ -89,7 +91,8 @@ async fn open_challenge<C: sea_orm::ConnectionTrait>(
         (ChallengeKind::Passcode, true) => "Enter the tokencode only: you will then choose a PIN",
         (ChallengeKind::Passcode, false) => "Enter your PIN followed by the tokencode, as one entry",
     };
-    Ok(ChallengeView { challenge_id: id, kind, expires_at_ms: expires, prompt })
+    let tokencode_only = kind == ChallengeKind::Passcode && new_pin_mode;
+    Ok(ChallengeView { challenge_id: id, kind, expires_at_ms: expires, prompt, tokencode_only })
 }
 
 /// A live challenge of `kind` and its ACTIVE user.

@@ -39,18 +39,7 @@ impl Default for CaptchaConfig {
 impl CaptchaConfig {
     /// The decoded `hmac_key`, when set and valid.
     pub fn key_bytes(&self) -> Option<Vec<u8>> {
-        use base64::{
-            Engine,
-            alphabet::{STANDARD, URL_SAFE},
-            engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
-        };
-        let text = self.hmac_key.as_deref()?.trim();
-        let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
-        let key = GeneralPurpose::new(&STANDARD, config)
-            .decode(text)
-            .or_else(|_| GeneralPurpose::new(&URL_SAFE, config).decode(text))
-            .ok()?;
-        (key.len() >= 32).then_some(key)
+        super::decode_key(self.hmac_key.as_deref()?.trim(), 32)
     }
 }
 

@@ -146,6 +146,22 @@ fn loopback() -> Vec<TrustedProxy> {
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(String);
 
+/// A key given as base64 (standard or url-safe, padded or not), when it decodes
+/// to at least `min_len` bytes.
+fn decode_key(text: &str, min_len: usize) -> Option<Vec<u8>> {
+    use base64::{
+        Engine,
+        alphabet::{STANDARD, URL_SAFE},
+        engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig},
+    };
+    let config = GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    let key = GeneralPurpose::new(&STANDARD, config)
+        .decode(text)
+        .or_else(|_| GeneralPurpose::new(&URL_SAFE, config).decode(text))
+        .ok()?;
+    (key.len() >= min_len).then_some(key)
+}
+
 fn bad(key: &str, message: impl std::fmt::Display) -> ConfigError {
     ConfigError(format!("`{key}` {message}"))
 }

@@ -6,7 +6,9 @@ use anyhow::Context;
 use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::pb::{auth_client::AuthClient, platform_client::PlatformClient, reset_client::ResetClient};
+use crate::pb::{
+    auth_client::AuthClient, platform_client::PlatformClient, reset_client::ResetClient, users_client::UsersClient,
+};
 
 /// Clients of every service the gateway uses; cheap to clone (one channel).
 #[derive(Clone, Debug)]
@@ -35,6 +37,10 @@ impl GrpcClients {
 
     pub fn reset(&self) -> ResetClient<Channel> {
         ResetClient::new(self.channel.clone())
+    }
+
+    pub fn users(&self) -> UsersClient<Channel> {
+        UsersClient::new(self.channel.clone())
     }
 
     pub fn platform(&self) -> PlatformClient<Channel> {

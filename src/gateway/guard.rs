@@ -1,11 +1,7 @@
 //! The request guard every route goes through: a timeout, the security
-//! headers (CSP with the hashes of the one inline script and stylesheet, HSTS
-//! under TLS) and one log line without secrets.
+//! headers (the theme's CSP, HSTS under TLS) and one log line without secrets.
 
-use std::{
-    sync::LazyLock,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use axum::{
     extract::Request,
@@ -13,27 +9,10 @@ use axum::{
     middleware::Next,
     response::{IntoResponse, Response},
 };
-use base64::Engine;
-use sha2::{Digest, Sha256};
 
 /// Extra time the guard allows beyond the configured timeout, so that the
 /// legacy handler's own timeout (which still answers XML) fires first.
 const GUARD_MARGIN: Duration = Duration::from_secs(1);
-
-/// The Content-Security-Policy of every response: nothing but the one inline
-/// stylesheet and the one inline script, named by their hashes.
-static CSP: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "default-src 'none'; script-src '{}'; style-src '{}'; img-src 'self'; form-action 'self'; \
-         frame-ancestors 'none'; base-uri 'none'",
-        csp_hash(super::pages::POW_JS),
-        csp_hash(super::pages::CSS)
-    )
-});
-
-fn csp_hash(source: &str) -> String {
-    format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(Sha256::digest(source.as_bytes())))
-}
 
 /// What `Strict-Transport-Security` says when the gateway serves TLS: a year,
 /// so that a page showing a password cannot be stripped to plain http after a
@@ -43,14 +22,14 @@ const HSTS: &str = "max-age=31536000";
 /// Timeout, security headers (HSTS when `tls`) and one log line per request
 /// (inside the request's span, which names the route, never the path: paths
 /// carry tokens).
-pub async fn guard(timeout: Duration, tls: bool, request: Request, next: Next) -> Response {
+pub async fn guard(timeout: Duration, tls: bool, csp: HeaderValue, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let mut response = match tokio::time::timeout(timeout + GUARD_MARGIN, next.run(request)).await {
         Ok(response) => response,
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "The request took too long: try again shortly").into_response(),
     };
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_str(&CSP).expect("ASCII policy"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

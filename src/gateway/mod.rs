@@ -1,6 +1,7 @@
 //! The HTTP gateway: the legacy XML API (`/msp/password_change.php`) and the
-//! pages people reach from emails. It holds no domain logic: every request
-//! becomes calls through the generated gRPC clients (DESIGN §4).
+//! pages people use (sign-in, their account, the links of emails). It holds no
+//! domain logic: every request becomes calls through the generated gRPC
+//! clients (DESIGN §4).
 
 mod client_ip;
 mod clients;
@@ -15,6 +16,8 @@ mod legacy;
 mod pages;
 mod ratelimit;
 mod same_origin;
+mod session;
+mod theme;
 mod tls;
 #[cfg(feature = "fuzzing")]
 pub mod xml;
@@ -31,7 +34,7 @@ use std::{
 use anyhow::Context;
 use axum::{
     Router,
-    routing::{any, get},
+    routing::{any, get, post},
 };
 use tokio::net::TcpListener;
 
@@ -74,6 +77,12 @@ impl Settings {
         }
     }
 
+    /// Whether browsers reach the pages over https (here, or at a proxy in
+    /// front): cookies are then `Secure` with a `__Host-` name.
+    fn secure_cookies(&self) -> bool {
+        self.tls || self.public_url.starts_with("https://")
+    }
+
     pub fn dtd_url(&self) -> String {
         format!("{}{DTD_PATH}", self.public_url)
     }
@@ -91,7 +100,8 @@ pub(crate) struct Inner {
     pub clients: GrpcClients,
     pub settings: Settings,
     pub limiter: ratelimit::RateLimiter,
-    pub pages: pages::Templates,
+    pub theme: theme::Theme,
+    pub cookies: session::Cookies,
 }
 
 impl std::ops::Deref for GatewayState {
@@ -111,19 +121,30 @@ pub fn router(clients: GrpcClients, settings: Settings) -> anyhow::Result<Router
     let body_limit = settings.limits.max_body_bytes;
     let timeout = settings.request_timeout();
     let tls = settings.tls;
-    let state = GatewayState(Arc::new(Inner { clients, settings, limiter, pages: pages::Templates::new()? }));
+    let theme = theme::Theme::load(settings.limits.theme_dir.as_deref())?;
+    let csp = theme.csp().clone();
+    let cookies = session::Cookies::from_config(&settings.limits, settings.secure_cookies())?;
+    let state = GatewayState(Arc::new(Inner { clients, settings, limiter, theme, cookies }));
     Ok(Router::new()
         .route("/msp/password_change.php", any(legacy::password_change))
         .route(DTD_PATH, get(legacy::dtd))
         .route("/activate/{token}", get(pages::activation_page).post(pages::activation_submit))
         .route("/forgot-password", get(pages::forgot_page).post(pages::forgot_submit))
+        .route("/login", get(pages::login_page).post(pages::login_submit))
+        .route("/login/securid", get(pages::securid_page).post(pages::passcode_submit))
+        .route("/login/pin", post(pages::new_pin_submit))
+        .route("/logout", post(pages::logout))
+        .route("/account", get(pages::account_page))
+        .route("/account/password", get(pages::change_password_page).post(pages::change_password_submit))
+        .route("/account/login", get(pages::change_login_page).post(pages::change_login_submit))
+        .route("/platform", get(pages::platform_page))
         .route("/status", get(pages::status_page))
         .route("/status.json", get(pages::status_json))
         .route("/.well-known/jwks.json", get(pages::jwks))
         .route("/", get(pages::home))
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(move |request, next| guard::guard(timeout, tls, request, next)))
+        .layer(axum::middleware::from_fn(move |request, next| guard::guard(timeout, tls, csp.clone(), request, next)))
         .layer(axum::middleware::from_fn(crate::telemetry::http::trace_request))
         .with_state(state))
 }

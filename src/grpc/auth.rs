@@ -26,6 +26,7 @@ fn challenge(view: ChallengeView) -> pb::Challenge {
         .into(),
         expires_at: timestamp(view.expires_at_ms),
         prompt: view.prompt.to_owned(),
+        tokencode_only: view.tokencode_only,
     }
 }
 
@@ -167,12 +168,21 @@ impl Auth for AuthService {
             &caller,
             Secret::new(body.current_password),
             Secret::new(body.new_password),
+            body.captcha.map(convert::captcha),
             &ctx,
         )
         .await?;
         Ok(Response::new(pb::ChangePasswordResponse {
             generated_password: generated.map(Secret::into_exposed).unwrap_or_default(),
         }))
+    }
+
+    async fn get_password_policy(
+        &self,
+        request: Request<pb::GetPasswordPolicyRequest>,
+    ) -> Result<Response<pb::GetPasswordPolicyResponse>, Status> {
+        let policy = credentials::password_policy(&self.app, &caller(&request)?).await?;
+        Ok(Response::new(pb::GetPasswordPolicyResponse { user_chooses: policy.user_chooses, rules: policy.rules }))
     }
 
     async fn change_user_login(

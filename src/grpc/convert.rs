@@ -6,6 +6,7 @@ use tonic::{Request, Status};
 use crate::{
     app::{
         caller::{Caller, RequestContext},
+        forgot::CaptchaSolution,
         sessions::IssuedSession,
         users::UserView,
     },
@@ -34,6 +35,10 @@ pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
 
 pub fn context<T>(request: &Request<T>) -> RequestContext {
     request.extensions().get::<RequestContext>().cloned().unwrap_or_default()
+}
+
+pub fn captcha(solution: pb::CaptchaSolution) -> CaptchaSolution {
+    CaptchaSolution { challenge: solution.challenge, nonce: solution.nonce }
 }
 
 pub fn session(issued: IssuedSession) -> pb::Session {

@@ -26,7 +26,7 @@ use crate::{
 /// A unit test checks every path here is a method of the descriptor set, so a
 /// renamed RPC cannot leave a stale entry behind (and a new RPC is protected
 /// until listed here).
-const PUBLIC_METHODS: [&str; 12] = [
+const PUBLIC_METHODS: [&str; 13] = [
     "/identity.v1.Auth/Login",
     "/identity.v1.Auth/SubmitPasscode",
     "/identity.v1.Auth/SetNewPin",
@@ -39,6 +39,7 @@ const PUBLIC_METHODS: [&str; 12] = [
     "/identity.v1.Reset/RedeemActivation",
     "/identity.v1.Platform/LocatePlatform",
     "/identity.v1.Platform/GetStatus",
+    "/identity.v1.Platform/ListPlatforms",
 ];
 
 /// Every identity method not listed public needs a caller, so a new RPC is

@@ -68,6 +68,15 @@ impl Platform for PlatformService {
         }))
     }
 
+    async fn list_platforms(
+        &self,
+        _request: Request<pb::ListPlatformsRequest>,
+    ) -> Result<Response<pb::ListPlatformsResponse>, Status> {
+        let config = &self.app.config.platform;
+        let platforms = config.platforms.iter().map(|entry| platform_info(entry, entry.id == config.current)).collect();
+        Ok(Response::new(pb::ListPlatformsResponse { platforms }))
+    }
+
     async fn get_status(
         &self,
         _request: Request<pb::GetStatusRequest>,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{caller, context, timestamp};
+use super::convert::{self, caller, context, timestamp};
 use crate::{
     app::{
         App, forgot,
@@ -123,8 +123,14 @@ impl Reset for ResetService {
     ) -> Result<Response<pb::RedeemActivationResponse>, Status> {
         let ctx = context(&request);
         let body = request.into_inner();
-        let redeemed =
-            redemption::redeem(&self.app, &Secret::new(body.token), Secret::new(body.new_password), &ctx).await?;
+        let redeemed = redemption::redeem(
+            &self.app,
+            &Secret::new(body.token),
+            Secret::new(body.new_password),
+            body.captcha.map(convert::captcha),
+            &ctx,
+        )
+        .await?;
         let (otpauth_uri, qr_code_svg) = match redeemed.token {
             Some(token) => (token.otpauth_uri.into_exposed(), token.qr_svg),
             None => (String::new(), String::new()),

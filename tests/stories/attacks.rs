@@ -47,7 +47,11 @@ async fn subscription(server: &TestServer, lockout_threshold: u32) -> (String, S
     let link = common::latest_link(server, &manager, "welcome").await;
     common::reset_client(server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: MEMBER_PASSWORD.into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link,
+            new_password: MEMBER_PASSWORD.into(),
+            captcha: None,
+        })
         .await
         .expect("manager activated");
     let session = common::login_session(server, &manager, MEMBER_PASSWORD).await;
@@ -439,7 +443,11 @@ async fn a_throttled_attacker_cannot_lock_an_account_within_one_window(backend: 
     let link = common::latest_link(&server, &victim, "welcome").await;
     common::reset_client(&server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: MEMBER_PASSWORD.into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link,
+            new_password: MEMBER_PASSWORD.into(),
+            captcha: None,
+        })
         .await
         .expect("victim activated");
     let store = common::store(&server).await;
@@ -851,6 +859,7 @@ async fn error_messages_never_echo_secrets(backend: Backend) {
     let change = |current: &str, new: &str| pb::ChangePasswordRequest {
         current_password: current.to_owned(),
         new_password: new.to_owned(),
+        captcha: None,
     };
     let wrong_current = auth.change_password(bearer(change(&guess, "a fine new pass phrase"), &session.access_token));
     refusals.push(("wrong current password", wrong_current.await.unwrap_err(), guess.clone()));
@@ -862,6 +871,7 @@ async fn error_messages_never_echo_secrets(backend: Backend) {
     let redeem = |token: &str, password: &str| pb::RedeemActivationRequest {
         token: token.to_owned(),
         new_password: password.to_owned(),
+        captcha: None,
     };
     refusals.push((
         "forged link",

@@ -261,18 +261,21 @@ async fn subscriptions_without_chosen_passwords_generate_them(backend: Backend) 
         reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
     assert!(!seen.requires_new_password, "this subscription generates passwords");
     let first = reset
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new() })
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new(), captcha: None })
         .await
         .unwrap()
         .into_inner()
         .generated_password;
     let session = login(server, &manager, &first).await;
     let mut auth = auth_client(server).await;
-    let chosen =
-        pb::ChangePasswordRequest { current_password: first.clone(), new_password: "my own choice please".into() };
+    let chosen = pb::ChangePasswordRequest {
+        current_password: first.clone(),
+        new_password: "my own choice please".into(),
+        captcha: None,
+    };
     let refused = auth.change_password(common::bearer(chosen, &session.access_token)).await.unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);
-    let generate = pb::ChangePasswordRequest { current_password: first, new_password: String::new() };
+    let generate = pb::ChangePasswordRequest { current_password: first, new_password: String::new(), captcha: None };
     let generated = auth.change_password(common::bearer(generate, &session.access_token)).await.unwrap().into_inner();
     assert!(generated.generated_password.len() >= 16);
     login(server, &manager, &generated.generated_password).await;
@@ -324,12 +327,14 @@ async fn the_password_policy_is_configurable(backend: Backend) {
     let short = pb::ChangePasswordRequest {
         current_password: t.manager_password.clone(),
         new_password: "zebra kettle orbit lamp".into(),
+        captcha: None,
     };
     let refused = auth.change_password(common::bearer(short, &session.access_token)).await.unwrap_err();
     assert!(refused.message().contains("24 to 128 characters"), "{}", refused.message());
     let long = pb::ChangePasswordRequest {
         current_password: t.manager_password.clone(),
         new_password: "zebra kettle orbit lantern".into(),
+        captcha: None,
     };
     auth.change_password(common::bearer(long, &session.access_token)).await.expect("long enough");
 }

@@ -405,6 +405,7 @@ fn secret_stand_in(var: &str) -> &'static str {
         }
         "IDENTITY_SMTP_URL" => "smtp://identity:pw@mail.internal:587?tls=starttls",
         "IDENTITY_CAPTCHA__HMAC_KEY" => "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
+        "IDENTITY_GATEWAY__SESSION_KEYS" => "3q2+796tvu/erb7v3q2+796tvu/erb7v3q2+796tvu8=",
         other => panic!("no stand-in for the secret variable {other}"),
     }
 }
@@ -593,7 +594,7 @@ fn the_production_toml_is_accepted_and_matches_the_chart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let from_chart = config_of_rendering(&documents, dir.path());
     let secrets: BTreeMap<String, String> =
-        ["IDENTITY_DATABASE_URL", "IDENTITY_SMTP_URL", "IDENTITY_CAPTCHA__HMAC_KEY"]
+        ["IDENTITY_DATABASE_URL", "IDENTITY_SMTP_URL", "IDENTITY_CAPTCHA__HMAC_KEY", "IDENTITY_GATEWAY__SESSION_KEYS"]
             .into_iter()
             .map(|var| (var.to_owned(), secret_stand_in(var).to_owned()))
             .collect();
@@ -629,6 +630,8 @@ fn the_chart_refuses_values_that_would_break_the_service() {
     assert!(error.contains("resources.limits.cpu is required"), "{error}");
     let error = refusal(&["--set", "replicaCount=2"]);
     assert!(error.contains("captcha.existingSecret"), "{error}");
+    let error = refusal(&["--set", "replicaCount=2", "--set", "captcha.existingSecret=c"]);
+    assert!(error.contains("sessionKeys.existingSecret"), "{error}");
     let error = refusal(&["--set-string", "config=public_url = \"https://elsewhere\""]);
     assert!(error.contains("`public_url`"), "{error}");
     let error = refusal(&["--set", "terminationGracePeriodSeconds=20"]);

@@ -19,6 +19,7 @@ mod faults;
 mod foundation;
 mod gateway;
 mod mail;
+mod pages;
 mod platform;
 mod properties;
 mod races;

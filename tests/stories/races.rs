@@ -177,7 +177,8 @@ async fn redeem_all(channel: &Channel, link: &str, with_password: bool) -> Vec<R
     all_at_once(REDEEMERS, |i| {
         let mut reset = pb::reset_client::ResetClient::new(channel.clone());
         let new_password = if with_password { format!("{MEMBER_PASSWORD} {i}") } else { String::new() };
-        let request = pb::RedeemActivationRequest { token: link.to_owned(), new_password: new_password.clone() };
+        let request =
+            pb::RedeemActivationRequest { token: link.to_owned(), new_password: new_password.clone(), captcha: None };
         async move {
             match reset.redeem_activation(request).await {
                 Ok(response) => Ok((new_password, response.into_inner().generated_password)),
@@ -309,7 +310,11 @@ async fn inspect(channel: &Channel, link: &str) -> LinkState {
 
 async fn redeem(channel: &Channel, link: &str) -> String {
     pb::reset_client::ResetClient::new(channel.clone())
-        .redeem_activation(pb::RedeemActivationRequest { token: link.to_owned(), new_password: String::new() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link.to_owned(),
+            new_password: String::new(),
+            captcha: None,
+        })
         .await
         .expect("redeem")
         .into_inner()
@@ -478,7 +483,11 @@ async fn patient_subscription(server: &TestServer) -> (String, String) {
     let link = latest_link(server, &manager, "welcome").await;
     common::reset_client(server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: MEMBER_PASSWORD.into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link,
+            new_password: MEMBER_PASSWORD.into(),
+            captcha: None,
+        })
         .await
         .expect("manager activated");
     (prefix, common::login_session(server, &manager, MEMBER_PASSWORD).await)
@@ -564,7 +573,11 @@ async fn race_a_password_event(
     let new = match event {
         PasswordEvent::Change => {
             let new = format!("{MEMBER_PASSWORD} round {round}");
-            let request = pb::ChangePasswordRequest { current_password: old.to_owned(), new_password: new.clone() };
+            let request = pb::ChangePasswordRequest {
+                current_password: old.to_owned(),
+                new_password: new.clone(),
+                captcha: None,
+            };
             let own = own.expect("the user's session");
             common::auth_client(servers[0]).await.change_password(bearer(request, &own)).await.expect("changed");
             new

@@ -113,7 +113,11 @@ async fn email_one_sends_a_link_that_shows_the_password_once(backend: Backend) {
         assert!(!seen.requires_new_password);
     }
     let redeemed = reset
-        .redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: String::new() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link.clone(),
+            new_password: String::new(),
+            captcha: None,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -123,8 +127,13 @@ async fn email_one_sends_a_link_that_shows_the_password_once(backend: Backend) {
         users_client(server).await.get_user(bearer(pb::GetUserRequest { user_login: target.clone() }, &token)).await;
     assert_eq!(user.unwrap().into_inner().user.unwrap().status(), UserStatus::Active, "viewing the password activates");
 
-    let again =
-        reset.redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: String::new() }).await;
+    let again = reset
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link.clone(),
+            new_password: String::new(),
+            captcha: None,
+        })
+        .await;
     let again = again.unwrap_err();
     assert_eq!((again.code(), again.message()), (Code::FailedPrecondition, "The activation key is not valid"));
     assert_eq!(reason(&again), "ACTIVATION_KEY_USED");
@@ -187,7 +196,9 @@ async fn twenty_concurrent_redemptions_of_one_link_succeed_once(backend: Backend
         let mut reset = reset_client(server).await;
         let token = link.clone();
         calls.push(tokio::spawn(async move {
-            reset.redeem_activation(pb::RedeemActivationRequest { token, new_password: String::new() }).await
+            reset
+                .redeem_activation(pb::RedeemActivationRequest { token, new_password: String::new(), captcha: None })
+                .await
         }));
     }
     let mut passwords = Vec::new();
@@ -217,8 +228,9 @@ async fn superseded_and_expired_links_are_refused(backend: Backend) {
     let second = latest_link(server, &target, "password_reset").await;
     let superseded = reset.inspect_activation(inspect(first.clone())).await.unwrap().into_inner();
     assert_eq!((superseded.valid, superseded.invalid_reason()), (false, pb::ActivationInvalidReason::Superseded));
-    let redeem =
-        reset.redeem_activation(pb::RedeemActivationRequest { token: first, new_password: String::new() }).await;
+    let redeem = reset
+        .redeem_activation(pb::RedeemActivationRequest { token: first, new_password: String::new(), captcha: None })
+        .await;
     assert_eq!(reason(&redeem.unwrap_err()), "ACTIVATION_KEY_SUPERSEDED");
     let old_welcome = reset.inspect_activation(inspect(welcome)).await.unwrap().into_inner();
     assert_eq!(
@@ -233,8 +245,9 @@ async fn superseded_and_expired_links_are_refused(backend: Backend) {
         .await;
     let expired = reset.inspect_activation(inspect(second.clone())).await.unwrap().into_inner();
     assert_eq!((expired.valid, expired.invalid_reason()), (false, pb::ActivationInvalidReason::Expired));
-    let redeem =
-        reset.redeem_activation(pb::RedeemActivationRequest { token: second, new_password: String::new() }).await;
+    let redeem = reset
+        .redeem_activation(pb::RedeemActivationRequest { token: second, new_password: String::new(), captcha: None })
+        .await;
     assert_eq!(redeem.unwrap_err().message(), "The activation key is not valid");
     let unknown = reset.inspect_activation(inspect("no-such-token".into())).await.unwrap().into_inner();
     assert_eq!(unknown.invalid_reason(), pb::ActivationInvalidReason::Unknown);
@@ -251,7 +264,11 @@ async fn a_welcome_link_lets_the_user_choose_a_password(backend: Backend) {
         reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap().into_inner();
     assert!(seen.requires_new_password && !seen.password_rules.is_empty());
     let weak = reset
-        .redeem_activation(pb::RedeemActivationRequest { token: link.clone(), new_password: "password".into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link.clone(),
+            new_password: "password".into(),
+            captcha: None,
+        })
         .await;
     assert_eq!(weak.unwrap_err().code(), Code::InvalidArgument);
     let still =
@@ -263,6 +280,7 @@ async fn a_welcome_link_lets_the_user_choose_a_password(backend: Backend) {
         .redeem_activation(pb::RedeemActivationRequest {
             token: link,
             new_password: "violet canyon thunder mug".into(),
+            captcha: None,
         })
         .await
         .unwrap();
@@ -317,6 +335,7 @@ async fn forgot_password_answers_the_same_and_emails_only_the_owner(backend: Bac
         .redeem_activation(pb::RedeemActivationRequest {
             token: link,
             new_password: "saffron glacier piano owl".into(),
+            captcha: None,
         })
         .await
         .unwrap();
@@ -460,7 +479,7 @@ async fn the_emailed_link_arrives_over_smtp_and_works(backend: Backend) {
     let link = common::link_token(&unfolded);
     let redeemed = reset_client(&server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new() })
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new(), captcha: None })
         .await
         .expect("the emailed link works")
         .into_inner();

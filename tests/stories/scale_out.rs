@@ -122,7 +122,11 @@ async fn redeem(
 ) -> Result<tonic::Response<pb::RedeemActivationResponse>, tonic::Status> {
     common::reset_client(server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: token.to_owned(), new_password: password.to_owned() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: token.to_owned(),
+            new_password: password.to_owned(),
+            captcha: None,
+        })
         .await
 }
 

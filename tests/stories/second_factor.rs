@@ -202,6 +202,7 @@ async fn a_password_change_voids_open_challenges(backend: Backend) {
     let change = pb::ChangePasswordRequest {
         current_password: reset_to.clone(),
         new_password: "lantern zebra orbit kettle".to_owned(),
+        captcha: None,
     };
     let generated = common::auth_client(server)
         .await

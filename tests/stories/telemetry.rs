@@ -120,7 +120,11 @@ async fn an_operator_sees_traces_metrics_and_logs_without_secrets(backend: Backe
     secrets.add("welcome link", &welcome);
     common::reset_client(&server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: welcome, new_password: MEMBER_PASSWORD.to_owned() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: welcome,
+            new_password: MEMBER_PASSWORD.to_owned(),
+            captcha: None,
+        })
         .await
         .expect("welcome link redeemed");
     secrets.add("member password", MEMBER_PASSWORD);

@@ -439,6 +439,7 @@ async fn revoked_sessions_are_refused_on_every_replica(backend: Backend) {
     let change = pb::ChangePasswordRequest {
         current_password: MEMBER_PASSWORD.into(),
         new_password: "a different pass phrase".into(),
+        captcha: None,
     };
     auth_client(&b).await.change_password(bearer(change, &second.access_token)).await.unwrap();
     let mut after_change = Duration::ZERO;

@@ -266,7 +266,11 @@ async fn the_last_active_manager_cannot_be_deactivated_deleted_or_demoted(backen
     let link = common::latest_link(server, &second_login, "welcome").await;
     reset_client(server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: common::MEMBER_PASSWORD.into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: link,
+            new_password: common::MEMBER_PASSWORD.into(),
+            captcha: None,
+        })
         .await
         .expect("the second Manager activates");
     users.set_user_status(bearer(deactivate(&t.manager_login), &admin)).await.expect("another Manager remains");
@@ -335,7 +339,11 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
     create_user(server, &manager, &welcome_login, Role::Reader, "").await;
     let welcome = common::latest_link(server, &welcome_login, "welcome").await;
     reset
-        .redeem_activation(pb::RedeemActivationRequest { token: welcome, new_password: common::MEMBER_PASSWORD.into() })
+        .redeem_activation(pb::RedeemActivationRequest {
+            token: welcome,
+            new_password: common::MEMBER_PASSWORD.into(),
+            captcha: None,
+        })
         .await
         .expect("activated");
     let forgot = pb::RequestPasswordResetRequest {
@@ -432,7 +440,7 @@ async fn an_operator_rescues_a_lone_locked_manager(backend: Backend) {
     let link = common::latest_link(server, &t.manager_login, "password_reset").await;
     let revealed = reset_client(server)
         .await
-        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new() })
+        .redeem_activation(pb::RedeemActivationRequest { token: link, new_password: String::new(), captcha: None })
         .await
         .expect("the link reveals the new password")
         .into_inner();
@@ -485,7 +493,7 @@ async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
     let seen = reset.inspect_activation(pb::InspectActivationRequest { token: link.clone() }).await.unwrap();
     let seen = seen.into_inner();
     assert_eq!((seen.purpose(), seen.requires_new_password), (pb::ActivationPurpose::TokenEnrollment, false));
-    let redeem = || pb::RedeemActivationRequest { token: link.clone(), new_password: String::new() };
+    let redeem = || pb::RedeemActivationRequest { token: link.clone(), new_password: String::new(), captcha: None };
     let shown = reset.redeem_activation(redeem()).await.expect("the link shows the token").into_inner();
     assert!(shown.otpauth_uri.starts_with("otpauth://totp/") && shown.qr_code_svg.contains("<svg"));
     assert!(shown.generated_password.is_empty(), "a token link changes no password");

@@ -99,10 +99,13 @@ naming the value to fix.
 {{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not .Values.captcha.existingSecret) -}}
 {{- fail "captcha.existingSecret: more than one replica needs a shared captcha key (a challenge made by one replica must verify on another)" -}}
 {{- end -}}
+{{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not .Values.sessionKeys.existingSecret) -}}
+{{- fail "sessionKeys.existingSecret: more than one replica needs shared session keys (a browser signed in on one replica must be recognised by another)" -}}
+{{- end -}}
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
 {{- end -}}
-{{- range $key := list "grpc_addr" "http_addr" "metrics_addr" "public_url" "log_format" "shutdown_grace_secs" "migrate_on_start" "database_url" "smtp_url" "outbox_dir" "http_tls_cert" "http_tls_key" "memory_kib" "workers" "hmac_key" "signing_key_file" -}}
+{{- range $key := list "grpc_addr" "http_addr" "metrics_addr" "public_url" "log_format" "shutdown_grace_secs" "migrate_on_start" "database_url" "smtp_url" "outbox_dir" "http_tls_cert" "http_tls_key" "memory_kib" "workers" "hmac_key" "session_keys" "signing_key_file" -}}
 {{- if regexMatch (printf "(?m)^\\s*%s\\s*=" $key) $.Values.config -}}
 {{- fail (printf "config sets `%s`, which the chart sets from its own values (see values.yaml): the environment would silently win over the file" $key) -}}
 {{- end -}}

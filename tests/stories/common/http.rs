@@ -4,7 +4,7 @@
 
 use std::{
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::OnceLock,
     time::{Duration, Instant},
@@ -192,6 +192,15 @@ pub struct Browser {
 
 impl Browser {
     pub fn start() -> Browser {
+        Self::start_with(serde_json::json!({}))
+    }
+
+    /// A browser that refuses every cookie, as a locked-down one would.
+    pub fn refusing_cookies() -> Browser {
+        Self::start_with(serde_json::json!({ "profile.default_content_setting_values.cookies": 2 }))
+    }
+
+    fn start_with(prefs: serde_json::Value) -> Browser {
         let port = super::free_port();
         let profile = scratch_dir("chromium-profile");
         let driver = Command::new("/usr/bin/chromedriver")
@@ -222,7 +231,7 @@ impl Browser {
         let capabilities = serde_json::json!({
             "capabilities": { "alwaysMatch": {
                 "browserName": "chrome",
-                "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
+                "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args, "prefs": prefs },
                 "timeouts": { "pageLoad": 30000, "script": 30000, "implicit": 0 },
             }}
         });
@@ -274,6 +283,58 @@ impl Browser {
     pub fn source(&self) -> String {
         self.command("GET", "/source", None).as_str().unwrap_or_default().to_owned()
     }
+
+    pub fn url(&self) -> String {
+        self.command("GET", "/url", None).as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn back(&self) {
+        self.command("POST", "/back", Some(serde_json::json!({})));
+    }
+
+    /// The inner size of the window, in CSS pixels (a phone is 360 wide).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.command("POST", "/window/rect", Some(serde_json::json!({ "width": width, "height": height })));
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) and returns its value.
+    pub fn execute(&self, script: &str, args: serde_json::Value) -> serde_json::Value {
+        self.command("POST", "/execute/sync", Some(serde_json::json!({ "script": script, "args": args })))
+    }
+
+    /// Runs `script`, which calls its last argument with the result.
+    pub fn execute_async(&self, script: &str) -> serde_json::Value {
+        self.command("POST", "/execute/async", Some(serde_json::json!({ "script": script, "args": [] })))
+    }
+
+    /// Two clicks in a row, as a person double-clicks (W3C pointer actions).
+    pub fn double_click(&self, element: &str) {
+        let origin = serde_json::json!({ "element-6066-11e4-a52e-4f735466cecf": element });
+        let click = [
+            serde_json::json!({ "type": "pointerDown", "button": 0 }),
+            serde_json::json!({ "type": "pointerUp", "button": 0 }),
+        ];
+        let mut actions = vec![serde_json::json!({ "type": "pointerMove", "origin": origin, "x": 0, "y": 0 })];
+        actions.extend(click.iter().cloned());
+        actions.extend(click.iter().cloned());
+        let body = serde_json::json!({ "actions": [{
+            "type": "pointer", "id": "mouse", "parameters": { "pointerType": "mouse" }, "actions": actions,
+        }]});
+        self.command("POST", "/actions", Some(body));
+    }
+
+    /// The cookies the browser holds for the current page.
+    pub fn cookies(&self) -> Vec<serde_json::Value> {
+        self.command("GET", "/cookie", None).as_array().cloned().unwrap_or_default()
+    }
+
+    /// Saves a PNG of the viewport to `path`.
+    pub fn screenshot(&self, path: &Path) {
+        use base64::Engine;
+        let encoded = self.command("GET", "/screenshot", None);
+        let png = base64::engine::general_purpose::STANDARD.decode(encoded.as_str().unwrap_or_default()).expect("PNG");
+        std::fs::write(path, png).expect("write the screenshot");
+    }
 }
 
 impl Drop for Browser {
@@ -288,12 +349,20 @@ impl Drop for Browser {
 
 /// One WebDriver call; `None` when the driver cannot be reached.
 fn webdriver(endpoint: &str, method: &str, path: &str, body: Option<serde_json::Value>) -> Option<serde_json::Value> {
+    use std::io::Write;
     let mut command = Command::new("curl");
     command.args(["-s", "--max-time", "60", "-X", method, &format!("{endpoint}{path}")]);
-    if let Some(body) = &body {
-        command.args(["-H", "Content-Type: application/json", "--data-binary", &body.to_string()]);
+    // The body goes through stdin: an injected script (axe-core) is larger than a command line may be.
+    if body.is_some() {
+        command.args(["-H", "Content-Type: application/json", "--data-binary", "@-"]);
     }
-    let output = command.output().ok()?;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().ok()?;
+    let mut stdin = child.stdin.take()?;
+    if let Some(body) = &body {
+        stdin.write_all(body.to_string().as_bytes()).ok()?;
+    }
+    drop(stdin);
+    let output = child.wait_with_output().ok()?;
     if !output.status.success() {
         return None;
     }

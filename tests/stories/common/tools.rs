@@ -25,6 +25,7 @@ pub enum Tool {
     SmtpServer,
     OtlpReceiver,
     PyJwt,
+    AxeCore,
 }
 
 impl Tool {
@@ -42,6 +43,7 @@ impl Tool {
             Tool::SmtpServer => "aiosmtpd (pip install aiosmtpd)",
             Tool::OtlpReceiver => "an OTLP receiver (pip install grpcio opentelemetry-proto)",
             Tool::PyJwt => "PyJWT (pip install 'pyjwt[crypto]')",
+            Tool::AxeCore => "axe-core (npm install --prefix target/ci-tools/axe axe-core@4.14.1)",
         }
     }
 
@@ -61,6 +63,7 @@ impl Tool {
             Tool::SmtpServer => python_imports("aiosmtpd"),
             Tool::OtlpReceiver => python_imports("grpc, opentelemetry.proto.collector.trace.v1"),
             Tool::PyJwt => python_imports("jwt, cryptography"),
+            Tool::AxeCore => axe_script().is_file(),
         }
     }
 
@@ -82,6 +85,11 @@ pub fn require(tools: &[Tool]) -> bool {
     assert!(std::env::var_os("CI").is_none(), "CI must install {names}: .ci/run does");
     eprintln!("skipped: this story needs {names}");
     false
+}
+
+/// axe-core's script, where `.ci/run` installs it.
+pub fn axe_script() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/ci-tools/axe/node_modules/axe-core/axe.min.js")
 }
 
 fn runs(program: &str, args: &[&str]) -> bool {

@@ -6,11 +6,18 @@ mod login;
 mod memory;
 mod reset;
 mod scale;
+mod signin;
 mod validate;
+
+use std::sync::Arc;
 
 use tonic::transport::Channel;
 
-use super::{Bench, Check, Measurement, Scenario, load::Outcome};
+use super::{
+    Bench, Check, Measurement, Scenario,
+    fixtures::Credentials,
+    load::{Operation, Outcome},
+};
 use identity::pb::{self, auth_client::AuthClient};
 
 /// What a scenario measured, kept even when it fails half-way.
@@ -46,6 +53,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Gateway => gateway::run(bench, found).await,
         Scenario::Memory => memory::run(bench, found).await,
         Scenario::Scale => scale::run(bench, found).await,
+        Scenario::Signin => signin::run(bench, found).await,
     }
 }
 
@@ -65,6 +73,17 @@ pub async fn login_once(channel: Channel, login: String, password: String) -> Ou
         Some(pb::login_response::Result::Session(_)) => Ok(()),
         _ => Err("NoSession".to_owned()),
     }
+}
+
+/// Caller `i` logs in as user `i` (modulo the users), over connection `i`:
+/// the bench's own client, for comparisons whose other side it also drives.
+pub fn login_operation(channels: Vec<Channel>, users: Vec<Credentials>) -> Operation {
+    let (channels, users) = (Arc::new(channels), Arc::new(users));
+    Arc::new(move |worker, _seq| {
+        let channel = channels[worker % channels.len()].clone();
+        let user = users[worker % users.len()].clone();
+        Box::pin(login_once(channel, user.login, user.password))
+    })
 }
 
 /// A ratio that is NaN instead of infinite when the limit measured nothing.
