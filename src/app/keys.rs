@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     config::Config,
-    crypto::jwt::{self, AccessClaims, KeyRing, NewKey, Signed, TokenRejection},
+    crypto::jwt::{self, KeyRing, NewKey, Signed, TokenRejection},
     domain::Error,
     store::{Store, StoreError, keys},
 };
@@ -127,17 +127,19 @@ impl KeyManager {
         issuer: &str,
         audience: &str,
         now_ms: i64,
-    ) -> Result<AccessClaims, TokenRejection> {
+    ) -> Result<Arc<Signed>, TokenRejection> {
         let signed = self.verify_signature(store, token, now_ms).await?;
         jwt::check_claims(&signed.claims, issuer, audience, now_ms / 1000)?;
-        Ok(signed.claims.clone())
+        // The cache's own copy, shared: a deep copy of the claims was nine
+        // allocations per call on the hottest path (docs/PERFORMANCE.md).
+        Ok(signed)
     }
 
     async fn verify_signature(&self, store: &Store, token: &str, now_ms: i64) -> Result<Arc<Signed>, TokenRejection> {
         self.refresh_if_stale(store, now_ms).await;
         let digest = self.verified.digest(token);
         if let Some(known) = digest.as_ref().and_then(|digest| self.verified.get(digest))
-            && self.ring().has_kid(&known.kid)
+            && self.ring.read().unwrap_or_else(|e| e.into_inner()).has_kid(&known.kid)
         {
             return Ok(known);
         }

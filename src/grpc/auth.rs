@@ -112,7 +112,8 @@ impl Auth for AuthService {
         if token.is_empty() {
             return Err(Error::invalid("access_token", "is required").into());
         }
-        let verdict = sessions::validate(&self.app, &token).await.and_then(|claims| {
+        let verdict = sessions::validate(&self.app, &token).await.and_then(|signed| {
+            let claims = &signed.claims;
             let (issued, expires) = (claims.iat, claims.exp);
             let token_id = claims.jti.clone();
             sessions::caller_from(claims).map(|caller| (caller, token_id, issued, expires))

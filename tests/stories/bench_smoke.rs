@@ -17,8 +17,8 @@ const BURST: u64 = 40;
 /// `identity` because `crates/bench/tests/cli.rs` needs it. None when only
 /// this package was built.
 fn bench_binary() -> Option<std::path::PathBuf> {
-    // The gateway scenario drives the legacy API with wrk.
-    if !common::tools::require(&[common::tools::Tool::Wrk]) {
+    // The gateway scenario drives the legacy API with wrk; the gRPC scenarios use h2load.
+    if !common::tools::require(&[common::tools::Tool::Wrk, common::tools::Tool::H2load]) {
         return None;
     }
     let path = std::path::Path::new(env!("CARGO_BIN_EXE_identity")).with_file_name("identity-bench");

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod fixtures;
+mod h2load;
 mod load;
 mod procfs;
 mod raw;

@@ -39,9 +39,14 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let (mut page_cpu, mut rpc_cpu, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut ok, mut failed, mut elapsed) = (0, 0, Duration::ZERO);
     let mut rpc = Sample::default();
+    let (mut page_peak, mut rpc_peak) = (None, None);
     for _ in 0..bench.rounds() {
+        server.reset_peak_rss();
         let run = wrk(bench, &server, ("signin", &script), &url, concurrency, seconds).await?;
+        page_peak = page_peak.max(server.peak_rss_kib());
+        server.reset_peak_rss();
         let round = load::run(phase, Some(server.pid()), login_operation(channels.clone(), users.clone())).await;
+        rpc_peak = rpc_peak.max(server.peak_rss_kib());
         if run.ok > 0 && round.completed > 0 {
             page_cpu.push(run.server_cpu_s * 1000.0 / run.ok as f64);
             rpc_cpu.push(round.cpu.server * 1000.0 / round.completed as f64);
@@ -55,21 +60,24 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     if failed > 0 {
         errors.insert("not a 303 to /account".to_owned(), failed);
     }
-    found.measured(Measurement {
-        concurrency: Some(concurrency),
-        completed: ok,
-        throughput: Some(ok as f64 / elapsed.as_secs_f64().max(f64::EPSILON)),
-        p50_ms: Some(median(&p50s)),
-        p99_ms: Some(median(&p99s)),
-        cpu_ms_per_op: Some(median(&page_cpu)),
-        server_cpu_ms_per_op: Some(median(&page_cpu)),
-        errors,
-        ..Measurement::new(SCENARIO, "POST /login via wrk (sign-in page round trip)")
-    });
+    found.measured(
+        Measurement {
+            concurrency: Some(concurrency),
+            completed: ok,
+            throughput: Some(ok as f64 / elapsed.as_secs_f64().max(f64::EPSILON)),
+            p50_ms: Some(median(&p50s)),
+            p99_ms: Some(median(&p99s)),
+            cpu_ms_per_op: Some(median(&page_cpu)),
+            server_cpu_ms_per_op: Some(median(&page_cpu)),
+            errors,
+            ..Measurement::new(SCENARIO, "POST /login via wrk (sign-in page round trip)")
+        }
+        .rss_kib(page_peak),
+    );
     found.measured(Measurement {
         cpu_ms_per_op: Some(median(&rpc_cpu)),
         server_cpu_ms_per_op: Some(median(&rpc_cpu)),
-        ..Measurement::from_sample(SCENARIO, "Auth.Login over gRPC", concurrency, &rpc)
+        ..Measurement::from_sample(SCENARIO, "Auth.Login over gRPC", concurrency, &rpc).rss_kib(rpc_peak)
     });
     let gaps: Vec<f64> = page_cpu.iter().zip(&rpc_cpu).map(|(page, rpc)| page - rpc).collect();
     found.check(Check::median(
