@@ -9,8 +9,19 @@ use std::{collections::BTreeSet, process::Command};
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 10] =
-    ["login", "validate", "reset", "gateway", "memory", "scale", "signin", "purge", "secrets", "client"];
+const SCENARIOS: [&str; 11] = [
+    "login",
+    "validate",
+    "reset",
+    "gateway",
+    "memory",
+    "scale",
+    "signin",
+    "purge",
+    "secrets",
+    "client",
+    "during_reset",
+];
 const BURST: u64 = 40;
 
 /// The bench binary of this build: `cargo test --workspace` builds it beside

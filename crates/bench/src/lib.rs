@@ -50,10 +50,13 @@ pub enum Scenario {
     Purge,
     /// identity-client's bearer layer vs a bare Ed25519 verify; with revocation vs ValidateToken.
     Client,
+    /// ValidateToken and Login throughput while a batch reset runs vs without.
+    #[value(name = "during_reset")]
+    DuringReset,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -64,6 +67,7 @@ impl Scenario {
         Scenario::Purge,
         Scenario::Secrets,
         Scenario::Client,
+        Scenario::DuringReset,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Scenario {
             Scenario::Signin => "signin",
             Scenario::Purge => "purge",
             Scenario::Client => "client",
+            Scenario::DuringReset => "during_reset",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! operations their load phases repeat.
 
 mod client;
+mod during_reset;
 mod gateway;
 mod login;
 mod memory;
@@ -60,6 +61,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Signin => signin::run(bench, found).await,
         Scenario::Purge => purge::run(bench, found).await,
         Scenario::Client => client::run(bench, found).await,
+        Scenario::DuringReset => during_reset::run(bench, found).await,
     }
 }
 
