@@ -9,6 +9,8 @@ mod forgot;
 mod info;
 mod links;
 mod signin;
+mod users;
+mod users_actions;
 
 use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -24,6 +26,11 @@ pub use self::{
     info::{home, jwks, not_found, platform_page, status_json, status_page},
     links::{activation_page, activation_submit},
     signin::{login_page, login_submit, logout, new_pin_submit, passcode_submit, securid_page},
+    users::{audit_page, user_page, users_page},
+    users_actions::{
+        delete_confirm, delete_submit, new_user_page, new_user_submit, pin_confirm, pin_submit, reset_confirm,
+        reset_submit, status_submit, token_confirm, token_submit, units_page, units_submit, update_submit,
+    },
 };
 use super::{
     GatewayState,
@@ -48,8 +55,11 @@ impl Chrome {
 fn page(state: &GatewayState, status: StatusCode, name: &str, chrome: &Chrome, ctx: Value) -> Response {
     let signed_in_as =
         chrome.signed_in.as_ref().map(|s| state.theme.text_with("signed_in_as", &[("login", &s.user_login)]));
+    let nav = chrome.signed_in.as_ref().and_then(|s| s.nav).unwrap_or_default();
     let layout = context! {
         signed_in => chrome.signed_in.is_some(),
+        nav_users => nav.users,
+        nav_audit => nav.audit,
         signed_in_as,
         csrf_token => chrome.csrf_token,
     };
