@@ -29,4 +29,5 @@ mod second_factor;
 mod telemetry;
 mod tidy;
 mod tokens;
+mod user_pages;
 mod users;
