@@ -27,12 +27,6 @@ on_both_backends!(
     a_reader_sees_no_users_section,
 );
 
-/// Sets a `<select>` or any input's value by script (WebDriver types only text).
-fn choose(b: &Browser, css: &str, value: &str) {
-    let script = format!("document.querySelector({css:?}).value = {value:?}; return true;");
-    b.execute(&script, serde_json::json!([]));
-}
-
 /// The `/activate/<token>` link of a raw message (quoted-printable soft breaks undone).
 fn link_in(raw: &str) -> Option<String> {
     let body = raw.replace("=\r\n", "").replace("=\n", "");
@@ -103,7 +97,8 @@ async fn a_manager_finds_resets_unlocks_and_enrols_users(backend: Backend) {
     let to = format!("{forgetful}@example.com");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let link = loop {
-        let links: Vec<String> = sink.messages().iter().filter(|m| m.contains(&to)).filter_map(|m| link_in(m)).collect();
+        let links: Vec<String> =
+            sink.messages().iter().filter(|m| m.contains(&to)).filter_map(|m| link_in(m)).collect();
         if links.len() >= 2 {
             break links.last().cloned().unwrap();
         }
@@ -275,7 +270,9 @@ async fn a_reader_sees_no_users_section(backend: Backend) {
     assert!(!allowed.administers_users && !allowed.reads_audit_log && allowed.creatable_roles.is_empty());
     let request = bearer(pb::GetUserActionsRequest { user_login: reader.clone() }, &manager);
     let actions = users_client(gw).await.get_user_actions(request).await.unwrap().into_inner().actions;
-    assert!(actions.contains(&(pb::UserAction::ResetPassword as i32)) && actions.contains(&(pb::UserAction::Delete as i32)));
+    assert!(
+        actions.contains(&(pb::UserAction::ResetPassword as i32)) && actions.contains(&(pb::UserAction::Delete as i32))
+    );
     let request = bearer(pb::GetUserActionsRequest { user_login: t.manager_login.clone() }, &reader_token);
     let refused = users_client(gw).await.get_user_actions(request).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");

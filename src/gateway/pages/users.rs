@@ -11,7 +11,7 @@ use axum::{
     response::Response,
 };
 use minijinja::{Value, context};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 pub(super) use super::account::enum_text;
@@ -27,9 +27,13 @@ use crate::{
 
 pub(super) type Client = Option<std::net::IpAddr>;
 
+/// What a login keeps unescaped in an address: its own punctuation, so the
+/// address reads as the login does.
+const IN_PATH: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 /// The address of a person's page.
 pub(super) fn user_href(login: &str) -> String {
-    format!("/users/u/{}", utf8_percent_encode(login, NON_ALPHANUMERIC))
+    format!("/users/u/{}", utf8_percent_encode(login, IN_PATH))
 }
 
 /// A page of the section, for the signed-in person, with the cookies their
@@ -338,7 +342,7 @@ pub(super) async fn user_form(
             reset_pin => offered.reset_pin && user.has_token,
         },
         trail,
-        audit_href => format!("/audit?user={}", utf8_percent_encode(&user.user_login, NON_ALPHANUMERIC)),
+        audit_href => format!("/audit?user={}", utf8_percent_encode(&user.user_login, IN_PATH)),
         notice,
         error,
     };
