@@ -225,6 +225,24 @@ mod tests {
         let user = context! { user_login => "u", email => "e", role => "Reader", status => "Active" };
         let html = theme.render("account.html", context! { title => "T", user }).unwrap();
         assert!(html.contains("<strong>u</strong>"), "{html}");
+        let row = context! { user_login => "a_b", href => "/users/u/a_b", name => "<n>", status_value => "USER_STATUS_ACTIVE" };
+        let html = theme
+            .render(
+                "users.html",
+                context! { title => "T", wide => true, users => vec![row.clone()], units => Vec::<String>::new(), next_href => "/users?page=x" },
+            )
+            .unwrap();
+        assert!(
+            html.contains("class=\"wide\"") && html.contains("&lt;n&gt;") && html.contains("id=\"next-page\""),
+            "{html}"
+        );
+        let offer = context! { reset_password => true, delete => false };
+        let html =
+            theme.render("user.html", context! { title => "T", user => row, offer, trail => Value::from(()) }).unwrap();
+        assert!(
+            html.contains("id=\"change-password\"") && !html.contains("id=\"delete\""),
+            "only what is offered: {html}"
+        );
         for name in [
             "login.html",
             "securid.html",
@@ -235,8 +253,14 @@ mod tests {
             "status.html",
             "message.html",
             "forgot.html",
+            "confirm.html",
+            "reset_results.html",
+            "token_assigned.html",
+            "user_new.html",
+            "units.html",
+            "audit.html",
         ] {
-            let html = theme.render(name, context! { title => "T", state => "form", challenge => "c", bits => 1, components => Vec::<Value>::new() }).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let html = theme.render(name, context! { title => "T", state => "form", challenge => "c", bits => 1, components => Vec::<Value>::new(), form => context! {}, units => Vec::<String>::new() }).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert!(html.contains("<script>") && html.contains("<style>"), "{name}");
         }
     }
