@@ -94,9 +94,11 @@ pub async fn refresh(app: &App, refresh_token: &Secret, ctx: &RequestContext) ->
     }
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
-    let rotation = sessions::rotate_refresh_token(&txn, &random::token_hash(refresh_token.expose()), now).await?;
+    let grace = secs_to_ms(app.config.tokens.refresh_reuse_grace_secs);
+    let rotation =
+        sessions::rotate_refresh_token(&txn, &random::token_hash(refresh_token.expose()), now, grace).await?;
     let outcome = match rotation {
-        Rotation::Rotated { session_id } => {
+        Rotation::Rotated { session_id } | Rotation::RacedRotation { session_id } => {
             let session = sessions::find_session(&txn, &session_id).await?;
             let user = match &session {
                 Some(s) if s.revoked_at.is_none() && s.expires_at > now => users::find_by_id(&txn, &s.user_id).await?,

@@ -34,6 +34,10 @@ pub struct TokenConfig {
     pub access_ttl_secs: u64,
     /// Refresh token lifetime when unused, in seconds (default 30 days).
     pub refresh_ttl_secs: u64,
+    /// For this many seconds after a refresh token is rotated, presenting it again
+    /// rotates it once more instead of revoking the session as a replay (two tabs
+    /// of one browser refreshing at once). 0: every reuse revokes.
+    pub refresh_reuse_grace_secs: u64,
     /// Ed25519 private key (PKCS#8 PEM) to sign with instead of keys kept in the database.
     pub signing_key_file: Option<PathBuf>,
     /// How often each replica re-reads the published keys, in seconds.
@@ -54,6 +58,7 @@ impl Default for TokenConfig {
             audience: "identity".to_owned(),
             access_ttl_secs: 15 * 60,
             refresh_ttl_secs: 30 * 24 * 3600,
+            refresh_reuse_grace_secs: 10,
             signing_key_file: None,
             key_reload_secs: 30,
             revocation_cache_ms: 1000,
@@ -88,6 +93,9 @@ impl TokenConfig {
         }
         if self.refresh_ttl_secs < self.access_ttl_secs {
             return Err(bad("tokens.refresh_ttl_secs", "must be at least `tokens.access_ttl_secs`"));
+        }
+        if self.refresh_reuse_grace_secs > 60 {
+            return Err(bad("tokens.refresh_reuse_grace_secs", "must be 0 to 60: a longer window hides a replay"));
         }
         if self.audience.is_empty() {
             return Err(bad("tokens.audience", "must not be empty"));

@@ -30,7 +30,9 @@ pub async fn guard(timeout: Duration, tls: bool, csp: HeaderValue, request: Requ
     };
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_SECURITY_POLICY, csp);
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: browsers then send `Origin: null` with a same-origin form
+    // post, which the cross-site check must refuse. Other sites still learn nothing.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));

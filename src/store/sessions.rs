@@ -54,6 +54,11 @@ pub enum Rotation {
     Rotated {
         session_id: String,
     },
+    /// The token was consumed moments ago (within the grace): another request
+    /// of the same holder raced this one; the session may get a new one too.
+    RacedRotation {
+        session_id: String,
+    },
     /// The token was already consumed: someone replayed it.
     Reused {
         session_id: String,
@@ -68,6 +73,7 @@ pub async fn rotate_refresh_token<C: ConnectionTrait>(
     conn: &C,
     token_hash: &str,
     now_ms: i64,
+    grace_ms: i64,
 ) -> StoreResult<Rotation> {
     let consumed = sql::execute(
         conn,
@@ -79,6 +85,11 @@ pub async fn rotate_refresh_token<C: ConnectionTrait>(
     Ok(match row {
         None => Rotation::Unknown,
         Some(row) if consumed == 1 => Rotation::Rotated { session_id: row.session_id },
+        Some(row)
+            if grace_ms > 0 && row.rotated_at.is_some_and(|at| now_ms - at < grace_ms) && row.expires_at > now_ms =>
+        {
+            Rotation::RacedRotation { session_id: row.session_id }
+        }
         Some(row) if row.rotated_at.is_some() => Rotation::Reused { session_id: row.session_id },
         Some(_) => Rotation::Expired,
     })

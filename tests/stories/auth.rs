@@ -85,6 +85,31 @@ async fn a_session_validates_refreshes_and_dies_on_refresh_reuse(backend: Backen
     assert_eq!(junk.code(), Code::Unauthenticated);
 }
 
+/// Two tabs of one browser refreshing with the same token at once are one
+/// holder, not a thief: within the grace both get tokens and the session
+/// stands. After it, the old token is a replay again.
+async fn refreshes_racing_within_the_grace_keep_the_session(backend: Backend) {
+    let server = common::start(backend, |mut config| {
+        config.tokens.refresh_reuse_grace_secs = 1;
+        config
+    });
+    let t = tenant(&server);
+    let session = login(&server, &t.manager_login, &t.manager_password).await;
+    let mut auth = auth_client(&server).await;
+    let refresh = |token: &str| pb::RefreshRequest { refresh_token: token.to_owned() };
+    let first = auth.refresh(refresh(&session.refresh_token)).await.expect("the first tab").into_inner();
+    let second = auth.refresh(refresh(&session.refresh_token)).await.expect("the second tab").into_inner();
+    let (first, second) = (first.session.unwrap(), second.session.unwrap());
+    assert_ne!(first.refresh_token, second.refresh_token);
+    assert!(validate(&server, &first.access_token).await.valid && validate(&server, &second.access_token).await.valid);
+    assert_eq!(common::audit_count(&server, "session.refresh_reuse", &t.manager_login, None).await, 0);
+
+    tokio::time::sleep(std::time::Duration::from_millis(1300)).await;
+    let replay = auth.refresh(refresh(&session.refresh_token)).await.unwrap_err();
+    assert!(replay.message().contains("already used"), "{}", replay.message());
+    assert!(!validate(&server, &second.access_token).await.valid, "past the grace a reuse ends the session");
+}
+
 async fn concurrent_refreshes_with_one_token_rotate_once(backend: Backend) {
     let server = server(backend);
     let t = tenant(server);
@@ -482,6 +507,7 @@ on_both_backends!(
     guessing_the_current_password_locks_like_failed_logins,
     unknown_login_and_wrong_password_get_the_same_answer,
     a_session_validates_refreshes_and_dies_on_refresh_reuse,
+    refreshes_racing_within_the_grace_keep_the_session,
     concurrent_refreshes_with_one_token_rotate_once,
     logout_ends_the_session,
     protected_calls_need_a_valid_bearer_token,

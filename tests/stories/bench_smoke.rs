@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, process::Command};
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 6] = ["login", "validate", "reset", "gateway", "memory", "scale"];
+const SCENARIOS: [&str; 7] = ["login", "validate", "reset", "gateway", "memory", "scale", "signin"];
 const BURST: u64 = 40;
 
 /// The bench binary of this build: `cargo test --workspace` builds it beside

@@ -74,7 +74,7 @@ fn assert_security_headers(response: &HttpResponse) {
     let csp = response.header("content-security-policy").expect("a CSP");
     assert!(csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"), "{csp}");
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
-    assert_eq!(response.header("referrer-policy"), Some("no-referrer"));
+    assert_eq!(response.header("referrer-policy"), Some("same-origin"));
     assert_eq!(response.header("x-frame-options"), Some("DENY"));
     assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
 }
@@ -455,6 +455,25 @@ async fn welcome_links_ask_for_a_new_password(backend: Backend) {
     assert_eq!(without_captcha.status, 400, "the new-password step asks for the captcha");
     assert!(link_is_valid(gw, &link).await);
     let (challenge, bits) = captcha_of(&without_captcha.body);
+    let nonce = identity::crypto::captcha::solve(&challenge, bits);
+    let weak_with_captcha = curl(&[
+        "--data-urlencode",
+        "new_password=password",
+        "--data-urlencode",
+        "confirm_password=password",
+        "--data-urlencode",
+        &format!("challenge={challenge}"),
+        "--data-urlencode",
+        &format!("nonce={nonce}"),
+        &page_url,
+    ]);
+    assert_eq!(weak_with_captcha.status, 400);
+    assert!(
+        weak_with_captcha.body.contains("The new password ") && weak_with_captcha.body.contains(". Please try again."),
+        "a person's sentence, not a field name: {}",
+        weak_with_captcha.body
+    );
+    let (challenge, bits) = captcha_of(&weak_with_captcha.body);
     let nonce = identity::crypto::captcha::solve(&challenge, bits);
     let done = curl(&[
         "--data-urlencode",

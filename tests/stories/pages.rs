@@ -24,6 +24,8 @@ on_both_backends!(
     securid_first_login_chooses_a_pin_then_asks_pin_and_tokencode,
     a_browser_refusing_cookies_is_told_so,
     email_link_pages_ask_twice_and_survive_a_double_click,
+    the_login_page_words_each_refusal_as_the_service_decides_it,
+    a_generated_password_is_shown_once_and_ends_every_session,
 );
 
 pub(crate) fn tools() -> bool {
@@ -129,7 +131,7 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
     let new_login = format!("{}_renamed", t.prefix);
     let email = format!("{}@example.com", t.prefix);
     let (nl, np, mail) = (new_login.clone(), new_password.clone(), email.clone());
-    let old_cookie = browse(move || {
+    let (old_cookie, last_cookie) = browse(move || {
         let b = Browser::start();
         let looker = Looker::new(&b, "pages-signin");
         b.goto(&format!("{base}/"));
@@ -176,6 +178,7 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
         sign_in(&b, &base, &nl, &np);
         await_path(&b, "/account");
         assert_eq!(b.text(&b.find("#my-login")), nl);
+        let last_cookie = session_cookie(&b);
         press(&b, "#sign-out");
         assert!(b.text(&b.find("#message")).contains("signed out"));
         looker.look("signed-out");
@@ -185,7 +188,7 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
         assert!(b.url().contains("/login"), "back after sign-out: {}\n{after}", b.url());
         assert!(!after.contains(&mail) && !after.contains(&nl), "the back button shows nothing private");
         assert!(b.cookies().iter().all(|c| c["name"] != "identity-session"));
-        old_cookie
+        (old_cookie, last_cookie)
     })
     .await;
     // The session of before the password change is dead at the service, not only in the browser.
@@ -193,6 +196,9 @@ async fn a_person_signs_in_changes_credentials_and_signs_out(backend: Backend) {
     assert_eq!(replay.status, 303, "{}", replay.body);
     assert_eq!(replay.header("location"), Some("/login?m=ended"));
     common::login(gw, &new_login, &new_password).await;
+    // Signing out ended the service's session, not only the cookie.
+    let after_sign_out = curl(&["-H", &last_cookie, &gw.url("/account")]);
+    assert_eq!(after_sign_out.header("location"), Some("/login?m=ended"), "{}", after_sign_out.body);
 }
 
 async fn securid_first_login_chooses_a_pin_then_asks_pin_and_tokencode(backend: Backend) {
@@ -329,4 +335,138 @@ async fn email_link_pages_ask_twice_and_survive_a_double_click(backend: Backend)
     common::login(gw, &newcomer, chosen).await;
     assert!(revealed.len() >= 12, "the double-click kept the password: {revealed:?}");
     common::login(gw, &resettee, &revealed).await;
+}
+
+/// A browser without a browser: curl with a cookie jar, reading each form's
+/// anti-forgery token as a page would send it.
+struct CurlBrowser {
+    jar: PathBuf,
+}
+
+impl CurlBrowser {
+    fn new() -> Self {
+        Self { jar: common::scratch_dir("cookie-jar").join("jar") }
+    }
+
+    fn get(&self, url: &str) -> common::http::HttpResponse {
+        let jar = self.jar.to_str().unwrap();
+        curl(&["-c", jar, "-b", jar, url])
+    }
+
+    /// Posts `fields` (and the token of the page `form_url` shows) to `url`.
+    fn post(&self, form_url: &str, url: &str, fields: &[(&str, &str)]) -> common::http::HttpResponse {
+        let csrf = hidden(&self.get(form_url).body, "csrf");
+        let jar = self.jar.to_str().unwrap();
+        let mut args = vec!["-c".to_owned(), jar.to_owned(), "-b".to_owned(), jar.to_owned()];
+        for (name, value) in [("csrf", csrf.as_str())].iter().chain(fields) {
+            args.extend(["--data-urlencode".to_owned(), format!("{name}={value}")]);
+        }
+        args.push(url.to_owned());
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+}
+
+/// The value of `<input … name="{name}" value="…">` on a page.
+fn hidden(html: &str, name: &str) -> String {
+    let at = html.find(&format!("name=\"{name}\" value=\"")).unwrap_or_else(|| panic!("no {name} field: {html}"));
+    let start = at + name.len() + 15;
+    html[start..start + html[start..].find('"').unwrap()].to_owned()
+}
+
+async fn the_login_page_words_each_refusal_as_the_service_decides_it(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
+    let gw = common::http::start_gateway(backend, |mut config| {
+        config.throttle.login_per_user = 3;
+        config
+    });
+    let t = tenant(&gw);
+    let manager = login_session(&gw, &t.manager_login, &t.manager_password).await;
+    let idle = format!("{}_idle", t.prefix);
+    member(&gw, &manager, &idle, Role::Reader, "").await;
+    let deactivate = pb::SetUserStatusRequest {
+        user_login: idle.clone(),
+        status: pb::UserStatus::Inactive.into(),
+        reason: "on leave".into(),
+    };
+    common::users_client(&gw).await.set_user_status(common::bearer(deactivate, &manager)).await.expect("deactivated");
+    let (login_url, browser) = (gw.url("/login"), CurlBrowser::new());
+
+    let inactive = browser.post(&login_url, &login_url, &[("user_login", &idle), ("password", MEMBER_PASSWORD)]);
+    assert_eq!(inactive.status, 403, "{}", inactive.body);
+    assert!(inactive.body.contains("from Inactive to Active"), "{}", inactive.body);
+
+    let target = [("user_login", t.manager_login.as_str()), ("password", "not the password")];
+    let wrong = browser.post(&login_url, &login_url, &target);
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Invalid credentials") && wrong.body.contains("Caps Lock"));
+    let throttled = (0..5)
+        .map(|_| browser.post(&login_url, &login_url, &target))
+        .find(|answer| answer.status == 429)
+        .expect("the service's throttle reaches the page");
+    assert!(throttled.body.contains("Too many attempts"), "{}", throttled.body);
+    assert!(throttled.header("retry-after").is_some_and(|s| s.parse::<u64>().is_ok_and(|s| s > 0)));
+}
+
+async fn a_generated_password_is_shown_once_and_ends_every_session(backend: Backend) {
+    if !common::tools::require(&[Tool::Curl]) {
+        return;
+    }
+    let gw = gateway_server(backend);
+    let (_, operator) = common::operator(gw).await;
+    let prefix = common::unique("g");
+    let manager = format!("{prefix}_mgr");
+    let request = pb::CreateSubscriptionRequest {
+        name: "Generated".into(),
+        login_prefix: prefix.clone(),
+        users_define_own_password: false,
+        lockout_threshold: 0,
+        manager: Some(pb::create_subscription_request::NewManager {
+            user_login: manager.clone(),
+            email: "gen@example.com".into(),
+            first_name: String::new(),
+            last_name: String::new(),
+        }),
+    };
+    common::users_client(gw).await.create_subscription(common::bearer(request, &operator)).await.expect("created");
+    let welcome = latest_link(gw, &manager, "welcome").await;
+    let redeemed = common::reset_client(gw)
+        .await
+        .redeem_activation(pb::RedeemActivationRequest { token: welcome, new_password: String::new(), captcha: None })
+        .await
+        .expect("activated")
+        .into_inner();
+    let first = redeemed.generated_password;
+
+    let (browser, login_url) = (CurlBrowser::new(), gw.url("/login"));
+    let signed_in = browser.post(&login_url, &login_url, &[("user_login", &manager), ("password", &first)]);
+    assert_eq!((signed_in.status, signed_in.header("location")), (303, Some("/account")), "{}", signed_in.body);
+    // The legacy API keeps taking Basic credentials only: a signed-in browser's cookie is not a caller.
+    let jar = browser.jar.to_str().unwrap();
+    let legacy_url = gw.url(&format!("/msp/password_change.php?user_logins={manager}"));
+    let legacy = curl(&["-b", jar, "-H", "X-Requested-With: page", &legacy_url]);
+    assert_eq!(legacy.status, 401, "{}", legacy.body);
+    let form_url = gw.url("/account/password");
+    let form = browser.get(&form_url);
+    assert!(form.body.contains("automatically generated") && !form.body.contains("name=\"new_password\""));
+    let challenge = hidden(&form.body, "challenge");
+    let bits: u32 = form.body.split("data-bits=\"").nth(1).and_then(|s| s.split('"').next()).unwrap().parse().unwrap();
+    let nonce = identity::crypto::captcha::solve(&challenge, bits).to_string();
+    let session_before = std::fs::read_to_string(&browser.jar).unwrap();
+    let fields = [("current_password", first.as_str()), ("challenge", &challenge), ("nonce", &nonce)];
+    let changed = browser.post(&form_url, &form_url, &fields);
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert!(changed.header("clear-site-data").is_some_and(|v| v.contains("cache") && !v.contains("cookies")));
+    let cleared: Vec<&str> =
+        changed.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie")).map(|(_, v)| v.as_str()).collect();
+    assert!(cleared.iter().any(|c| c.starts_with("identity-session=;") && c.contains("Max-Age=0")), "{cleared:?}");
+    let generated = common::http::shown_password(&changed.body);
+    assert!(generated.len() >= 16 && generated != first, "{generated:?}");
+    common::login(gw, &manager, &generated).await;
+    // The session of before is over at the service: its cookie no longer opens the account.
+    let cookie = session_before.lines().find(|l| l.contains("identity-session")).expect("a session cookie");
+    let value = cookie.split('\t').next_back().unwrap();
+    let replay = curl(&["-H", &format!("Cookie: identity-session={value}"), &gw.url("/account")]);
+    assert_eq!((replay.status, replay.header("location")), (303, Some("/login?m=ended")));
 }

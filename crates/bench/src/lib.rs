@@ -41,11 +41,20 @@ pub enum Scenario {
     Memory,
     /// Login and ValidateToken with a small and a large user table.
     Scale,
+    /// The sign-in page (driven by wrk) vs the Login RPC it makes.
+    Signin,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] =
-        [Scenario::Login, Scenario::Validate, Scenario::Reset, Scenario::Gateway, Scenario::Memory, Scenario::Scale];
+    pub const ALL: [Scenario; 7] = [
+        Scenario::Login,
+        Scenario::Validate,
+        Scenario::Reset,
+        Scenario::Gateway,
+        Scenario::Memory,
+        Scenario::Scale,
+        Scenario::Signin,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -55,6 +64,7 @@ impl Scenario {
             Scenario::Gateway => "gateway",
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
+            Scenario::Signin => "signin",
         }
     }
 }

@@ -7,6 +7,11 @@
   window.addEventListener('pageshow', function (event) {
     if (event.persisted) location.reload();
   });
+
+  // A refused form comes back with its error first in line for the keyboard
+  // and screen readers (an alert present at load is not always announced).
+  const error = document.getElementById('error');
+  if (error) error.focus();
   // A form posts once: a double-click would otherwise send it twice, and the
   // first post of a one-time link spends it, so the second answer would say
   // "not valid" and the password the first one revealed would be lost.
@@ -45,10 +50,18 @@
     manual.hidden = true;
     status.hidden = false;
     status.textContent = status.dataset.checking;
+    // Digests in batches: one await per nonce would take minutes on a phone.
+    const BATCH = 256;
     const solved = (async function () {
-      for (let n = 0; ; n++) {
-        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', utf8.encode(challenge + ':' + n)));
-        if (zeroBits(digest) >= bits) return String(n);
+      for (let start = 0; ; start += BATCH) {
+        const digests = [];
+        for (let n = start; n < start + BATCH; n++) {
+          digests.push(crypto.subtle.digest('SHA-256', utf8.encode(challenge + ':' + n)));
+        }
+        const found = (await Promise.all(digests)).findIndex(function (d) {
+          return zeroBits(new Uint8Array(d)) >= bits;
+        });
+        if (found >= 0) return String(start + found);
       }
     })();
     solved.then(function (value) {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use super::{
     Refusal, captcha, captcha_solution, format_timestamp, page, refusal, refuse_forged, refused_field,
     signin::{SignedIn, forget_browser, require_session, session_ended, signed_out},
-    throttled, unavailable, with_cookies,
+    throttled, unavailable,
 };
 use crate::{
     gateway::{GatewayState, client_ip::ClientIp, clients::call},
@@ -48,7 +48,7 @@ pub async fn account_page(
     let request = pb::GetUserRequest { user_login: signed.session.user_login.clone() };
     let user = match state.clients.users().get_user(call(request, client, signed.bearer())).await {
         Ok(response) => response.into_inner().user.unwrap_or_default(),
-        Err(status) => return failed(&state, &status),
+        Err(status) => return signed.respond(failed(&state, &status)),
     };
     let name = format!("{} {}", user.first_name, user.last_name).trim().to_owned();
     let ctx = context! {
@@ -64,7 +64,8 @@ pub async fn account_page(
             last_login => user.last_login_time.as_ref().map(|t| format!("{} UTC", format_timestamp(t))),
         },
     };
-    with_cookies(page(&state, StatusCode::OK, "account.html", &signed.chrome(), ctx), signed.cookies)
+    let chrome = signed.chrome();
+    signed.respond(page(&state, StatusCode::OK, "account.html", &chrome, ctx))
 }
 
 /// A refused field in the catalogue's words where it has them (the service's
@@ -73,7 +74,7 @@ fn field_error(state: &GatewayState, status: &tonic::Status) -> String {
     let key = match refused_field(status).as_deref() {
         Some("current_password") => "wrong_current_password",
         Some("captcha") => "captcha_refused",
-        _ => return format!("{} {}", status.message(), state.theme.text("try_again_suffix")),
+        _ => return super::refused_text(state, status),
     };
     state.theme.text(key)
 }
@@ -94,11 +95,11 @@ async fn password_form(
         .await
     {
         Ok(response) => response.into_inner(),
-        Err(status) => return failed(state, &status),
+        Err(status) => return signed.respond(failed(state, &status)),
     };
     let (challenge, bits) = match captcha(state, client).await {
         Ok(pair) => pair,
-        Err(status) => return unavailable(state, &status),
+        Err(status) => return signed.respond(unavailable(state, &status)),
     };
     let ctx = context! {
         title => state.theme.text("change_password_title"),
@@ -110,7 +111,8 @@ async fn password_form(
         bits,
         error,
     };
-    with_cookies(page(state, status, "change_password.html", &signed.chrome(), ctx), signed.cookies)
+    let chrome = signed.chrome();
+    signed.respond(page(state, status, "change_password.html", &chrome, ctx))
 }
 
 pub async fn change_password_page(
@@ -173,7 +175,7 @@ pub async fn change_password_submit(
                 let error = field_error(&state, &status);
                 password_form(&state, client, signed, StatusCode::BAD_REQUEST, Some(error)).await
             }
-            _ => failed(&state, &status),
+            _ => signed.respond(failed(&state, &status)),
         },
     }
 }
@@ -194,7 +196,8 @@ fn login_form(
         new_login,
         error,
     };
-    with_cookies(page(state, status, "change_login.html", &signed.chrome(), ctx), signed.cookies)
+    let chrome = signed.chrome();
+    signed.respond(page(state, status, "change_login.html", &chrome, ctx))
 }
 
 pub async fn change_login_page(
@@ -250,7 +253,7 @@ pub async fn change_login_submit(
                 let error = field_error(&state, &status);
                 login_form(&state, signed, StatusCode::BAD_REQUEST, new_login, Some(error))
             }
-            _ => failed(&state, &status),
+            _ => signed.respond(failed(&state, &status)),
         },
     }
 }

@@ -82,7 +82,7 @@ pub async fn forgot_submit(
             Refusal::BadInput => {
                 let error = match super::refused_field(&status).as_deref() {
                     Some("captcha") => state.theme.text("captcha_refused"),
-                    _ => format!("{} {}", status.message(), state.theme.text("try_again_suffix")),
+                    _ => super::refused_text(&state, &status),
                 };
                 forgot_form(&state, client, StatusCode::BAD_REQUEST, &form.user_login, &form.email, Some(error)).await
             }

@@ -204,7 +204,7 @@ async fn redeem(
                 Refusal::BadInput => {
                     let error = match super::refused_field(&status).as_deref() {
                         Some("captcha") => state.theme.text("captcha_refused"),
-                        _ => status.message().to_owned(),
+                        _ => super::refused_text(state, &status),
                     };
                     choose_form(state, client, token, Some(error)).await
                 }

@@ -38,17 +38,15 @@ use super::{
 };
 use crate::pb;
 
-/// What every page's layout needs beyond its own context: who is signed in
-/// and the anti-forgery token of the sign-out form.
+/// What every page's layout needs beyond its own context: who is signed in.
 #[derive(Default)]
 pub struct Chrome {
     pub signed_in: Option<BrowserSession>,
-    pub csrf_token: String,
 }
 
 impl Chrome {
-    pub fn signed_in(session: &BrowserSession, csrf_token: String) -> Self {
-        Self { signed_in: Some(session.clone()), csrf_token }
+    pub fn signed_in(session: &BrowserSession) -> Self {
+        Self { signed_in: Some(session.clone()) }
     }
 }
 
@@ -61,7 +59,6 @@ fn page(state: &GatewayState, status: StatusCode, name: &str, chrome: &Chrome, c
         nav_users => nav.users,
         nav_audit => nav.audit,
         signed_in_as,
-        csrf_token => chrome.csrf_token,
     };
     match state.theme.render(name, context! { ..ctx, ..layout }) {
         Ok(html) => (status, Html(html)).into_response(),
@@ -163,10 +160,38 @@ fn refusal(status: &tonic::Status) -> Refusal {
             | R::ActivationAccountUnavailable,
         ) => Refusal::InvalidLink,
         Some(R::InvalidArgument | R::AlreadyExists | R::PinRejected) => Refusal::BadInput,
-        Some(R::Throttled | R::Overloaded) => Refusal::Throttled,
+        Some(R::Throttled) => Refusal::Throttled,
         Some(R::Unauthenticated) => Refusal::SignedOut,
         _ => Refusal::Unavailable,
     }
+}
+
+/// A refused field in a person's words: the catalogue's name of the field
+/// (`subject_<field>`) and the service's description of what is wrong, as one
+/// sentence, then "Please try again.".
+fn refused_text(state: &GatewayState, status: &tonic::Status) -> String {
+    let details = status.get_error_details();
+    let violation = details.bad_request().and_then(|b| b.field_violations.first());
+    let sentence = match violation {
+        Some(v) => {
+            let key = format!("subject_{}", v.field);
+            let subject = state.theme.text(&key);
+            if subject == key {
+                capitalized(&format!("{} {}", v.field.replace('_', " "), v.description))
+            } else {
+                format!("{subject} {}", v.description)
+            }
+        }
+        None => capitalized(status.message()),
+    };
+    let sentence = sentence.trim_end();
+    let stop = if sentence.ends_with(['.', '!', '?']) { "" } else { "." };
+    format!("{sentence}{stop} {}", state.theme.text("try_again_suffix"))
+}
+
+fn capitalized(text: &str) -> String {
+    let mut chars = text.trim().chars();
+    chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
 }
 
 /// The form field a refusal names (BadRequest), when it names one.

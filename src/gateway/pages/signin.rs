@@ -32,11 +32,24 @@ pub(super) struct SignedIn {
 
 impl SignedIn {
     pub fn chrome(&self) -> Chrome {
-        Chrome::signed_in(&self.session, self.csrf_token.clone())
+        Chrome::signed_in(&self.session)
     }
 
     pub fn bearer(&self) -> Option<&str> {
         Some(&self.session.access_token)
+    }
+
+    /// `response` with this request's cookies, whatever the page says: a
+    /// refreshed session that never reached the browser would have it present
+    /// a spent refresh token next time (a replay, which ends the session).
+    /// Not when the response ends the session itself.
+    pub fn respond(self, response: Response) -> Response {
+        let ends_session = response
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .any(|cookie| cookie.to_str().is_ok_and(|c| c.contains(&format!("{SESSION}="))));
+        if ends_session { response } else { super::with_cookies(response, self.cookies) }
     }
 }
 
@@ -85,7 +98,7 @@ pub(super) async fn require_session(
     let asked = if refreshed || session.nav.is_none() { ask_nav(state, client, &mut session).await } else { false };
     if refreshed || asked || session.stale_seen(now) {
         session.seen_at = now;
-        cookies.push(session_cookie(state, &session, now));
+        cookies.push(session_cookie(state, &session));
     }
     let (csrf_token, csrf_cookie) = state.cookies.csrf_token(headers);
     cookies.extend(csrf_cookie);
@@ -109,18 +122,34 @@ async fn ask_nav(state: &GatewayState, client: Option<std::net::IpAddr>, session
     }
 }
 
-fn session_cookie(state: &GatewayState, session: &BrowserSession, now: i64) -> HeaderValue {
-    let absolute = i64::try_from(state.settings.limits.session_absolute_secs).unwrap_or(i64::MAX);
-    let left = (session.signed_in_at + absolute - now).max(0);
-    state.cookies.write(SESSION, session, Some(left))
+/// A cookie that ends with the browser (no `Max-Age`): on a shared computer the
+/// next person does not find the session; the lifetimes are checked on its clocks.
+fn session_cookie(state: &GatewayState, session: &BrowserSession) -> HeaderValue {
+    state.cookies.write(SESSION, session, None)
 }
 
-/// Ends the service's session behind the cookie; a failure only logs: the
-/// cookie goes anyway, and the session ends with its refresh token's lifetime.
+/// Ends the service's session behind the cookie. Logout needs a live access
+/// token, and the cookie's has often expired by the time a person signs out
+/// (or the idle limit ends the session): it is refreshed first. A failure only
+/// logs: the cookie goes anyway.
 async fn revoke(state: &GatewayState, client: Option<std::net::IpAddr>, session: &BrowserSession) {
-    let request = call(pb::LogoutRequest {}, client, Some(&session.access_token));
+    let mut access_token = session.access_token.clone();
+    if session.needs_refresh(now(state)) {
+        let request = pb::RefreshRequest { refresh_token: session.refresh_token.clone() };
+        match state.clients.auth().refresh(call(request, client, None)).await {
+            Ok(response) => match response.into_inner().session {
+                Some(fresh) => access_token = fresh.access_token,
+                None => return,
+            },
+            Err(status) => {
+                tracing::info!(code = ?status.code(), "sign-out: the service's session had already ended");
+                return;
+            }
+        }
+    }
+    let request = call(pb::LogoutRequest {}, client, Some(&access_token));
     if let Err(status) = state.clients.auth().logout(request).await {
-        tracing::info!(code = ?status.code(), "sign-out: the service's session was already gone or unreachable");
+        tracing::warn!(code = ?status.code(), "sign-out: the service's session could not be ended");
     }
 }
 
@@ -195,6 +224,10 @@ pub async fn login_submit(
     if let Some(refused) = refuse_forged(&state, &headers, Some(&form.csrf)) {
         return refused;
     }
+    // Signing in again replaces this browser's session: the old one ends at the service too.
+    if let Some(previous) = state.cookies.read::<BrowserSession>(&headers, SESSION) {
+        revoke(&state, client, &previous).await;
+    }
     let request = pb::LoginRequest { user_login: form.user_login.clone(), password: form.password };
     match state.clients.auth().login(call(request, client, None)).await {
         Ok(response) => match response.into_inner().result {
@@ -218,7 +251,7 @@ fn login_refused(state: &GatewayState, headers: &HeaderMap, user_login: &str, st
         }
         Some(R::AccountPendingActivation) => (StatusCode::FORBIDDEN, t("account_pending"), Some(t("only_user_hint"))),
         Some(R::AccountInactive) => (StatusCode::FORBIDDEN, t("account_inactive"), Some(t("only_user_hint"))),
-        Some(R::Throttled | R::Overloaded) => return throttled(state, status),
+        Some(R::Throttled) => return throttled(state, status),
         _ => return unavailable(state, status),
     };
     login_form(state, headers, code, user_login, None, Some((error, help)))
@@ -238,7 +271,7 @@ fn signed_in(state: &GatewayState, session: pb::Session) -> Response {
         nav: None,
     };
     let (_, csrf) = state.cookies.new_csrf_token();
-    let cookies = [Some(session_cookie(state, &browser, now)), csrf, Some(state.cookies.clear(CHALLENGE))];
+    let cookies = [Some(session_cookie(state, &browser)), csrf, Some(state.cookies.clear(CHALLENGE))];
     see_other("/account", cookies.into_iter().flatten())
 }
 
@@ -389,7 +422,7 @@ fn second_factor_refused(
         Some(R::AccountInactive | R::AccountPendingActivation) => {
             return super::message(state, StatusCode::FORBIDDEN, "signin_title", "account_inactive");
         }
-        Some(R::Throttled | R::Overloaded) => return throttled(state, status),
+        Some(R::Throttled) => return throttled(state, status),
         _ => return unavailable(state, status),
     };
     let code = if error.0 == "invalid_passcode" { StatusCode::UNAUTHORIZED } else { StatusCode::BAD_REQUEST };
@@ -398,22 +431,14 @@ fn second_factor_refused(
 
 // ---- sign out ------------------------------------------------------------------
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct LogoutForm {
-    csrf: String,
-}
-
 /// Ends the service's session, then everything the browser holds of it:
 /// the cookies, and (`Clear-Site-Data`) its cache and storage, so the back
 /// button shows nothing private.
-pub async fn logout(
-    State(state): State<GatewayState>,
-    ClientIp(client): ClientIp,
-    headers: HeaderMap,
-    Form(form): Form<LogoutForm>,
-) -> Response {
-    if let Some(refused) = refuse_forged(&state, &headers, Some(&form.csrf)) {
+pub async fn logout(State(state): State<GatewayState>, ClientIp(client): ClientIp, headers: HeaderMap) -> Response {
+    // No anti-forgery token: a stale one (an old tab) must not keep a person
+    // signed in against their will. Only another site's post is refused, and a
+    // forged sign-out would be a nuisance, not a breach.
+    if let Some(refused) = refuse_forged(&state, &headers, None) {
         return refused;
     }
     if let Some(session) = state.cookies.read::<BrowserSession>(&headers, SESSION) {
@@ -430,12 +455,14 @@ pub(super) fn signed_out(state: &GatewayState, text: &str) -> Response {
 
 /// `response`, clearing every cookie of the pages and (`Clear-Site-Data`)
 /// the browser's cache and storage of the site, so the back button shows
-/// nothing private.
+/// nothing private (the script reloads pages the back-forward cache restores).
 pub(super) fn forget_browser(state: &GatewayState, mut response: Response) -> Response {
     let headers = response.headers_mut();
     for name in [SESSION, CHALLENGE, crate::gateway::session::CSRF] {
         headers.append(header::SET_COOKIE, state.cookies.clear(name));
     }
-    headers.insert("clear-site-data", HeaderValue::from_static("\"cache\", \"cookies\", \"storage\""));
+    // Not "cookies": that clears every site of the registrable domain (other
+    // applications at *.example.com); this site's three go by name above.
+    headers.insert("clear-site-data", HeaderValue::from_static("\"cache\", \"storage\""));
     response
 }

@@ -18,7 +18,7 @@ pub(super) use super::account::enum_text;
 use super::{
     Refusal, format_timestamp, page, refusal,
     signin::{SignedIn, require_session, session_ended},
-    throttled, unavailable, with_cookies,
+    throttled, unavailable,
 };
 use crate::{
     gateway::{GatewayState, client_ip::ClientIp, clients::call},
@@ -45,7 +45,8 @@ pub(super) fn section_page(
     name: &str,
     ctx: Value,
 ) -> Response {
-    with_cookies(page(state, status, name, &signed.chrome(), ctx), signed.cookies)
+    let chrome = signed.chrome();
+    signed.respond(page(state, status, name, &chrome, ctx))
 }
 
 /// A call the service refused, shown as a message in its own words (a
@@ -55,7 +56,7 @@ pub(super) fn refused(state: &GatewayState, signed: SignedIn, status: &tonic::St
     use tonic::Code;
     match refusal(status) {
         Refusal::SignedOut => return session_ended(state),
-        Refusal::Throttled => return throttled(state, status),
+        Refusal::Throttled => return signed.respond(throttled(state, status)),
         _ => {}
     }
     let code = match status.code() {
@@ -63,7 +64,7 @@ pub(super) fn refused(state: &GatewayState, signed: SignedIn, status: &tonic::St
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => StatusCode::BAD_REQUEST,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
-        _ => return unavailable(state, status),
+        _ => return signed.respond(unavailable(state, status)),
     };
     let ctx = context! {
         title => state.theme.text("refused_title"),

@@ -37,14 +37,14 @@ const SCENARIO: &str = "gateway";
 
 /// What wrk reported for one run.
 #[derive(Default)]
-struct WrkRun {
-    ok: u64,
-    failed: u64,
-    duration: Duration,
-    p50_ms: f64,
-    p99_ms: f64,
+pub struct WrkRun {
+    pub ok: u64,
+    pub failed: u64,
+    pub duration: Duration,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
     /// CPU the server process (gateway included) used during the run, in seconds.
-    server_cpu_s: f64,
+    pub server_cpu_s: f64,
 }
 
 pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
@@ -72,7 +72,9 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         let (mut gateway_peak, mut grpc_peak) = (None, None);
         for _ in 0..bench.rounds() {
             server.reset_peak_rss();
-            let run = wrk(bench, &server, &tenant, &targets[..callers], callers, seconds).await?;
+            let url = format!("{}/msp/password_change.php", server.http_url);
+            let script = script(&tenant, &targets[..callers]);
+            let run = wrk(bench, &server, ("password_change", &script), &url, callers, seconds).await?;
             gateway_peak = gateway_peak.max(server.peak_rss_kib());
             server.reset_peak_rss();
             let operation = pair_operation(channels.clone(), &tenant, targets[..callers].to_vec());
@@ -225,18 +227,19 @@ end
     )
 }
 
-/// Runs wrk (one thread, `connections` keep-alive connections): a warm-up run, then the measured one.
-async fn wrk(
+/// Runs wrk with `script` against `url` (one thread, `connections` keep-alive
+/// connections): a warm-up run, then the measured one. The script prints the
+/// `BENCH …` line of [`script`]'s `done`.
+pub async fn wrk(
     bench: &Bench,
     server: &ServerUnderTest,
-    tenant: &Tenant,
-    targets: &[String],
+    (name, script): (&str, &str),
+    url: &str,
     connections: usize,
     seconds: u64,
 ) -> anyhow::Result<WrkRun> {
-    let script_path = server.dir.join(format!("password_change-{connections}.lua"));
-    std::fs::write(&script_path, script(tenant, targets))?;
-    let url = format!("{}/msp/password_change.php", server.http_url);
+    let script_path = server.dir.join(format!("{name}-{connections}.lua"));
+    std::fs::write(&script_path, script)?;
     let warmup = bench.args.warmup.as_secs_f64().ceil() as u64;
     let mut runs = Vec::new();
     if warmup > 0 {
@@ -251,7 +254,7 @@ async fn wrk(
         command
             .args(["-t1", &format!("-c{connections}"), &format!("-d{run}s"), "--timeout", "10s", "-s"])
             .arg(&script_path)
-            .arg(&url);
+            .arg(url);
         let output = tokio::task::spawn_blocking(move || command.output()).await?.context("cannot run wrk")?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if !output.status.success() {

@@ -6,6 +6,7 @@ mod login;
 mod memory;
 mod reset;
 mod scale;
+mod signin;
 mod validate;
 
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Gateway => gateway::run(bench, found).await,
         Scenario::Memory => memory::run(bench, found).await,
         Scenario::Scale => scale::run(bench, found).await,
+        Scenario::Signin => signin::run(bench, found).await,
     }
 }
 
