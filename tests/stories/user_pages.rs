@@ -25,6 +25,7 @@ on_both_backends!(
     a_manager_finds_resets_unlocks_and_enrols_users,
     a_unit_manager_sees_and_resets_only_their_unit_and_forged_posts_change_nothing,
     a_reader_sees_no_users_section,
+    a_manager_creates_units_and_users_deletes_and_reads_the_audit_log,
 );
 
 /// The `/activate/<token>` link of a raw message (quoted-printable soft breaks undone).
@@ -292,4 +293,66 @@ async fn a_reader_sees_no_users_section(backend: Backend) {
         assert!(b.text(&b.find("#message")).contains("refused"));
     })
     .await;
+}
+
+async fn a_manager_creates_units_and_users_deletes_and_reads_the_audit_log(backend: Backend) {
+    if !tools() {
+        return;
+    }
+    let gw = gateway_server(backend);
+    let t = tenant(gw);
+    let base = gw.url("");
+    let unit = format!("{} West", t.prefix);
+    let (mgr, pw, prefix) = (t.manager_login.clone(), t.manager_password.clone(), t.prefix.clone());
+    let generated = browse(move || {
+        let b = Browser::start();
+        let looker = Looker::new(&b, "user-pages-create");
+        sign_in(&b, &base, &mgr, &pw);
+        await_path(&b, "/account");
+        b.goto(&format!("{base}/users/units"));
+        fill(&b, "#name", &unit);
+        press(&b, "#create-unit");
+        assert!(b.text(&b.find("#notice")).contains(&unit));
+        assert!(b.text(&b.find("#unit-list")).contains(&unit));
+        looker.look("units");
+
+        b.goto(&format!("{base}/users/new"));
+        looker.look("new-user");
+        fill(&b, "#email", &format!("{prefix}.newcomer@example.com"));
+        fill(&b, "#last_name", "Newcomer");
+        let script = format!("document.querySelector('#business_unit').value = {unit:?}; return true;");
+        b.execute(&script, serde_json::json!([]));
+        press(&b, "#create");
+        let said = b.text(&b.find("#message"));
+        assert!(said.contains("The new user's login is"), "{said}");
+        let generated = b.text(&b.find("#next")).trim_start_matches("Open ").to_owned();
+        assert!(generated.starts_with(&prefix), "a generated login: {generated}");
+        looker.look("user-created");
+        press(&b, "#next");
+        await_path(&b, &format!("/users/u/{generated}"));
+        assert!(b.source().contains(&unit));
+
+        press(&b, "#delete");
+        await_path(&b, "/delete");
+        assert!(b.text(&b.find("#question")).contains(&generated));
+        looker.look("delete-confirm");
+        press(&b, "#confirm");
+        assert!(b.text(&b.find("#message")).contains("is deleted"));
+
+        press(&b, "#nav-audit");
+        await_path(&b, "/audit");
+        fill(&b, "#user", &generated);
+        fill(&b, "#event", "user.delete");
+        press(&b, "#filter");
+        await_path(&b, "/audit");
+        let events = b.text(&b.find("#events-table"));
+        assert!(events.contains("user.delete") && !events.contains("user.create"), "{events}");
+        looker.look("audit");
+        generated
+    })
+    .await;
+    let manager = login_session(gw, &t.manager_login, &t.manager_password).await;
+    let request = bearer(pb::GetUserRequest { user_login: generated.clone() }, &manager);
+    let user = users_client(gw).await.get_user(request).await.unwrap().into_inner().user.unwrap();
+    assert_eq!(user.status(), pb::UserStatus::Deleted, "{generated}");
 }
