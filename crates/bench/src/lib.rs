@@ -43,10 +43,12 @@ pub enum Scenario {
     Scale,
     /// The sign-in page (driven by wrk) vs the Login RPC it makes.
     Signin,
+    /// The Users page, first and deep in 100,000 users (driven by wrk) vs the ListUsers RPC it makes.
+    Pages,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -54,6 +56,7 @@ impl Scenario {
         Scenario::Memory,
         Scenario::Scale,
         Scenario::Signin,
+        Scenario::Pages,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Scenario {
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
             Scenario::Signin => "signin",
+            Scenario::Pages => "pages",
         }
     }
 }

@@ -4,6 +4,7 @@
 mod gateway;
 mod login;
 mod memory;
+mod pages;
 mod reset;
 mod scale;
 mod signin;
@@ -55,6 +56,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Memory => memory::run(bench, found).await,
         Scenario::Scale => scale::run(bench, found).await,
         Scenario::Signin => signin::run(bench, found).await,
+        Scenario::Pages => pages::run(bench, found).await,
     }
 }
 
