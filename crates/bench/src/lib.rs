@@ -118,6 +118,9 @@ pub struct BenchArgs {
     /// Users in the database for the large half of the scale scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub large_users: u64,
+    /// Users in the list of the pages scenario (its deep page is nine tenths in).
+    #[arg(long, default_value_t = 100_000)]
+    pub page_users: u64,
     /// Database of the servers under test.
     #[arg(long, value_enum, default_value = "sqlite")]
     pub backend: BackendKind,

@@ -1,5 +1,5 @@
 //! The Users page of the gateway: `GET /users` (first page, and a page deep in
-//! 100,000 users) driven by wrk against the `Users.ListUsers` it makes, over
+//! 100,000 users, `--page-users`) driven by wrk against the `Users.ListUsers` it makes, over
 //! gRPC directly with the same page token. The difference in server CPU per
 //! page is what the page costs beyond the RPC: opening the session cookie,
 //! `Users.GetCapabilities`, rendering 50 rows.
@@ -22,7 +22,6 @@ use identity::{
 };
 
 const SCENARIO: &str = "pages";
-const USERS: u64 = 100_000;
 /// The page size of the Users page.
 const PAGE: i32 = 50;
 
@@ -30,9 +29,10 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let argon2 = Argon2Config { memory_kib: 64, iterations: 1, parallelism: 1, ..bench.argon2.clone() };
     let server = ServerUnderTest::start(bench, &ServerSpec { argon2, env: Vec::new() }).await?;
     let tenant = fixtures::tenant(bench, &server).await?;
-    let took = fixtures::bulk_insert_users(&server, &tenant, 0..USERS).await?;
-    crate::progress(&format!("{SCENARIO}: {USERS} users inserted in {:.1} s", took.as_secs_f64()));
-    let deep = deep_token(&server, &tenant.token).await?;
+    let users = bench.args.page_users.max(2 * PAGE as u64);
+    let took = fixtures::bulk_insert_users(&server, &tenant, 0..users).await?;
+    crate::progress(&format!("{SCENARIO}: {users} users inserted in {:.1} s", took.as_secs_f64()));
+    let deep = deep_token(&server, &tenant.token, users).await?;
     let cookie = sign_in(&server.http_url, &tenant.manager_login, &tenant.manager_password).await?;
     let concurrency = bench.concurrency();
     let seconds = bench.args.duration.as_secs_f64().ceil().max(1.0) as u64;
@@ -73,7 +73,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             cpu_ms_per_op: Some(median(&page_cpu)),
             server_cpu_ms_per_op: Some(median(&page_cpu)),
             errors,
-            ..Measurement::new(SCENARIO, &format!("GET /users via wrk, {label} of {USERS} users"))
+            ..Measurement::new(SCENARIO, &format!("GET /users via wrk, {label} of {users} users"))
         });
         found.measured(Measurement {
             cpu_ms_per_op: Some(median(&rpc_cpu)),
@@ -93,14 +93,14 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
 }
 
 /// The page token of a page about nine tenths into the list, reached in big steps.
-async fn deep_token(server: &ServerUnderTest, token: &str) -> anyhow::Result<String> {
+async fn deep_token(server: &ServerUnderTest, token: &str, users: u64) -> anyhow::Result<String> {
     let mut client = UsersClient::new(server.channel().await?);
     let mut page_token = String::new();
-    for _ in 0..(USERS * 9 / 10 / 500) {
+    for _ in 0..(users * 9 / 10 / 500) {
         let request = pb::ListUsersRequest { page_size: 500, page_token, ..Default::default() };
         page_token = client.list_users(fixtures::bearer(request, token)?).await?.into_inner().next_page_token;
         if page_token.is_empty() {
-            bail!("the list ended before {USERS} users");
+            bail!("the list ended before {users} users");
         }
     }
     Ok(page_token)
