@@ -50,7 +50,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         let operation = list_operation(channels.clone(), tenant.token.clone(), token.clone());
         for _ in 0..bench.rounds() {
             let run = wrk(bench, &server, ("users-page", &script(&cookie)), &url, concurrency, seconds).await?;
-            let round = load::run(phase.clone(), Some(server.pid()), operation.clone()).await;
+            let round = load::run(phase, Some(server.pid()), operation.clone()).await;
             if run.ok > 0 && round.completed > 0 {
                 page_cpu.push(run.server_cpu_s * 1000.0 / run.ok as f64);
                 rpc_cpu.push(round.cpu.server * 1000.0 / round.completed as f64);
@@ -73,17 +73,17 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             cpu_ms_per_op: Some(median(&page_cpu)),
             server_cpu_ms_per_op: Some(median(&page_cpu)),
             errors,
-            ..Measurement::new(SCENARIO, &format!("GET /users via wrk, {label} of {users} users"))
+            ..Measurement::new(SCENARIO, format!("GET /users via wrk, {label} of {users} users"))
         });
         found.measured(Measurement {
             cpu_ms_per_op: Some(median(&rpc_cpu)),
             server_cpu_ms_per_op: Some(median(&rpc_cpu)),
-            ..Measurement::from_sample(SCENARIO, &format!("Users.ListUsers over gRPC, {label}"), concurrency, &rpc)
+            ..Measurement::from_sample(SCENARIO, format!("Users.ListUsers over gRPC, {label}"), concurrency, &rpc)
         });
         let gaps: Vec<f64> = page_cpu.iter().zip(&rpc_cpu).map(|(page, rpc)| page - rpc).collect();
         found.check(Check::median(
             SCENARIO,
-            &format!("users page server CPU beyond ListUsers, {label}, median of rounds"),
+            format!("users page server CPU beyond ListUsers, {label}, median of rounds"),
             &gaps,
             Bound::Below,
             2.0,

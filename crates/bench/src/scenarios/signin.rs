@@ -41,8 +41,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let mut rpc = Sample::default();
     for _ in 0..bench.rounds() {
         let run = wrk(bench, &server, ("signin", &script), &url, concurrency, seconds).await?;
-        let round =
-            load::run(phase.clone(), Some(server.pid()), login_operation(channels.clone(), users.clone())).await;
+        let round = load::run(phase, Some(server.pid()), login_operation(channels.clone(), users.clone())).await;
         if run.ok > 0 && round.completed > 0 {
             page_cpu.push(run.server_cpu_s * 1000.0 / run.ok as f64);
             rpc_cpu.push(round.cpu.server * 1000.0 / round.completed as f64);
