@@ -47,10 +47,15 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         let (mut page_cpu, mut rpc_cpu, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut ok, mut failed, mut elapsed) = (0, 0, Duration::ZERO);
         let mut rpc = Sample::default();
+        let (mut page_peak, mut rpc_peak) = (None, None);
         let operation = list_operation(channels.clone(), tenant.token.clone(), token.clone());
         for _ in 0..bench.rounds() {
+            server.reset_peak_rss();
             let run = wrk(bench, &server, ("users-page", &script(&cookie)), &url, concurrency, seconds).await?;
+            page_peak = page_peak.max(server.peak_rss_kib());
+            server.reset_peak_rss();
             let round = load::run(phase, Some(server.pid()), operation.clone()).await;
+            rpc_peak = rpc_peak.max(server.peak_rss_kib());
             if run.ok > 0 && round.completed > 0 {
                 page_cpu.push(run.server_cpu_s * 1000.0 / run.ok as f64);
                 rpc_cpu.push(round.cpu.server * 1000.0 / round.completed as f64);
@@ -73,11 +78,13 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
             cpu_ms_per_op: Some(median(&page_cpu)),
             server_cpu_ms_per_op: Some(median(&page_cpu)),
             errors,
+            server_peak_rss_mib: page_peak.map(|kib| kib as f64 / 1024.0),
             ..Measurement::new(SCENARIO, format!("GET /users via wrk, {label} of {users} users"))
         });
         found.measured(Measurement {
             cpu_ms_per_op: Some(median(&rpc_cpu)),
             server_cpu_ms_per_op: Some(median(&rpc_cpu)),
+            server_peak_rss_mib: rpc_peak.map(|kib| kib as f64 / 1024.0),
             ..Measurement::from_sample(SCENARIO, format!("Users.ListUsers over gRPC, {label}"), concurrency, &rpc)
         });
         let gaps: Vec<f64> = page_cpu.iter().zip(&rpc_cpu).map(|(page, rpc)| page - rpc).collect();
