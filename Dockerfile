@@ -6,13 +6,14 @@
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# Only what the build reads: the workspace manifests, the build script, the
-# protos it compiles, and the sources of every workspace member (Cargo reads
-# each member's manifest even though only `identity` is built).
-COPY Cargo.toml Cargo.lock build.rs ./
+# Only what the build reads: the workspace manifests, the protos that
+# crates/client's build script compiles, and the sources of every workspace
+# member (Cargo reads each member's manifest even though only `identity` is built).
+COPY Cargo.toml Cargo.lock ./
 COPY proto ./proto
 COPY migrations ./migrations
 COPY crates/bench ./crates/bench
+COPY crates/client ./crates/client
 COPY src ./src
 # The cache mounts keep downloaded crates and compiled dependencies between
 # builds; the binary is copied out because the target cache is not in the image.

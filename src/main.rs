@@ -78,7 +78,7 @@ enum Command {
     },
     /// Print the manual page in roff (e.g. `identity man > identity.1; man ./identity.1`).
     Man,
-    /// Manage the keys that sign access tokens.
+    /// Manage the keys that sign access tokens, and the data keys that encrypt secrets at rest.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
@@ -136,12 +136,25 @@ struct PasswordArgs {
     password_stdin: bool,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum KeysAction {
     /// Sign with a new key from now on; older keys stay published until their tokens expire.
     Rotate,
     /// List the published keys.
     List,
+    /// Withdraw a leaked signing key now: every replica refuses its tokens within
+    /// `tokens.revocation_cache_ms`, JWKS stops publishing it, and a new key signs.
+    Revoke {
+        /// The key id (`kid`), as `identity keys list` shows it.
+        kid: String,
+    },
+    /// Re-encrypt every TOTP secret and queued email body under the current data key
+    /// (`data_keys.current`), in batches, while the service keeps serving.
+    RotateDataKey {
+        /// Rows re-encrypted per query.
+        #[arg(long, default_value_t = 500)]
+        batch: u64,
+    },
 }
 
 #[derive(Subcommand, Clone, Copy)]
@@ -273,6 +286,30 @@ async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
                         say!("{} {state} created_at_ms={}", key.kid, key.created_at);
                     }
                 }
+                KeysAction::Revoke { kid } => {
+                    let revoked = identity::app::keys::revoke(&store, &config, &kid, now).await?;
+                    say!(
+                        "identity: signing key {kid} revoked; every replica refuses its tokens within {} ms",
+                        config.tokens.revocation_cache_ms
+                    );
+                    if let Some(signer) = revoked.new_signer {
+                        say!("identity: new signing key {signer}");
+                    }
+                }
+                KeysAction::RotateDataKey { batch } => {
+                    let keys = identity::app::data_keys::load(&store, &config).await?;
+                    let rotation = identity::app::data_keys::rotate(&store, &keys, batch.max(1)).await?;
+                    say!("identity: re-encrypted {} rows under data key {}", rotation.resealed, keys.current_id());
+                    for (key, rows) in &rotation.rows_per_key {
+                        let key = key.as_deref().unwrap_or("(none: in clear)");
+                        say!("identity:   data key {key}: {rows} rows");
+                    }
+                    for old in keys.ids().into_iter().filter(|id| *id != keys.current_id()) {
+                        if !rotation.rows_per_key.contains_key(&Some(old.to_owned())) {
+                            say!("identity:   data key {old} encrypts no row: it may be removed");
+                        }
+                    }
+                }
             }
             Ok(())
         }
@@ -321,8 +358,15 @@ async fn rescue(app: &App, action: SupportAction) -> anyhow::Result<()> {
         .or_else(|| std::env::var("USER").ok())
         .unwrap_or_else(|| "unknown".to_owned());
     let context = identity::app::caller::RequestContext::default();
-    let done =
-        support::rescue(app, RescuedBy::CommandLine { who: &who }, &args.login, rescue, &args.reason, &context).await?;
+    let done = support::rescue(
+        app,
+        RescuedBy::CommandLine { who: &who },
+        &identity::domain::UserRef::by_login(args.login),
+        rescue,
+        &args.reason,
+        &context,
+    )
+    .await?;
     let user = &done.user.user;
     say!("identity: {}: {}; status now {}", user.user_login, rescue.describe(), user.status);
     if done.link_emailed {

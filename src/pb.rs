@@ -1,7 +1,5 @@
-//! Generated protobuf messages, tonic servers and clients of `identity.v1`.
-#![allow(clippy::all, clippy::pedantic)]
+//! Generated protobuf messages, tonic servers and clients of `identity.v1`:
+//! generated once, in `identity-client` (its `server` feature), so the
+//! service and the services that call it share one copy of the code.
 
-tonic::include_proto!("identity.v1");
-
-/// The encoded descriptors of `identity.v1`, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("identity_descriptor");
+pub use identity_client::pb::*;

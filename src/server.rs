@@ -5,6 +5,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::StreamExt as _;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::{ServingStatus, server::HealthReporter};
 
@@ -13,6 +14,7 @@ use crate::{
         App,
         bootstrap::{Bootstrapped, bootstrap_if_empty},
     },
+    clock::{SharedClock, SystemClock},
     config::Config,
     gateway::{self, Gateway},
     grpc,
@@ -34,6 +36,8 @@ pub struct Server {
     app: Arc<App>,
     grpc_listener: TcpListener,
     grpc_addr: SocketAddr,
+    grpc_tls: Option<tonic::transport::ServerTlsConfig>,
+    health_listener: Option<TcpListener>,
     gateway: Gateway,
     metrics: Option<MetricsServer>,
     first_run: Option<Bootstrapped>,
@@ -53,6 +57,11 @@ impl Server {
     /// Connects to the database, applies migrations when configured to,
     /// bootstraps an empty database, and binds the listeners.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Server::build`] on a clock of the caller's: a simulated month in a story.
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
         let store = open_store(&config).await?;
         if config.migrate_on_start {
             store.migrate_up().await.context("cannot apply database migrations")?;
@@ -66,15 +75,22 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {} (grpc_addr)", config.grpc_addr))?;
         let grpc_addr = grpc_listener.local_addr()?;
-        let gateway = Gateway::bind(&config, &gateway::loopback_url(grpc_addr)).await?;
+        let grpc_tls = grpc::tls::server_tls(&config.grpc)?;
+        let health_listener = match config.grpc.health_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr} (grpc.health_addr)"))?,
+            ),
+            None => None,
+        };
+        let gateway = Gateway::bind(&config, &in_process_grpc_url(&config, grpc_addr)?).await?;
         let mail = Transport::from_config(&config).context("cannot set up email delivery")?;
         let metrics = match config.metrics_addr {
             Some(addr) => Some(MetricsServer::bind(addr).await?),
             None => None,
         };
-        let app = Arc::new(App::start(config, store).await?);
+        let app = Arc::new(App::start_with_clock(config, store, clock).await?);
         let first_run = bootstrap_if_empty(&app).await?;
-        Ok(Self { app, grpc_listener, grpc_addr, gateway, metrics, first_run, mail })
+        Ok(Self { app, grpc_listener, grpc_addr, grpc_tls, health_listener, gateway, metrics, first_run, mail })
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
@@ -119,10 +135,17 @@ impl Server {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let services = grpc::services(Arc::clone(&self.app));
+        // Probes that speak no TLS (the kubelet's) ask here; it stops with the process.
+        let health_only = self.health_listener.map(|listener| {
+            let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+            let server = tonic::transport::Server::builder().add_service(health_service.clone());
+            tokio::spawn(server.serve_with_incoming(incoming))
+        });
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let readiness = tokio::spawn(watch_readiness(Arc::clone(&self.app), health.clone(), stop_rx.clone()));
-        let chores = tokio::spawn(housekeeping(Arc::clone(&self.app), stop_rx.clone()));
+        let chores = tokio::spawn(reload_keys(Arc::clone(&self.app), stop_rx.clone()));
+        let purges = tokio::spawn(purge_expired(Arc::clone(&self.app), stop_rx.clone()));
         let mut mail = tokio::spawn(dispatcher::run(Arc::clone(&self.app), self.mail, stop_rx.clone()));
         // Scraped until the very end, so the last figures of a stopping replica are seen.
         let metrics =
@@ -155,8 +178,30 @@ impl Server {
             }
         };
 
-        tracing::info!(addr = %self.grpc_addr, "gRPC listening");
-        let serve = tonic::transport::Server::builder()
+        tracing::info!(addr = %self.grpc_addr, tls = self.grpc_tls.is_some(), "gRPC listening");
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = self.grpc_tls {
+            builder = builder.tls_config(tls).context("gRPC TLS")?;
+        }
+        // A client holds one HTTP/2 connection for as long as it likes, and a
+        // Kubernetes Service balances connections, not calls: an age limit
+        // (GOAWAY, then a grace for calls in flight) sends clients back through
+        // the balancer, onto replicas started since.
+        let transport = &self.app.config.grpc;
+        let mut lifetime = None;
+        if transport.max_connection_age_secs > 0 {
+            let age = Duration::from_secs(transport.max_connection_age_secs);
+            builder = builder.max_connection_age(age);
+            if transport.max_connection_age_grace_secs > 0 {
+                lifetime = Some(age + Duration::from_secs(transport.max_connection_age_grace_secs));
+            }
+        }
+        // TCP_NODELAY: without it a reply written in pieces waits for the client's delayed
+        // ACK, about 40 ms per call on Linux. tonic sets it only on listeners it binds itself.
+        let incoming = TcpIncoming::from(self.grpc_listener)
+            .with_nodelay(Some(true))
+            .map(move |socket| socket.map(|socket| grpc::connection_age::Aged::new(socket, lifetime)));
+        let serve = builder
             .layer(RpcTelemetryLayer)
             .layer(grpc::layer::AuthLayer::new(Arc::clone(&self.app)))
             .add_service(health_service)
@@ -167,9 +212,7 @@ impl Server {
             .add_service(services.reset)
             .add_service(services.platform)
             .add_service(services.support)
-            // TCP_NODELAY: without it a reply written in pieces waits for the client's delayed
-            // ACK, about 40 ms per call on Linux. tonic sets it only on listeners it binds itself.
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.grpc_listener).with_nodelay(Some(true)), signal);
+            .serve_with_incoming_shutdown(incoming, signal);
         tokio::pin!(serve);
         let result = tokio::select! {
             result = &mut serve => result,
@@ -183,6 +226,10 @@ impl Server {
         };
         readiness.abort();
         chores.abort();
+        purges.abort();
+        if let Some(health_only) = health_only {
+            health_only.abort();
+        }
         if let Some(metrics) = metrics {
             metrics.abort();
         }
@@ -201,6 +248,27 @@ impl Server {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Where the in-process gateway reaches the gRPC port: over loopback, with
+/// TLS when the port speaks it, trusting `gateway.grpc_ca` and presenting
+/// `gateway.grpc_client_cert` when the port asks for client certificates.
+fn in_process_grpc_url(config: &Config, grpc_addr: SocketAddr) -> anyhow::Result<String> {
+    let url = gateway::loopback_url(grpc_addr);
+    if !config.grpc.tls() {
+        return Ok(url);
+    }
+    anyhow::ensure!(
+        config.gateway.grpc_ca.is_some(),
+        "`grpc.tls_cert` makes the gRPC port speak TLS: set `gateway.grpc_ca` (the CA that issued it) and, unless \
+         the certificate names 127.0.0.1, `gateway.grpc_tls_domain`, so that the in-process gateway can reach it"
+    );
+    anyhow::ensure!(
+        config.grpc.tls_client_ca.is_none() || config.gateway.grpc_client_cert.is_some(),
+        "`grpc.tls_client_ca` requires client certificates: set `gateway.grpc_client_cert` and \
+         `gateway.grpc_client_key` for the in-process gateway"
+    );
+    Ok(url.replacen("http://", "https://", 1))
 }
 
 /// SERVING only while the database answers and its schema is complete (and,
@@ -236,26 +304,45 @@ async fn watch_readiness(app: Arc<App>, health: HealthReporter, mut stop: watch:
     }
 }
 
-/// Periodic chores of every replica: re-read the published signing keys (a
-/// rotation elsewhere), and forget expired throttle windows.
-async fn housekeeping(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+/// Every replica re-reads the published signing keys now and then: a
+/// rotation elsewhere.
+async fn reload_keys(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let interval = Duration::from_secs(app.config.tokens.key_reload_secs);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.wait_for(|stop| *stop) => return,
         }
-        let now = app.clock.now_ms();
-        if let Err(error) = app.keys.reload(&app.store, now).await {
+        if let Err(error) = app.keys.reload(&app.store, app.clock.now_ms()).await {
             tracing::warn!(%error, "could not reload signing keys");
         }
-        // Hourly windows (admin resets, self-service requests) share the table: keep them whole.
-        let longest_window_ms = crate::app::sessions::secs_to_ms(app.config.throttle.window_secs.max(3600));
-        if let Err(error) = crate::store::rate::purge(app.store.connection(), now - longest_window_ms).await {
-            tracing::warn!(%error, "could not purge throttle counters");
+    }
+}
+
+/// Housekeeping on every replica, soon after start and then every
+/// `retention.interval_secs`; again at once while a run leaves rows behind.
+async fn purge_expired(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let interval = Duration::from_secs(app.config.retention.interval_secs);
+    let mut wait = Duration::from_secs(1).min(interval);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|stop| *stop) => return,
         }
-        if let Err(error) = crate::store::nonces::purge(app.store.connection(), now).await {
-            tracing::warn!(%error, "could not purge spent captcha solutions");
+        wait = interval;
+        match crate::app::housekeeping::run_once(&app).await {
+            Ok(report) if report.skipped => tracing::debug!("housekeeping: another replica is purging"),
+            Ok(report) => {
+                let purged: Vec<String> =
+                    report.purged.iter().map(|(kind, rows)| format!("{}={rows}", kind.table())).collect();
+                if report.backlog_left {
+                    tracing::info!(purged = %purged.join(" "), "housekeeping: rows left, continuing");
+                    wait = Duration::from_millis(100);
+                } else if !purged.is_empty() {
+                    tracing::info!(purged = %purged.join(" "), "housekeeping: expired data purged");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "housekeeping failed; retrying at the next interval"),
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::{App, caller::Caller};
 use crate::{
     domain::{
-        Error, UserStatus,
+        Error, UserRef, UserStatus,
         permissions::{Action, Actor, Decision, Denial, Target, allowed_actions, may},
     },
     store::{entities::user, users},
@@ -21,20 +21,42 @@ pub async fn active_user(app: &App, caller: &Caller) -> Result<user::Model, Erro
     Ok(user)
 }
 
-/// A user by login, as the caller may see it: users of other subscriptions
-/// do not exist for the caller.
-pub async fn find_target(app: &App, actor: &user::Model, login: &str) -> Result<user::Model, Error> {
-    if login.is_empty() {
-        return Err(Error::invalid("user_login", "is required"));
+/// A user by login or id, as the caller may see it: users of other
+/// subscriptions do not exist for the caller.
+pub async fn find_target(app: &App, actor: &user::Model, target: &UserRef) -> Result<user::Model, Error> {
+    match lookup(app, target).await? {
+        Some(user) if user.subscription_id == actor.subscription_id => {
+            target.agrees_with(&user.id, &user.user_login)?;
+            Ok(user)
+        }
+        _ => Err(not_found_ref(target)),
     }
-    match users::find_by_login(app.store.connection(), login).await? {
-        Some(user) if user.subscription_id == actor.subscription_id => Ok(user),
-        _ => Err(not_found(login)),
-    }
+}
+
+/// A user by login or id in any subscription (platform operators' rescues);
+/// when both are given, they must name the same user.
+pub async fn find_anywhere(app: &App, target: &UserRef) -> Result<user::Model, Error> {
+    let user = lookup(app, target).await?.ok_or_else(|| not_found_ref(target))?;
+    target.agrees_with(&user.id, &user.user_login)?;
+    Ok(user)
+}
+
+/// By id when one is given (the login is then only checked), else by login.
+async fn lookup(app: &App, target: &UserRef) -> Result<Option<user::Model>, Error> {
+    target.check()?;
+    let conn = app.store.connection();
+    Ok(match target.by_id() {
+        Some(id) => users::find_by_id(conn, id).await?,
+        None => users::find_by_login(conn, &target.login).await?,
+    })
 }
 
 pub fn not_found(login: &str) -> Error {
     Error::NotFound(format!("no user with login `{login}`"))
+}
+
+pub fn not_found_ref(target: &UserRef) -> Error {
+    Error::NotFound(format!("no user with {}", target.describe()))
 }
 
 /// Asks the permission table; maps a refusal to the error a caller sees.

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::{
     crypto::{password::Verification, random},
-    domain::{Error, Secret, UserLogin, permissions::Action},
+    domain::{Error, Secret, UserLogin, UserRef, permissions::Action},
     store::{
         StoreError,
         audit::{self, AuditRecord},
@@ -93,27 +93,30 @@ pub async fn change_password(
     Ok(generated)
 }
 
-/// Renames `target_login` (empty: the caller's own) to `new_login`. One's own
+/// Renames `target` (neither login nor id: the caller's own) to `new_login`;
+/// returns the user's id and new login. One's own
 /// login needs the current password; another's needs the right to administer them.
 pub async fn change_user_login(
     app: &App,
     caller: &Caller,
-    target_login: &str,
+    target: &UserRef,
     new_login: &str,
     current_password: Secret,
     ctx: &RequestContext,
-) -> Result<UserLogin, Error> {
+) -> Result<(String, UserLogin), Error> {
     let new_login = UserLogin::parse(new_login).map_err(|e| match e {
         Error::InvalidArgument { message, .. } => Error::invalid("new_user_login", message),
         other => other,
     })?;
-    let own = target_login.is_empty() || target_login == caller.user_login;
+    // Every name given must be the caller's own; a mix falls to the lookup, which refuses it.
+    let own = (target.login.is_empty() || target.login == caller.user_login)
+        && (target.id.is_empty() || target.id == caller.user_id);
     let actor = access::active_user(app, caller).await?;
     let target = if own {
         check_current_password(app, &actor, current_password, "current_password", ctx).await?;
         actor.clone()
     } else {
-        let target = access::find_target(app, &actor, target_login).await?;
+        let target = access::find_target(app, &actor, target).await?;
         access::authorize(&actor, Action::ChangeLogin, &target)?;
         target
     };
@@ -140,7 +143,7 @@ pub async fn change_user_login(
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
-    Ok(new_login)
+    Ok((target.id, new_login))
 }
 
 /// A wrong current password counts towards lockout like a failed login,

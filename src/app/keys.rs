@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     config::Config,
-    crypto::jwt::{self, AccessClaims, KeyRing, NewKey, Signed, TokenRejection},
+    crypto::jwt::{self, KeyRing, NewKey, Signed, TokenRejection},
     domain::Error,
     store::{Store, StoreError, keys},
 };
@@ -25,6 +25,11 @@ pub struct KeyManager {
     pinned: Option<NewKey>,
     last_forced_reload: Mutex<Option<Instant>>,
     verified: VerifiedTokens,
+    /// When the ring was last read from the database, and how long that read
+    /// is trusted: a key withdrawn elsewhere stops verifying here within it.
+    loaded_at: Mutex<Instant>,
+    freshness: Duration,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl KeyManager {
@@ -38,6 +43,12 @@ impl KeyManager {
                 })?;
                 let key = jwt::key_from_pem(&pem)?;
                 warn_if_readable_by_others(path);
+                if keys::find(store.connection(), &key.kid).await?.is_some_and(|row| row.revoked_at.is_some()) {
+                    return Err(Error::invalid(
+                        "tokens.signing_key_file",
+                        format!("holds key {}, which was revoked: configure a new key", key.kid),
+                    ));
+                }
                 // Only the public half goes to the database; the private key stays in the file.
                 let public_only = NewKey { private_pkcs8_der: Vec::new(), ..key.clone() };
                 let txn = store.begin_write().await?;
@@ -63,6 +74,9 @@ impl KeyManager {
             pinned,
             last_forced_reload: Mutex::new(None),
             verified: VerifiedTokens::new(config.tokens.verified_cache_entries),
+            loaded_at: Mutex::new(Instant::now()),
+            freshness: Duration::from_millis(config.tokens.revocation_cache_ms),
+            reloading: tokio::sync::Mutex::new(()),
         };
         Ok(manager)
     }
@@ -72,9 +86,36 @@ impl KeyManager {
     }
 
     pub async fn reload(&self, store: &Store, now_ms: i64) -> Result<(), Error> {
+        let started = Instant::now();
         let ring = load(store, self.pinned.as_ref(), now_ms).await?;
         *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+        *self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = started;
         Ok(())
+    }
+
+    fn is_stale(&self) -> bool {
+        self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.freshness
+    }
+
+    /// Re-reads the keys when the last read is older than the revocation
+    /// bound (`tokens.revocation_cache_ms`), so that `identity keys revoke` on
+    /// any machine reaches this replica as fast as a session revocation does.
+    /// One caller reads, the others wait for its result; one small query a
+    /// second at most.
+    pub async fn refresh_if_stale(&self, store: &Store, now_ms: i64) {
+        if !self.is_stale() {
+            return;
+        }
+        let _reading = self.reloading.lock().await;
+        if !self.is_stale() {
+            return;
+        }
+        if let Err(error) = self.reload(store, now_ms).await {
+            // Tried: the next attempt waits for the bound again rather than
+            // every request hammering a failing database.
+            *self.loaded_at.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+            tracing::warn!(%error, "could not reload signing keys");
+        }
     }
 
     /// Verifies an access token; a `kid` this replica has not seen yet (a
@@ -86,16 +127,19 @@ impl KeyManager {
         issuer: &str,
         audience: &str,
         now_ms: i64,
-    ) -> Result<AccessClaims, TokenRejection> {
+    ) -> Result<Arc<Signed>, TokenRejection> {
         let signed = self.verify_signature(store, token, now_ms).await?;
         jwt::check_claims(&signed.claims, issuer, audience, now_ms / 1000)?;
-        Ok(signed.claims.clone())
+        // The cache's own copy, shared: a deep copy of the claims was nine
+        // allocations per call on the hottest path (docs/PERFORMANCE.md).
+        Ok(signed)
     }
 
     async fn verify_signature(&self, store: &Store, token: &str, now_ms: i64) -> Result<Arc<Signed>, TokenRejection> {
+        self.refresh_if_stale(store, now_ms).await;
         let digest = self.verified.digest(token);
         if let Some(known) = digest.as_ref().and_then(|digest| self.verified.get(digest))
-            && self.ring().has_kid(&known.kid)
+            && self.ring.read().unwrap_or_else(|e| e.into_inner()).has_kid(&known.kid)
         {
             return Ok(known);
         }
@@ -154,6 +198,45 @@ pub async fn rotate(store: &Store, config: &Config, now_ms: i64) -> Result<Strin
     keys::insert(&txn, &key, now_ms).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(key.kid)
+}
+
+/// What `identity keys revoke` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    /// The key that signs from now on, when the withdrawn key was the signer.
+    pub new_signer: Option<String>,
+}
+
+/// Withdraws signing key `kid` now (a leak): it is no longer published, every
+/// replica refuses its tokens within `tokens.revocation_cache_ms`, and when it
+/// was the signer a new key takes over in the same transaction.
+pub async fn revoke(store: &Store, config: &Config, kid: &str, now_ms: i64) -> Result<Revoked, Error> {
+    if let Some(path) = &config.tokens.signing_key_file
+        && let Ok(pem) = std::fs::read_to_string(path)
+        && jwt::key_from_pem(&pem).is_ok_and(|key| key.kid == kid)
+    {
+        return Err(Error::FailedPrecondition {
+            reason: crate::domain::ErrorReason::PinnedSigningKey,
+            message: format!(
+                "{kid} is the key of tokens.signing_key_file: replace that file (and restart), then revoke {kid}"
+            ),
+        });
+    }
+    let txn = store.begin_write().await?;
+    if !keys::revoke(&txn, kid, now_ms).await? {
+        return Err(Error::NotFound(format!("no signing key {kid} (or it was revoked already)")));
+    }
+    let can_sign =
+        keys::published(&txn, now_ms).await?.iter().any(|k| k.retired_at.is_none() && !k.private_key.is_empty());
+    let new_signer = if can_sign || config.tokens.signing_key_file.is_some() {
+        None
+    } else {
+        let key = jwt::generate_key();
+        keys::insert(&txn, &key, now_ms).await?;
+        Some(key.kid)
+    };
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(Revoked { new_signer })
 }
 
 /// The service only reads the key file (the operator writes it), so it

@@ -7,7 +7,9 @@ pub mod audit_log;
 pub mod bootstrap;
 pub mod caller;
 pub mod credentials;
+pub mod data_keys;
 pub mod forgot;
+pub mod housekeeping;
 pub mod keys;
 pub mod links;
 pub mod login;
@@ -33,6 +35,7 @@ use crate::{
     config::Config,
     crypto::{
         captcha::{CaptchaVerifier, ProofOfWork},
+        data_keys::DataKeys,
         password::PasswordHasher,
     },
     domain::Error,
@@ -46,6 +49,8 @@ pub struct App {
     pub hasher: PasswordHasher,
     pub clock: SharedClock,
     pub keys: KeyManager,
+    /// Seal TOTP secrets and queued email bodies (see [`data_keys`]).
+    pub data_keys: DataKeys,
     pub revocations: RevocationCache,
     /// Issues the embedded proof-of-work challenges.
     pub captcha: ProofOfWork,
@@ -63,6 +68,7 @@ impl App {
     pub async fn start_with_clock(config: Config, store: Store, clock: SharedClock) -> Result<Self, Error> {
         let hasher = PasswordHasher::new(&config.argon2, &config.hashing)?;
         let keys = KeyManager::start(&store, &config, clock.now_ms()).await?;
+        let data_keys = data_keys::load(&store, &config).await?;
         let revocations = RevocationCache::new(Duration::from_millis(config.tokens.revocation_cache_ms));
         let captcha = ProofOfWork::from_config(&config.captcha);
         let captcha_verifier: Arc<dyn CaptchaVerifier> = Arc::new(captcha.clone());
@@ -72,6 +78,7 @@ impl App {
             hasher,
             clock,
             keys,
+            data_keys,
             revocations,
             captcha,
             captcha_verifier,

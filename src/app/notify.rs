@@ -34,6 +34,6 @@ pub async fn email_each<C: ConnectionTrait>(
             body_html: &mail.html,
         })
         .collect();
-    outbox::enqueue_many(conn, emails, &app.message_domain(), app.clock.now_ms()).await?;
+    outbox::enqueue_many(conn, &app.data_keys, emails, &app.message_domain(), app.clock.now_ms()).await?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use std::{
 use super::{
     App, access,
     caller::{Caller, RequestContext},
+    sessions::secs_to_ms,
 };
 use crate::{
     config::PlatformEntry,
@@ -16,6 +17,7 @@ use crate::{
         Error,
         permissions::is_platform_operator,
         platform::{COMPONENTS, ComponentState, covers, email_state, hashing_state},
+        retention::housekeeping_state,
     },
     store::{
         StoreError,
@@ -112,7 +114,7 @@ async fn measure(app: &App) -> Snapshot {
                 let (state, mut detail) = email_state(
                     stats.pending,
                     stats.oldest_pending_at.map(|at| now - at),
-                    super::sessions::secs_to_ms(app.config.platform.email_backlog_max_wait_secs),
+                    secs_to_ms(app.config.platform.email_backlog_max_wait_secs),
                 );
                 // The error text can quote recipients: the public status only says that delivery fails.
                 if state != ComponentState::Operational && stats.last_error.is_some() {
@@ -135,6 +137,14 @@ async fn measure(app: &App) -> Snapshot {
     } else {
         Vec::new()
     };
+    let housekeeping = if database_up {
+        match super::housekeeping::last_run(app).await {
+            Ok(last) => housekeeping_state(last, secs_to_ms(app.config.retention.stale_after_secs)),
+            Err(_) => (ComponentState::Degraded, "last run unknown".to_owned()),
+        }
+    } else {
+        (ComponentState::Degraded, "purges need the database".to_owned())
+    };
     let logins = if database_up {
         (ComponentState::Operational, "accepting logins".to_owned())
     } else {
@@ -146,6 +156,7 @@ async fn measure(app: &App) -> Snapshot {
         ("signing_keys", signing),
         ("password_hashing", hashing),
         ("logins", logins),
+        ("housekeeping", housekeeping),
     ]
     .into_iter()
     .map(|(name, (state, detail))| ComponentStatus { name, state, detail })

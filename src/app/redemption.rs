@@ -48,6 +48,7 @@ impl LinkProblem {
 #[derive(Debug)]
 pub struct LinkInfo {
     pub purpose: LinkPurpose,
+    pub user_id: String,
     pub user_login: String,
     pub expires_at_ms: i64,
     pub requires_new_password: bool,
@@ -120,6 +121,7 @@ async fn live_link(app: &App, token: &Secret) -> Result<Result<Live, LinkProblem
 pub async fn inspect(app: &App, token: &Secret) -> Result<Result<LinkInfo, LinkProblem>, Error> {
     Ok(live_link(app, token).await?.map(|live| LinkInfo {
         purpose: live.purpose,
+        user_id: live.user.id,
         user_login: live.user.user_login,
         expires_at_ms: live.link.expires_at,
         requires_new_password: live.requires_new_password,
@@ -129,6 +131,7 @@ pub async fn inspect(app: &App, token: &Secret) -> Result<Result<LinkInfo, LinkP
 
 #[derive(Debug)]
 pub struct Redeemed {
+    pub user_id: String,
     pub user_login: String,
     /// The password the service generated, shown once.
     pub generated_password: Option<Secret>,
@@ -225,7 +228,12 @@ pub async fn redeem(
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
-    Ok(Redeemed { user_login: user.user_login.clone(), generated_password: generated, token: None })
+    Ok(Redeemed {
+        user_id: user.id.clone(),
+        user_login: user.user_login.clone(),
+        generated_password: generated,
+        token: None,
+    })
 }
 
 /// A token-enrolment link shows the new token once: it consumes only itself
@@ -247,6 +255,7 @@ async fn enrol(app: &App, token: &Secret, live: &Live, ctx: &RequestContext) -> 
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(Redeemed {
+        user_id: user.id.clone(),
         user_login: user.user_login.clone(),
         generated_password: None,
         token: Some(AssignedToken { otpauth_uri: uri, qr_svg, qr_png }),

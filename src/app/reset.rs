@@ -9,19 +9,20 @@ use super::{
     links, sessions,
 };
 use crate::{
-    crypto::random,
+    crypto::{random, seal},
     domain::{
-        Error, Secret, StatusReason, UserStatus,
+        Error, ErrorReason, Secret, StatusReason, UserStatus,
         link::LinkPurpose,
         login::distinct_logins,
         permissions::{Action, Decision, Denial, scope},
+        request_id,
     },
     mail::templates,
     store::{
         BATCH_ROWS, StoreError,
         audit::{self, AuditRecord},
         entities::user,
-        links as link_rows, rate, users,
+        links as link_rows, rate, reset_requests, users,
     },
 };
 
@@ -48,6 +49,19 @@ impl NotReset {
         }
     }
 
+    pub fn from_code(code: &str) -> Option<Self> {
+        [
+            NotReset::UnknownUser,
+            NotReset::Deleted,
+            NotReset::Contact,
+            NotReset::SelfTarget,
+            NotReset::OutOfScope,
+            NotReset::Throttled,
+        ]
+        .into_iter()
+        .find(|reason| reason.code() == code)
+    }
+
     pub fn message(self) -> &'static str {
         match self {
             NotReset::UnknownUser => "No such user in your subscription",
@@ -62,16 +76,109 @@ impl NotReset {
 
 #[derive(Debug)]
 pub struct ResetOutcome {
+    /// The login as requested, or the user's when named by id or by `all`;
+    /// empty for an id that names nobody in the caller's subscription.
     pub user_login: String,
+    /// The user's id; empty for a login that names nobody in the caller's subscription.
+    pub user_id: String,
     /// Set when changed and not notified by email.
     pub password: Option<Secret>,
     pub not_reset: Option<NotReset>,
 }
 
+#[derive(Debug, Default)]
 pub struct ResetInput {
     pub user_logins: Vec<String>,
+    pub user_ids: Vec<String>,
     pub all: bool,
     pub notify_by_email: bool,
+    /// Empty: no retry safety. Otherwise a client-chosen id (domain::request_id).
+    pub request_id: String,
+}
+
+/// A retry-safe request: where its outcome is kept, and what it asked for.
+struct Replayable {
+    request_id: Secret,
+    key: String,
+    fingerprint: String,
+}
+
+impl Replayable {
+    fn new(actor: &user::Model, input: &ResetInput) -> Result<Option<Self>, Error> {
+        let Some(request_id) = request_id::parse(&input.request_id)? else { return Ok(None) };
+        let logins = distinct_logins(input.user_logins.iter().map(String::as_str));
+        let ids = distinct_logins(input.user_ids.iter().map(String::as_str));
+        let fingerprint = request_id::fingerprint(input.all, input.notify_by_email, &logins, &ids);
+        // Keyed by caller: another caller's id never collides with, nor reveals, this one.
+        let key = random::token_hash(&format!("{}\n{request_id}", actor.id));
+        Ok(Some(Replayable { request_id: Secret::new(request_id), key, fingerprint }))
+    }
+
+    /// The first outcome of this request, if it was made within the retention window.
+    async fn replay(&self, app: &App) -> Result<Option<Vec<ResetOutcome>>, Error> {
+        let since = app.clock.now_ms() - request_id::RETENTION_MS;
+        let Some(seen) = reset_requests::find(app.store.connection(), &self.key, since).await? else {
+            return Ok(None);
+        };
+        if seen.fingerprint != self.fingerprint {
+            return Err(Error::FailedPrecondition {
+                reason: ErrorReason::RequestIdReused,
+                message: "this request_id was used within the last 24 hours for a different request: \
+                          repeat that request unchanged, or use a new request_id"
+                    .to_owned(),
+            });
+        }
+        let plain = seal::open(&self.request_id, &seen.sealed_outcome)
+            .ok_or_else(|| Error::internal("a stored reset outcome does not open with its request id"))?;
+        let stored: Vec<StoredOutcome> =
+            serde_json::from_str(plain.expose()).map_err(|e| Error::internal(format!("stored reset outcome: {e}")))?;
+        stored.into_iter().map(StoredOutcome::into_outcome).collect::<Result<_, _>>().map(Some)
+    }
+
+    /// The outcome as kept for a replay: sealed whole under the request id,
+    /// which the database never holds, so that generated passwords are not
+    /// readable from it.
+    fn seal(&self, outcomes: &[ResetOutcome]) -> Result<Vec<u8>, Error> {
+        let stored: Vec<StoredOutcome> = outcomes.iter().map(StoredOutcome::from).collect();
+        let json = serde_json::to_string(&stored).map_err(|e| Error::internal(format!("reset outcome: {e}")))?;
+        Ok(seal::seal(&self.request_id, &Secret::new(json)))
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredOutcome {
+    login: String,
+    id: String,
+    password: Option<String>,
+    not_reset: Option<String>,
+}
+
+impl From<&ResetOutcome> for StoredOutcome {
+    fn from(outcome: &ResetOutcome) -> Self {
+        StoredOutcome {
+            login: outcome.user_login.clone(),
+            id: outcome.user_id.clone(),
+            password: outcome.password.as_ref().map(|p| p.expose().to_owned()),
+            not_reset: outcome.not_reset.map(|reason| reason.code().to_owned()),
+        }
+    }
+}
+
+impl StoredOutcome {
+    fn into_outcome(self) -> Result<ResetOutcome, Error> {
+        let not_reset = match self.not_reset {
+            Some(code) => {
+                Some(NotReset::from_code(&code).ok_or_else(|| Error::internal(format!("stored reason `{code}`")))?)
+            }
+            None => None,
+        };
+        Ok(ResetOutcome {
+            user_login: self.login,
+            user_id: self.id,
+            password: self.password.map(Secret::new),
+            not_reset,
+        })
+    }
 }
 
 const RESET_WINDOW_MS: i64 = 3600 * 1000;
@@ -84,6 +191,12 @@ pub async fn reset_passwords(
 ) -> Result<Vec<ResetOutcome>, Error> {
     let actor = access::active_user(app, caller).await?;
     check_request(app, &actor, &input)?;
+    let replayable = Replayable::new(&actor, &input)?;
+    if let Some(replayable) = &replayable
+        && let Some(outcomes) = replayable.replay(app).await?
+    {
+        return Ok(outcomes);
+    }
     let mut targets = resolve_targets(app, &actor, &input).await?;
     refuse_throttled(app, &mut targets).await?;
     let mut targets = hash_new_passwords(app, targets).await?;
@@ -97,6 +210,15 @@ pub async fn reset_passwords(
         events: targets.iter().filter_map(|target| target.early_refusal(&actor, ctx)).collect(),
     };
     let txn = app.store.begin_write().await?;
+    // The claim comes first: a concurrent duplicate waits here for this
+    // transaction, then answers with its outcome, before locking any user.
+    if let Some(replayable) = &replayable {
+        let since = batch.now - request_id::RETENTION_MS;
+        if !reset_requests::claim(&txn, &replayable.key, &actor.id, &replayable.fingerprint, since, batch.now).await? {
+            txn.rollback().await.map_err(StoreError::from)?;
+            return replayable.replay(app).await?.ok_or_else(|| Error::internal("a claimed reset request vanished"));
+        }
+    }
     // Rows are locked user by user in one order whatever the request's, so two
     // batches over the same users wait for each other instead of deadlocking.
     let mut ready: Vec<&mut Target> = targets.iter_mut().filter(|target| target.ready_user().is_some()).collect();
@@ -105,24 +227,30 @@ pub async fn reset_passwords(
     batch.count_resets(&txn, &mut ready).await?;
     let revoked = batch.write_resets(&txn, &ready).await?;
     audit::record_all(&txn, batch.events, batch.now).await?;
-    // Passwords leave only after the commit.
-    txn.commit().await.map_err(StoreError::from)?;
-    app.revocations.mark_all_revoked(&revoked);
     let mut outcomes = Vec::with_capacity(targets.len());
     for target in targets {
         outcomes.extend(target.outcome(input.notify_by_email)?);
     }
+    if let Some(replayable) = &replayable {
+        reset_requests::complete(&txn, &replayable.key, replayable.seal(&outcomes)?).await?;
+    }
+    // Passwords leave only after the commit.
+    txn.commit().await.map_err(StoreError::from)?;
+    app.revocations.mark_all_revoked(&revoked);
     Ok(outcomes)
 }
 
 /// Refuses a request that cannot reset anyone, before any look at the targets.
 fn check_request(app: &App, actor: &user::Model, input: &ResetInput) -> Result<(), Error> {
     let max = app.config.reset.max_batch;
-    if !input.all && input.user_logins.is_empty() {
-        return Err(Error::invalid("user_logins", "must name at least one login, or set `all`"));
+    if !input.all && input.user_logins.is_empty() && input.user_ids.is_empty() {
+        return Err(Error::invalid("user_logins", "must name at least one login or id, or set `all`"));
     }
-    if input.user_logins.len() > max {
-        return Err(Error::invalid("user_logins", format!("must name at most {max} logins")));
+    if input.user_logins.len().saturating_add(input.user_ids.len()) > max {
+        return Err(Error::invalid("user_logins", format!("must name at most {max} logins and ids together")));
+    }
+    if let Some(long) = input.user_ids.iter().find(|id| id.len() > crate::domain::user_ref::ID_MAX) {
+        return Err(Error::invalid("user_ids", format!("`{long}` is not a user id")));
     }
     if !scope(actor.role, actor.business_unit_id.as_deref()).administers_anyone() {
         return Err(Error::PermissionDenied(
@@ -134,8 +262,11 @@ fn check_request(app: &App, actor: &user::Model, input: &ResetInput) -> Result<(
 
 /// One distinct requested target on its way through the batch.
 struct Target {
-    /// The login as requested (the user's own with `all`): the name its outcome carries.
-    requested: String,
+    /// The login as requested, else the user's (named by id, or by `all`):
+    /// the name its outcome carries. Empty for an id naming nobody here.
+    login: String,
+    /// The user's id, as requested or as found; empty for a login naming nobody here.
+    id: String,
     state: State,
 }
 
@@ -155,12 +286,22 @@ enum State {
 }
 
 impl Target {
-    fn eligible(requested: String, user: user::Model) -> Self {
-        Target { requested, state: State::Eligible(user) }
+    fn eligible(login: String, user: user::Model) -> Self {
+        Target { login, id: user.id.clone(), state: State::Eligible(user) }
     }
 
-    fn refused(requested: String, refusal: NotReset, known_id: Option<String>) -> Self {
-        Target { requested, state: State::Refused { refusal, known_id } }
+    fn refused(login: String, id: String, refusal: NotReset, known_id: Option<String>) -> Self {
+        Target { login, id, state: State::Refused { refusal, known_id } }
+    }
+
+    /// The user this target resolved to, if any: one user named twice (by
+    /// login and by id) is one target.
+    fn known_user_id(&self) -> Option<&str> {
+        match &self.state {
+            State::Refused { known_id, .. } => known_id.as_deref(),
+            State::Eligible(user) | State::Ready { user, .. } => Some(&user.id),
+            State::Vanished => None,
+        }
     }
 
     fn ready_user(&self) -> Option<&user::Model> {
@@ -174,11 +315,18 @@ impl Target {
         self.ready_user().map(|user| user.id.as_str())
     }
 
-    /// The audit row of a target refused before the transaction, under the login as requested.
+    /// The audit row of a target refused before the transaction, under the
+    /// login as requested (an id naming nobody is kept in the detail).
     fn early_refusal(&self, actor: &user::Model, ctx: &RequestContext) -> Option<AuditRecord> {
         match &self.state {
             State::Refused { refusal, known_id } => {
-                Some(refusal_event(actor, &self.requested, known_id.as_deref(), *refusal, ctx))
+                let event = refusal_event(actor, &self.login, known_id.as_deref(), *refusal, ctx);
+                Some(if known_id.is_none() && self.login.is_empty() {
+                    let id: String = self.id.chars().take(crate::domain::user_ref::ID_MAX).collect();
+                    event.detail(format!("user id `{id}`"))
+                } else {
+                    event
+                })
             }
             _ => None,
         }
@@ -186,14 +334,14 @@ impl Target {
 
     /// What the caller is told about this target, once the transaction has committed.
     fn outcome(self, notify_by_email: bool) -> Result<Option<ResetOutcome>, Error> {
-        let user_login = self.requested;
+        let (user_login, user_id) = (self.login, self.id);
         match self.state {
             State::Refused { refusal, .. } => {
-                Ok(Some(ResetOutcome { user_login, password: None, not_reset: Some(refusal) }))
+                Ok(Some(ResetOutcome { user_login, user_id, password: None, not_reset: Some(refusal) }))
             }
             State::Ready { password, .. } => {
                 let password = (!notify_by_email).then_some(password);
-                Ok(Some(ResetOutcome { user_login, password, not_reset: None }))
+                Ok(Some(ResetOutcome { user_login, user_id, password, not_reset: None }))
             }
             State::Vanished => Ok(None),
             State::Eligible(_) => Err(Error::internal("a reset without a password")),
@@ -201,26 +349,39 @@ impl Target {
     }
 }
 
-/// Resolves the request, in request order, before any hashing.
+/// Resolves the request, in request order (logins, then ids), before any hashing.
 async fn resolve_targets(app: &App, actor: &user::Model, input: &ResetInput) -> Result<Vec<Target>, Error> {
     if input.all {
         let everyone = everyone_in_scope(app, actor).await?.into_iter();
         let allowed = everyone.filter(|user| refusal(actor, user).is_none());
         return Ok(allowed.map(|user| Target::eligible(user.user_login.clone(), user)).collect());
     }
+    let conn = app.store.connection();
     let logins = distinct_logins(input.user_logins.iter().map(String::as_str));
-    let mut found_by_login = users::find_by_logins(app.store.connection(), &logins).await?;
-    let mut targets = Vec::with_capacity(logins.len());
+    let ids = distinct_logins(input.user_ids.iter().map(String::as_str));
+    let mut found_by_login = users::find_by_logins(conn, &logins).await?;
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let mut found_by_id = users::find_by_ids(conn, &id_refs).await?;
+    let here = |user: &user::Model| user.subscription_id == actor.subscription_id;
+    let resolve = |login: String, id: String, found: Option<user::Model>| match found.filter(here) {
+        None => Target::refused(login, id, NotReset::UnknownUser, None),
+        Some(user) => match refusal(actor, &user) {
+            None => Target::eligible(login, user),
+            Some(refusal) => Target::refused(login, user.id.clone(), refusal, Some(user.id)),
+        },
+    };
+    let mut targets = Vec::with_capacity(logins.len() + ids.len());
     for login in logins {
-        let found = found_by_login.remove(&login).filter(|user| user.subscription_id == actor.subscription_id);
-        targets.push(match found {
-            None => Target::refused(login, NotReset::UnknownUser, None),
-            Some(user) => match refusal(actor, &user) {
-                None => Target::eligible(login, user),
-                Some(refusal) => Target::refused(login, refusal, Some(user.id)),
-            },
-        });
+        let found = found_by_login.remove(&login);
+        targets.push(resolve(login, String::new(), found));
     }
+    for id in ids {
+        let found = found_by_id.remove(&id);
+        let login = found.as_ref().filter(|user| here(user)).map(|user| user.user_login.clone()).unwrap_or_default();
+        targets.push(resolve(login, id, found));
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|target| target.known_user_id().is_none_or(|id| seen.insert(id.to_owned())));
     Ok(targets)
 }
 

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     crypto::{password::Verification, random, totp},
     domain::{
-        Error, Secret, UserStatus,
+        Error, Secret, UserRef, UserStatus,
         passcode::{self, check_new_pin},
         permissions::Action,
     },
@@ -163,7 +163,10 @@ pub async fn submit_passcode(
     let now = app.clock.now_ms();
     let parsed = passcode::parse(passcode_text.expose(), factor.new_pin_required);
     let step = match &parsed {
-        Ok(p) => totp::matching_step(&factor.totp_secret, p.tokencode, now / 1000)?,
+        Ok(p) => {
+            let secret = second_factors::totp_secret(&app.data_keys, &factor).map_err(Error::internal)?;
+            totp::matching_step(&secret, p.tokencode, now / 1000)?
+        }
         Err(_) => None,
     };
     // Check the PIN whatever the tokencode said: no hint which part was wrong.
@@ -247,11 +250,11 @@ pub struct AssignedToken {
 pub async fn assign_token(
     app: &App,
     caller: &Caller,
-    login_name: &str,
+    target: &UserRef,
     ctx: &RequestContext,
 ) -> Result<AssignedToken, Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login_name).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::AssignToken, &target)?;
     let secret = totp::new_secret();
     let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
@@ -260,7 +263,7 @@ pub async fn assign_token(
     let txn = app.store.begin_write().await?;
     users::lock(&txn, &[&target.id]).await?;
     let replacing = second_factors::find(&txn, &target.id).await?.is_some();
-    second_factors::assign(&txn, &target.id, &secret, now).await?;
+    second_factors::assign(&txn, &app.data_keys, &target.id, &secret, now).await?;
     // Sessions made without this token (after a compromise, say) must not
     // outlive its assignment by refreshing for weeks.
     let revoked = sessions::end_credential_use(app, &txn, &[&target.id], "TOKEN_ASSIGNED").await?;
@@ -276,9 +279,9 @@ pub async fn assign_token(
 }
 
 /// An admin puts a user's token back into new-PIN mode.
-pub async fn reset_pin(app: &App, caller: &Caller, login_name: &str, ctx: &RequestContext) -> Result<(), Error> {
+pub async fn reset_pin(app: &App, caller: &Caller, target: &UserRef, ctx: &RequestContext) -> Result<(), Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login_name).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::ResetPin, &target)?;
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;

@@ -2,7 +2,10 @@
 //! Reusing a rotated refresh token revokes the whole session. Revocation is
 //! read from the database through a short per-replica cache.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use quick_cache::sync::{Cache, EntryAction, EntryResult};
 use sea_orm::ConnectionTrait;
@@ -13,7 +16,7 @@ use super::{
 };
 use crate::{
     crypto::{
-        jwt::{AccessClaims, TokenRejection},
+        jwt::{AccessClaims, Signed, TokenRejection},
         random,
     },
     domain::{Error, Role, Secret, UserStatus},
@@ -35,6 +38,7 @@ pub struct IssuedSession {
     pub access_expires_at_ms: i64,
     pub refresh_expires_at_ms: i64,
     pub session_id: String,
+    pub user_id: String,
     pub user_login: String,
 }
 
@@ -80,6 +84,7 @@ async fn issue_tokens<C: ConnectionTrait>(
         access_expires_at_ms: claims.exp * 1000,
         refresh_expires_at_ms: refresh_expires,
         session_id: session_id.to_owned(),
+        user_id: user.id.clone(),
         user_login: user.user_login.clone(),
     })
 }
@@ -195,15 +200,17 @@ pub enum TokenProblem {
 }
 
 /// Verifies an access token: signature, expiry, issuer, audience, then revocation.
-pub async fn validate(app: &App, token: &str) -> Result<AccessClaims, TokenProblem> {
+/// The claims come shared with the cache of verified tokens: callers copy
+/// only the fields they answer with.
+pub async fn validate(app: &App, token: &str) -> Result<Arc<Signed>, TokenProblem> {
     let tokens = &app.config.tokens;
-    let claims = app
+    let signed = app
         .keys
         .verify(&app.store, token, tokens.issuer_or(&app.config.public_url), &tokens.audience, app.clock.now_ms())
         .await
         .map_err(TokenProblem::Invalid)?;
-    match app.revocations.is_live(app, &claims.sid).await {
-        Ok(true) => Ok(claims),
+    match app.revocations.is_live(app, &signed.claims.sid).await {
+        Ok(true) => Ok(signed),
         Ok(false) => Err(TokenProblem::Revoked),
         // Fail closed: a token whose session cannot be checked is not trusted.
         Err(_) => Err(TokenProblem::Revoked),
@@ -211,14 +218,14 @@ pub async fn validate(app: &App, token: &str) -> Result<AccessClaims, TokenProbl
 }
 
 /// The caller named by a valid access token.
-pub fn caller_from(claims: AccessClaims) -> Result<Caller, TokenProblem> {
+pub fn caller_from(claims: &AccessClaims) -> Result<Caller, TokenProblem> {
     let role = Role::parse(&claims.role).ok_or(TokenProblem::Invalid(TokenRejection::Malformed))?;
     Ok(Caller {
-        user_id: claims.sub,
-        user_login: claims.login,
-        subscription_id: claims.subscription,
+        user_id: claims.sub.clone(),
+        user_login: claims.login.clone(),
+        subscription_id: claims.subscription.clone(),
         role,
-        session_id: claims.sid,
+        session_id: claims.sid.clone(),
     })
 }
 

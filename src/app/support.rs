@@ -15,7 +15,7 @@ use super::{
 use crate::{
     crypto::{random, totp},
     domain::{
-        Error, ErrorReason, Role, Secret, StatusReason, UserStatus,
+        Error, ErrorReason, Role, Secret, StatusReason, UserRef, UserStatus,
         link::LinkPurpose,
         permissions::{Rescue, RescueDenial, Rescuer, Target, may_rescue},
     },
@@ -60,7 +60,7 @@ struct Identity {
 pub async fn rescue(
     app: &App,
     by: RescuedBy<'_>,
-    user_login: &str,
+    named: &UserRef,
     rescue: Rescue,
     reason: &str,
     ctx: &RequestContext,
@@ -72,19 +72,16 @@ pub async fn rescue(
             let operator = access::active_user(app, caller).await?;
             let role = operator.role;
             if role != Role::PlatformOperator {
-                return Err(denial_error(RescueDenial::NotAnOperator, user_login));
+                return Err(denial_error(RescueDenial::NotAnOperator, &named.to_string()));
             }
             (Identity { user_id: Some(operator.id.clone()), login: operator.user_login.clone() }, Some(operator))
         }
         RescuedBy::CommandLine { who } => (Identity { user_id: None, login: format!("command line ({who})") }, None),
     };
     let reason = checked_reason(reason)?;
-    if user_login.is_empty() {
-        return Err(Error::invalid("user_login", "is required"));
-    }
-    let target = user_rows::find_by_login(app.store.connection(), user_login)
-        .await?
-        .ok_or_else(|| access::not_found(user_login))?;
+    let target = access::find_anywhere(app, named).await?;
+    let user_login = target.user_login.clone();
+    let user_login = user_login.as_str();
     let rescuer = match &operator {
         Some(operator) => Rescuer::Account { user_id: &operator.id, role: operator.role },
         None => Rescuer::CommandLine,
@@ -174,7 +171,7 @@ pub async fn rescue(
             }
             let secret = totp::new_secret();
             let uri = totp::provisioning_uri(&secret, &app.config.second_factor.issuer, &target.user_login)?;
-            second_factors::assign(&txn, &target.id, &secret, now).await?;
+            second_factors::assign(&txn, &app.data_keys, &target.id, &secret, now).await?;
             revoked = sessions::end_credential_use(app, &txn, &[target.id.as_str()], "TOKEN_REPLACED").await?;
             // The new token goes to the user alone, sealed in a one-time link
             // like a generated password: the operator never holds it.

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::{
     domain::{
-        Error, Role, UserLogin, UserStatus,
+        Error, Role, UserLogin, UserRef, UserStatus,
         governance::{Standing, removes_last_active_manager},
         link::LinkPurpose,
         login::parse_email,
@@ -129,9 +129,9 @@ pub async fn send_welcome<C: ConnectionTrait>(app: &App, conn: &C, user: &user::
     Ok(())
 }
 
-pub async fn get_user(app: &App, caller: &Caller, login: &str) -> Result<UserView, Error> {
+pub async fn get_user(app: &App, caller: &Caller, target: &UserRef) -> Result<UserView, Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::View, &target)?;
     Ok(views(app, vec![target]).await?.remove(0))
 }
@@ -239,12 +239,12 @@ pub struct UserChanges {
 pub async fn update_user(
     app: &App,
     caller: &Caller,
-    login: &str,
+    target: &UserRef,
     changes: UserChanges,
     ctx: &RequestContext,
 ) -> Result<UserView, Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::Update, &target)?;
     let old_role = target.role;
     let role = changes.role.unwrap_or(old_role);
@@ -280,7 +280,10 @@ pub async fn update_user(
     if placement_changed
         && !may_create(actor_role, actor.business_unit_id.as_deref(), role, update.business_unit_id.as_deref())
     {
-        return Err(Error::PermissionDenied(format!("a {actor_role} may not make `{login}` a {role} there")));
+        return Err(Error::PermissionDenied(format!(
+            "a {actor_role} may not make `{}` a {role} there",
+            target.user_login
+        )));
     }
     let mut changed = Vec::new();
     for (field, differs) in [
@@ -322,7 +325,9 @@ pub async fn update_user(
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
     app.revocations.mark_all_revoked(&revoked);
-    let fresh = users::find_by_id(app.store.connection(), &target.id).await?.ok_or_else(|| access::not_found(login))?;
+    let fresh = users::find_by_id(app.store.connection(), &target.id)
+        .await?
+        .ok_or_else(|| access::not_found(&target.user_login))?;
     Ok(views(app, vec![fresh]).await?.remove(0))
 }
 
@@ -330,7 +335,7 @@ pub async fn update_user(
 pub async fn set_user_status(
     app: &App,
     caller: &Caller,
-    login: &str,
+    target: &UserRef,
     wanted: Option<UserStatus>,
     reason: &str,
     ctx: &RequestContext,
@@ -349,7 +354,7 @@ pub async fn set_user_status(
         return Err(Error::invalid("reason", "must be at most 500 characters"));
     }
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::SetStatus, &target)?;
     let detail = if reason.trim().is_empty() { String::new() } else { format!(": {}", reason.trim()) };
     change_status(app, &actor, target, event, "user.status.change", &detail, ctx).await
@@ -357,9 +362,14 @@ pub async fn set_user_status(
 
 /// Soft delete: the row stays for the audit trail, the login is never reused,
 /// every credential is dropped.
-pub async fn delete_user(app: &App, caller: &Caller, login: &str, ctx: &RequestContext) -> Result<UserView, Error> {
+pub async fn delete_user(
+    app: &App,
+    caller: &Caller,
+    target: &UserRef,
+    ctx: &RequestContext,
+) -> Result<UserView, Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login).await?;
+    let target = access::find_target(app, &actor, target).await?;
     access::authorize(&actor, Action::Delete, &target)?;
     change_status(app, &actor, target, StatusEvent::Delete, "user.delete", "", ctx).await
 }
@@ -494,9 +504,9 @@ pub async fn capabilities(app: &App, caller: &Caller) -> Result<(Capabilities, V
 
 /// A user the caller may see, and every action the permission table allows
 /// the caller on them.
-pub async fn user_actions(app: &App, caller: &Caller, login: &str) -> Result<(UserView, Vec<Action>), Error> {
+pub async fn user_actions(app: &App, caller: &Caller, target: &UserRef) -> Result<(UserView, Vec<Action>), Error> {
     let actor = access::active_user(app, caller).await?;
-    let target = access::find_target(app, &actor, login).await?;
+    let target = access::find_target(app, &actor, target).await?;
     // Out of scope reads as unknown, exactly as GetUser answers it.
     access::authorize(&actor, Action::View, &target)?;
     let actions = access::allowed(&actor, &target);

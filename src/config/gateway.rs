@@ -18,6 +18,17 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Longest time one HTTP request may take, in seconds.
     pub request_timeout_secs: u64,
+    /// PEM bundle of the CAs that issued the gRPC service's certificate: the
+    /// gateway reaches an `https://` gRPC URL (and the in-process gateway a
+    /// gRPC port with `grpc.tls_cert`) trusting these only.
+    pub grpc_ca: Option<PathBuf>,
+    /// The name the gRPC service's certificate is checked against, when the
+    /// URL's host is not in it (the in-process gateway dials 127.0.0.1).
+    pub grpc_tls_domain: Option<String>,
+    /// PEM client certificate and key the gateway presents to a gRPC port
+    /// that requires one (`grpc.tls_client_ca`).
+    pub grpc_client_cert: Option<PathBuf>,
+    pub grpc_client_key: Option<PathBuf>,
     /// Keys of the pages' cookies, base64 (standard or url-safe), each at least 32
     /// bytes decoded, comma-separated: the first seals new cookies, every one opens
     /// them (rotation: put the new key first, drop the old one after
@@ -40,6 +51,10 @@ impl Default for GatewayConfig {
             rate_limit_window_secs: 3600,
             max_body_bytes: 128 * 1024,
             request_timeout_secs: 30,
+            grpc_ca: None,
+            grpc_tls_domain: None,
+            grpc_client_cert: None,
+            grpc_client_key: None,
             session_keys: None,
             session_idle_secs: 30 * 60,
             session_absolute_secs: 12 * 3600,
@@ -61,6 +76,12 @@ impl GatewayConfig {
         }
         if !(1..=600).contains(&self.request_timeout_secs) {
             return Err(bad("gateway.request_timeout_secs", "must be 1 to 600"));
+        }
+        if self.grpc_client_cert.is_some() != self.grpc_client_key.is_some() {
+            return Err(bad("gateway.grpc_client_cert", "and `gateway.grpc_client_key` must be set together"));
+        }
+        if self.grpc_client_cert.is_some() && self.grpc_ca.is_none() {
+            return Err(bad("gateway.grpc_client_cert", "is sent over TLS only: set `gateway.grpc_ca` too"));
         }
         if !(60..=86_400).contains(&self.session_idle_secs) {
             return Err(bad("gateway.session_idle_secs", "must be 60 to 86400"));

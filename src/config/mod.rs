@@ -18,21 +18,27 @@ use figment::{
 use serde::{Deserialize, Serialize};
 
 mod captcha;
+mod data_keys;
 mod gateway;
+mod grpc;
 mod hashing;
 mod mail;
 mod platform;
 mod recovery;
+mod retention;
 mod throttle;
 mod tokens;
 
 pub use self::{
     captcha::CaptchaConfig,
+    data_keys::DataKeysConfig,
     gateway::GatewayConfig,
+    grpc::GrpcConfig,
     hashing::{Argon2Config, HashingConfig},
     mail::MailConfig,
     platform::{BootstrapConfig, PlatformConfig, PlatformEntry},
     recovery::{ActivationConfig, ResetConfig},
+    retention::RetentionConfig,
     throttle::ThrottleConfig,
     tokens::{MAX_VERIFIED_CACHE_ENTRIES, SecondFactorConfig, TokenConfig},
 };
@@ -78,6 +84,8 @@ pub struct Config {
     /// in-process gateway forwards there, over loopback: nobody else may name
     /// the address a call comes from (`IDENTITY_GRPC_TRUSTED_PROXIES`).
     pub grpc_trusted_proxies: Vec<TrustedProxy>,
+    /// The gRPC port's TLS, client certificates and connection age.
+    pub grpc: GrpcConfig,
     pub throttle: ThrottleConfig,
     pub argon2: Argon2Config,
     pub hashing: HashingConfig,
@@ -90,8 +98,10 @@ pub struct Config {
     pub bootstrap: BootstrapConfig,
     pub platform: PlatformConfig,
     pub captcha: CaptchaConfig,
+    pub data_keys: DataKeysConfig,
     pub mail: MailConfig,
     pub gateway: GatewayConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -120,6 +130,7 @@ impl Default for Config {
             shutdown_grace_secs: 20,
             trusted_proxies: loopback(),
             grpc_trusted_proxies: loopback(),
+            grpc: GrpcConfig::default(),
             throttle: ThrottleConfig::default(),
             argon2: Argon2Config::default(),
             hashing: HashingConfig::default(),
@@ -131,8 +142,10 @@ impl Default for Config {
             bootstrap: BootstrapConfig::default(),
             platform: PlatformConfig::default(),
             captcha: CaptchaConfig::default(),
+            data_keys: DataKeysConfig::default(),
             mail: MailConfig::default(),
             gateway: GatewayConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -245,8 +258,11 @@ impl Config {
         self.tokens.validate()?;
         self.platform.validate()?;
         self.captcha.validate()?;
+        self.data_keys.validate()?;
         self.mail.validate(&self.public_url)?;
         self.gateway.validate()?;
+        self.retention.validate()?;
+        self.grpc.validate()?;
         self.bootstrap.validate()
     }
 }

@@ -341,6 +341,7 @@ mod tests {
             created_at,
             retired_at,
             expires_at,
+            revoked_at: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Cryptography: the bounded argon2 pool, Ed25519 access tokens and one-time tokens.
 
 pub mod captcha;
+pub mod data_keys;
 mod hash_workers;
 pub mod jwt;
 pub mod password;

@@ -135,6 +135,7 @@ pub enum ErrorReason {
     NoToken,
     WrongChallenge,
     BatchTooLarge,
+    RequestIdReused,
     ActivationKeyUnknown,
     ActivationKeyUsed,
     ActivationKeyExpired,
@@ -151,7 +152,7 @@ pub enum ErrorReason {
 
 impl ErrorReason {
     /// Every reason, for the tests that hold this list and the proto together.
-    pub const ALL: [ErrorReason; 31] = [
+    pub const ALL: [ErrorReason; 32] = [
         ErrorReason::InvalidArgument,
         ErrorReason::PinRejected,
         ErrorReason::InvalidCredentials,
@@ -171,6 +172,7 @@ impl ErrorReason {
         ErrorReason::NoToken,
         ErrorReason::WrongChallenge,
         ErrorReason::BatchTooLarge,
+        ErrorReason::RequestIdReused,
         ErrorReason::ActivationKeyUnknown,
         ErrorReason::ActivationKeyUsed,
         ErrorReason::ActivationKeyExpired,
@@ -207,6 +209,7 @@ impl ErrorReason {
             ErrorReason::NoToken => "NO_TOKEN",
             ErrorReason::WrongChallenge => "WRONG_CHALLENGE",
             ErrorReason::BatchTooLarge => "BATCH_TOO_LARGE",
+            ErrorReason::RequestIdReused => "REQUEST_ID_REUSED",
             ErrorReason::ActivationKeyUnknown => "ACTIVATION_KEY_UNKNOWN",
             ErrorReason::ActivationKeyUsed => "ACTIVATION_KEY_USED",
             ErrorReason::ActivationKeyExpired => "ACTIVATION_KEY_EXPIRED",

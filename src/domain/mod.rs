@@ -10,11 +10,15 @@ pub mod passcode;
 pub mod password_policy;
 pub mod permissions;
 pub mod platform;
+pub mod request_id;
+pub mod retention;
 pub mod role;
 pub mod secret;
 pub mod status;
+pub mod user_ref;
 
 pub use error::{Error, ErrorReason};
 pub use login::UserLogin;
 pub use role::{Role, StatusReason, UserStatus};
 pub use secret::Secret;
+pub use user_ref::UserRef;

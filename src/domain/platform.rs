@@ -2,7 +2,7 @@
 //! which maintenance windows matter.
 
 /// Components a status reports and a maintenance window may name.
-pub const COMPONENTS: [&str; 5] = ["database", "email", "signing_keys", "password_hashing", "logins"];
+pub const COMPONENTS: [&str; 6] = ["database", "email", "signing_keys", "password_hashing", "logins", "housekeeping"];
 
 /// Ordered from best to worst, so the overall state is the maximum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -3,7 +3,7 @@
 use std::{net::IpAddr, time::Duration};
 
 use anyhow::Context;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::pb::{
@@ -21,13 +21,16 @@ impl GrpcClients {
         Self { channel }
     }
 
-    /// A channel to `url` (`http://host:port`) that connects on first use and
-    /// reconnects by itself; each call is bounded by `timeout`.
-    pub fn connect_lazy(url: &str, timeout: Duration) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::from_shared(url.to_owned())
+    /// A channel to `url` (`http://host:port`, or `https://` with `tls`) that
+    /// connects on first use and reconnects by itself; each call is bounded by `timeout`.
+    pub fn connect_lazy(url: &str, timeout: Duration, tls: Option<ClientTlsConfig>) -> anyhow::Result<Self> {
+        let mut endpoint = Endpoint::from_shared(url.to_owned())
             .with_context(|| format!("`{url}` is not a gRPC URL"))?
             .connect_timeout(Duration::from_secs(5))
             .timeout(timeout);
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls).with_context(|| format!("TLS to the gRPC service at {url}"))?;
+        }
         Ok(Self::new(endpoint.connect_lazy()))
     }
 

@@ -162,7 +162,9 @@ fn by_reason(reason: pb::ErrorReason) -> FailureKind {
         | R::ActivationAccountUnavailable
         | R::MaintenanceOverlap
         | R::MaintenanceOver
-        | R::PinnedSigningKey => FailureKind::Internal,
+        | R::PinnedSigningKey
+        // The legacy API sends no request id.
+        | R::RequestIdReused => FailureKind::Internal,
     }
 }
 
@@ -341,7 +343,12 @@ async fn reset(
             Targets::All => (Vec::new(), true),
             Targets::Logins(logins) => (logins, false),
         };
-        let request = pb::ResetPasswordsRequest { user_logins, all, notify_by_email: params.notify_by_email };
+        let request = pb::ResetPasswordsRequest {
+            user_logins,
+            all,
+            notify_by_email: params.notify_by_email,
+            ..Default::default()
+        };
         match state.clients.reset().reset_passwords(call(request, client, Some(token.expose()))).await {
             Ok(response) => Ok(outcome_of(response.into_inner().results)),
             Err(status) => Err(Failure::from_status(&status)),

@@ -176,7 +176,8 @@ impl Gateway {
     /// prepares clients of the gRPC server at `grpc_url` (connected lazily).
     pub async fn bind(config: &Config, grpc_url: &str) -> anyhow::Result<Self> {
         let settings = Settings::from_config(config);
-        let clients = GrpcClients::connect_lazy(grpc_url, settings.request_timeout())?;
+        let grpc_tls = crate::grpc::tls::client_tls(&config.gateway, grpc_url)?;
+        let clients = GrpcClients::connect_lazy(grpc_url, settings.request_timeout(), grpc_tls)?;
         let tls = match (&config.http_tls_cert, &config.http_tls_key) {
             (Some(cert), Some(key)) => Some(tls::tls_config(cert, key)?),
             _ => None,

@@ -12,7 +12,7 @@ use crate::{
         second_factor::{self, ChallengeKind, ChallengeView, PasscodeOutcome},
         sessions::{self, TokenProblem},
     },
-    domain::{Error, Secret},
+    domain::{Error, Secret, UserRef},
     pb::{self, auth_server::Auth, login_response, submit_passcode_response},
 };
 
@@ -112,7 +112,8 @@ impl Auth for AuthService {
         if token.is_empty() {
             return Err(Error::invalid("access_token", "is required").into());
         }
-        let verdict = sessions::validate(&self.app, &token).await.and_then(|claims| {
+        let verdict = sessions::validate(&self.app, &token).await.and_then(|signed| {
+            let claims = &signed.claims;
             let (issued, expires) = (claims.iat, claims.exp);
             let token_id = claims.jti.clone();
             sessions::caller_from(claims).map(|caller| (caller, token_id, issued, expires))
@@ -145,6 +146,8 @@ impl Auth for AuthService {
     }
 
     async fn get_jwks(&self, _request: Request<pb::GetJwksRequest>) -> Result<Response<pb::GetJwksResponse>, Status> {
+        // A withdrawn key leaves the set within the revocation bound, as its tokens do.
+        self.app.keys.refresh_if_stale(&self.app.store, self.app.clock.now_ms()).await;
         let keys = self
             .app
             .keys
@@ -190,15 +193,15 @@ impl Auth for AuthService {
     ) -> Result<Response<pb::ChangeUserLoginResponse>, Status> {
         let (caller, ctx) = (caller(&request)?, context(&request));
         let body = request.into_inner();
-        let renamed = credentials::change_user_login(
+        let (renamed_id, renamed) = credentials::change_user_login(
             &self.app,
             &caller,
-            &body.user_login,
+            &UserRef::new(body.user_login, body.user_id),
             &body.new_user_login,
             Secret::new(body.current_password),
             &ctx,
         )
         .await?;
-        Ok(Response::new(pb::ChangeUserLoginResponse { user_login: renamed.to_string() }))
+        Ok(Response::new(pb::ChangeUserLoginResponse { user_login: renamed.to_string(), user_id: renamed_id }))
     }
 }

@@ -49,6 +49,7 @@ pub fn session(issued: IssuedSession) -> pb::Session {
         refresh_expires_at: timestamp(issued.refresh_expires_at_ms),
         token_type: "Bearer".to_owned(),
         session_id: issued.session_id,
+        user_id: issued.user_id,
         user_login: issued.user_login,
     }
 }

@@ -136,8 +136,8 @@ async fn authenticate(app: &App, headers: &http::HeaderMap) -> Result<Caller, St
         .map(str::trim)
         .filter(|token| !token.is_empty())
         .ok_or_else(|| unauthenticated("the authorization metadata must be `Bearer <access token>`"))?;
-    let claims = sessions::validate(app, token).await.map_err(problem_status)?;
-    sessions::caller_from(claims).map_err(problem_status)
+    let signed = sessions::validate(app, token).await.map_err(problem_status)?;
+    sessions::caller_from(&signed.claims).map_err(problem_status)
 }
 
 fn problem_status(problem: TokenProblem) -> Status {

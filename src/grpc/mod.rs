@@ -1,12 +1,14 @@
 //! tonic services: map proto messages to `app` calls and back, nothing else.
 
 pub mod auth;
+pub mod connection_age;
 pub mod convert;
 pub mod layer;
 pub mod platform;
 pub mod reset;
 pub mod status;
 pub mod support;
+pub mod tls;
 pub mod users;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use crate::{
         redemption::{self, LinkProblem},
         reset::{self, NotReset, ResetInput},
     },
-    domain::{Secret, link::LinkPurpose},
+    domain::{Secret, UserRef, link::LinkPurpose},
     pb::{self, reset_server::Reset},
 };
 
@@ -59,7 +59,9 @@ fn problem_to_proto(problem: LinkProblem) -> pb::ActivationInvalidReason {
 impl Reset for ResetService {
     async fn reset_pin(&self, request: Request<pb::ResetPinRequest>) -> Result<Response<pb::ResetPinResponse>, Status> {
         let (caller, ctx) = (caller(&request)?, context(&request));
-        crate::app::second_factor::reset_pin(&self.app, &caller, &request.into_inner().user_login, &ctx).await?;
+        let body = request.into_inner();
+        let target = UserRef::new(body.user_login, body.user_id);
+        crate::app::second_factor::reset_pin(&self.app, &caller, &target, &ctx).await?;
         Ok(Response::new(pb::ResetPinResponse {}))
     }
 
@@ -104,6 +106,7 @@ impl Reset for ResetService {
                 invalid_reason: pb::ActivationInvalidReason::Unspecified.into(),
                 purpose: purpose_to_proto(info.purpose).into(),
                 user_login: info.user_login,
+                user_id: info.user_id,
                 expires_at: timestamp(info.expires_at_ms),
                 requires_new_password: info.requires_new_password,
                 password_rules: info.password_rules,
@@ -137,6 +140,7 @@ impl Reset for ResetService {
         };
         Ok(Response::new(pb::RedeemActivationResponse {
             user_login: redeemed.user_login,
+            user_id: redeemed.user_id,
             generated_password: redeemed.generated_password.map(Secret::into_exposed).unwrap_or_default(),
             otpauth_uri,
             qr_code_svg,
@@ -149,12 +153,19 @@ impl Reset for ResetService {
     ) -> Result<Response<pb::ResetPasswordsResponse>, Status> {
         let (caller, ctx) = (caller(&request)?, context(&request));
         let body = request.into_inner();
-        let input = ResetInput { user_logins: body.user_logins, all: body.all, notify_by_email: body.notify_by_email };
+        let input = ResetInput {
+            user_logins: body.user_logins,
+            user_ids: body.user_ids,
+            all: body.all,
+            notify_by_email: body.notify_by_email,
+            request_id: body.request_id,
+        };
         let outcomes = reset::reset_passwords(&self.app, &caller, input, &ctx).await?;
         let results = outcomes
             .into_iter()
             .map(|outcome| pb::ResetResult {
                 user_login: outcome.user_login,
+                user_id: outcome.user_id,
                 changed: outcome.not_reset.is_none(),
                 password: outcome.password.map(Secret::into_exposed).unwrap_or_default(),
                 reason: outcome.not_reset.map_or(pb::ResetReason::Unspecified, reason_to_proto).into(),

@@ -60,6 +60,7 @@ pub fn code(reason: ErrorReason) -> Code {
         | R::NoToken
         | R::WrongChallenge
         | R::BatchTooLarge
+        | R::RequestIdReused
         | R::ActivationKeyUnknown
         | R::ActivationKeyUsed
         | R::ActivationKeyExpired
@@ -98,6 +99,7 @@ pub fn to_proto(reason: ErrorReason) -> pb::ErrorReason {
         R::NoToken => pb::ErrorReason::NoToken,
         R::WrongChallenge => pb::ErrorReason::WrongChallenge,
         R::BatchTooLarge => pb::ErrorReason::BatchTooLarge,
+        R::RequestIdReused => pb::ErrorReason::RequestIdReused,
         R::ActivationKeyUnknown => pb::ErrorReason::ActivationKeyUnknown,
         R::ActivationKeyUsed => pb::ErrorReason::ActivationKeyUsed,
         R::ActivationKeyExpired => pb::ErrorReason::ActivationKeyExpired,

@@ -10,7 +10,7 @@ use crate::{
         App,
         support::{self, Rescued, RescuedBy},
     },
-    domain::permissions::Rescue,
+    domain::{UserRef, permissions::Rescue},
     pb::{self, support_server::Support},
 };
 
@@ -26,12 +26,12 @@ impl SupportService {
     async fn rescue<T>(
         &self,
         request: &Request<T>,
-        login: &str,
+        target: UserRef,
         rescue: Rescue,
         reason: &str,
     ) -> Result<Rescued, Status> {
         let (caller, ctx) = (caller(request)?, context(request));
-        Ok(support::rescue(&self.app, RescuedBy::Operator(&caller), login, rescue, reason, &ctx).await?)
+        Ok(support::rescue(&self.app, RescuedBy::Operator(&caller), &target, rescue, reason, &ctx).await?)
     }
 }
 
@@ -46,7 +46,14 @@ impl Support for SupportService {
         request: Request<pb::ResetUserPasswordRequest>,
     ) -> Result<Response<pb::ResetUserPasswordResponse>, Status> {
         let body = request.get_ref();
-        let done = self.rescue(&request, &body.user_login, Rescue::ResetPassword, &body.reason).await?;
+        let done = self
+            .rescue(
+                &request,
+                UserRef::new(body.user_login.clone(), body.user_id.clone()),
+                Rescue::ResetPassword,
+                &body.reason,
+            )
+            .await?;
         let managers_notified = notified(&done);
         Ok(Response::new(pb::ResetUserPasswordResponse { user: Some(user_to_proto(done.user)), managers_notified }))
     }
@@ -56,7 +63,14 @@ impl Support for SupportService {
         request: Request<pb::ReactivateUserRequest>,
     ) -> Result<Response<pb::ReactivateUserResponse>, Status> {
         let body = request.get_ref();
-        let done = self.rescue(&request, &body.user_login, Rescue::Reactivate, &body.reason).await?;
+        let done = self
+            .rescue(
+                &request,
+                UserRef::new(body.user_login.clone(), body.user_id.clone()),
+                Rescue::Reactivate,
+                &body.reason,
+            )
+            .await?;
         let managers_notified = notified(&done);
         Ok(Response::new(pb::ReactivateUserResponse {
             welcome_link_sent: done.link_emailed,
@@ -70,7 +84,14 @@ impl Support for SupportService {
         request: Request<pb::ResetUserPinRequest>,
     ) -> Result<Response<pb::ResetUserPinResponse>, Status> {
         let body = request.get_ref();
-        let done = self.rescue(&request, &body.user_login, Rescue::ResetPin, &body.reason).await?;
+        let done = self
+            .rescue(
+                &request,
+                UserRef::new(body.user_login.clone(), body.user_id.clone()),
+                Rescue::ResetPin,
+                &body.reason,
+            )
+            .await?;
         let managers_notified = notified(&done);
         Ok(Response::new(pb::ResetUserPinResponse { user: Some(user_to_proto(done.user)), managers_notified }))
     }
@@ -80,7 +101,14 @@ impl Support for SupportService {
         request: Request<pb::ReplaceUserTokenRequest>,
     ) -> Result<Response<pb::ReplaceUserTokenResponse>, Status> {
         let body = request.get_ref();
-        let done = self.rescue(&request, &body.user_login, Rescue::ReplaceToken, &body.reason).await?;
+        let done = self
+            .rescue(
+                &request,
+                UserRef::new(body.user_login.clone(), body.user_id.clone()),
+                Rescue::ReplaceToken,
+                &body.reason,
+            )
+            .await?;
         let managers_notified = notified(&done);
         Ok(Response::new(pb::ReplaceUserTokenResponse {
             enrollment_link_sent: done.link_emailed,

@@ -15,7 +15,7 @@ use crate::{
         second_factor,
         users::{self, ListInput, NewUserInput, UserChanges},
     },
-    domain::{Error, permissions::is_platform_operator},
+    domain::{Error, UserRef, permissions::is_platform_operator},
     pb::{self, users_server::Users},
 };
 
@@ -111,7 +111,8 @@ impl Users for UsersService {
 
     async fn get_user(&self, request: Request<pb::GetUserRequest>) -> Result<Response<pb::GetUserResponse>, Status> {
         let caller = caller(&request)?;
-        let view = users::get_user(&self.app, &caller, &request.into_inner().user_login).await?;
+        let body = request.into_inner();
+        let view = users::get_user(&self.app, &caller, &UserRef::new(body.user_login, body.user_id)).await?;
         Ok(Response::new(pb::GetUserResponse { user: Some(user_to_proto(view)) }))
     }
 
@@ -168,7 +169,8 @@ impl Users for UsersService {
             role,
             business_unit: body.business_unit,
         };
-        let view = users::update_user(&self.app, &caller, &body.user_login, changes, &ctx).await?;
+        let target = UserRef::new(body.user_login, body.user_id);
+        let view = users::update_user(&self.app, &caller, &target, changes, &ctx).await?;
         Ok(Response::new(pb::UpdateUserResponse { user: Some(user_to_proto(view)) }))
     }
 
@@ -179,7 +181,8 @@ impl Users for UsersService {
         let (caller, ctx) = (caller(&request)?, context(&request));
         let body = request.into_inner();
         let wanted = pb::UserStatus::try_from(body.status).ok().and_then(status_from_proto);
-        let view = users::set_user_status(&self.app, &caller, &body.user_login, wanted, &body.reason, &ctx).await?;
+        let target = UserRef::new(body.user_login, body.user_id);
+        let view = users::set_user_status(&self.app, &caller, &target, wanted, &body.reason, &ctx).await?;
         Ok(Response::new(pb::SetUserStatusResponse { user: Some(user_to_proto(view)) }))
     }
 
@@ -188,7 +191,8 @@ impl Users for UsersService {
         request: Request<pb::DeleteUserRequest>,
     ) -> Result<Response<pb::DeleteUserResponse>, Status> {
         let (caller, ctx) = (caller(&request)?, context(&request));
-        let view = users::delete_user(&self.app, &caller, &request.into_inner().user_login, &ctx).await?;
+        let body = request.into_inner();
+        let view = users::delete_user(&self.app, &caller, &UserRef::new(body.user_login, body.user_id), &ctx).await?;
         Ok(Response::new(pb::DeleteUserResponse { user: Some(user_to_proto(view)) }))
     }
 
@@ -197,7 +201,9 @@ impl Users for UsersService {
         request: Request<pb::AssignTokenRequest>,
     ) -> Result<Response<pb::AssignTokenResponse>, Status> {
         let (caller, ctx) = (caller(&request)?, context(&request));
-        let token = second_factor::assign_token(&self.app, &caller, &request.into_inner().user_login, &ctx).await?;
+        let body = request.into_inner();
+        let target = UserRef::new(body.user_login, body.user_id);
+        let token = second_factor::assign_token(&self.app, &caller, &target, &ctx).await?;
         Ok(Response::new(pb::AssignTokenResponse {
             otpauth_uri: token.otpauth_uri.into_exposed(),
             qr_code_png: token.qr_png,
@@ -216,6 +222,8 @@ impl Users for UsersService {
             page_token: body.page_token,
             actor_login: body.actor_login,
             target_login: body.target_login,
+            actor_id: body.actor_id,
+            target_id: body.target_id,
             action: body.action,
             from_ms: timestamp_ms(body.start_time),
             until_ms: timestamp_ms(body.end_time),
@@ -235,6 +243,8 @@ impl Users for UsersService {
                 reason: row.reason.unwrap_or_default(),
                 source_ip: row.source_ip.unwrap_or_default(),
                 detail: row.detail.unwrap_or_default(),
+                actor_id: row.actor_user_id.unwrap_or_default(),
+                target_id: row.target_user_id.unwrap_or_default(),
             })
             .collect();
         Ok(Response::new(pb::ListAuditEventsResponse { events, next_page_token }))
@@ -260,7 +270,9 @@ impl Users for UsersService {
         request: Request<pb::GetUserActionsRequest>,
     ) -> Result<Response<pb::GetUserActionsResponse>, Status> {
         let caller = caller(&request)?;
-        let (view, actions) = users::user_actions(&self.app, &caller, &request.into_inner().user_login).await?;
+        let body = request.into_inner();
+        let (view, actions) =
+            users::user_actions(&self.app, &caller, &UserRef::new(body.user_login, body.user_id)).await?;
         Ok(Response::new(pb::GetUserActionsResponse {
             user: Some(user_to_proto(view)),
             actions: actions.into_iter().map(|a| action_to_proto(a).into()).collect(),

@@ -131,6 +131,17 @@ impl Dispatcher {
         if !outbox::claim(conn, &email.id, email.next_attempt_at, lease_end).await? {
             return Ok(Next::Continue); // another replica took it
         }
+        let email = match outbox::opened(&self.app.data_keys, &email) {
+            Ok(opened) => opened,
+            Err(error) => {
+                // Sealed under a key this replica lacks (a rotation not rolled out here
+                // yet): the row waits for a replica that has it.
+                let next = self.app.clock.now_ms().saturating_add(millis(LEASE));
+                outbox::mark_retry(conn, &email.id, next, &error.to_string()).await?;
+                tracing::warn!(message_id = %email.message_id, %error, "cannot open an email's body");
+                return Ok(Next::Continue);
+            }
+        };
         let attempt = email.attempts.saturating_add(1);
         let result = self.transport.deliver(&self.from, &email).await;
         let now = self.app.clock.now_ms();

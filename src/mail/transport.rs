@@ -338,6 +338,7 @@ mod tests {
             sent_at: None,
             failed_at: None,
             last_error: None,
+            data_key_id: None,
         }
     }
 

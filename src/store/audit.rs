@@ -98,6 +98,8 @@ pub struct AuditQuery<'a> {
     pub subscription_id: &'a str,
     pub actor_login: Option<&'a str>,
     pub target_login: Option<&'a str>,
+    pub actor_id: Option<&'a str>,
+    pub target_id: Option<&'a str>,
     pub action: Option<&'a str>,
     pub from_ms: Option<i64>,
     pub until_ms: Option<i64>,
@@ -114,6 +116,12 @@ pub async fn list<C: ConnectionTrait>(conn: &C, query: &AuditQuery<'_>) -> Store
     }
     if let Some(target) = query.target_login {
         select = select.filter(audit_event::Column::TargetLogin.eq(target));
+    }
+    if let Some(actor) = query.actor_id {
+        select = select.filter(audit_event::Column::ActorUserId.eq(actor));
+    }
+    if let Some(target) = query.target_id {
+        select = select.filter(audit_event::Column::TargetUserId.eq(target));
     }
     if let Some(action) = query.action {
         select = select.filter(audit_event::Column::Action.eq(action));

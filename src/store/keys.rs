@@ -10,6 +10,7 @@ use crate::crypto::jwt::{ALGORITHM, NewKey};
 /// Keys that may still verify a live token: never expiring, or not yet.
 pub async fn published<C: ConnectionTrait>(conn: &C, now_ms: i64) -> StoreResult<Vec<signing_key::Model>> {
     Ok(signing_key::Entity::find()
+        .filter(signing_key::Column::RevokedAt.is_null())
         .filter(
             Condition::any()
                 .add(signing_key::Column::ExpiresAt.is_null())
@@ -30,6 +31,7 @@ pub async fn insert<C: ConnectionTrait>(conn: &C, key: &NewKey, now_ms: i64) -> 
         created_at: Set(now_ms),
         retired_at: Set(None),
         expires_at: Set(None),
+        revoked_at: Set(None),
     }
     .insert(conn)
     .await?)
@@ -78,6 +80,23 @@ pub async fn retire_all_but<C: ConnectionTrait>(
         update = update.filter(signing_key::Column::Kid.ne(kid));
     }
     Ok(update.exec(conn).await?.rows_affected)
+}
+
+/// Withdraws a key at once: no longer published nor trusted, its private half
+/// erased. True when the key existed and was not withdrawn already.
+pub async fn revoke<C: ConnectionTrait>(conn: &C, kid: &str, now_ms: i64) -> StoreResult<bool> {
+    let changed = super::sql::execute(
+        conn,
+        "UPDATE signing_keys SET revoked_at = $1, retired_at = COALESCE(retired_at, $1), expires_at = $1, \
+         private_key = $2 WHERE kid = $3 AND revoked_at IS NULL",
+        [now_ms.into(), Vec::<u8>::new().into(), kid.into()],
+    )
+    .await?;
+    Ok(changed == 1)
+}
+
+pub async fn find<C: ConnectionTrait>(conn: &C, kid: &str) -> StoreResult<Option<signing_key::Model>> {
+    Ok(signing_key::Entity::find_by_id(kid.to_owned()).one(conn).await?)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use sea_orm::ConnectionTrait;
 
 use super::{StoreResult, sql};
 
-/// How long a key is kept past its own expiry before `purge` forgets it: a
+/// How long a key is kept past its own expiry before housekeeping forgets it: a
 /// replica whose clock lags behind the purging one's could otherwise still
 /// accept a value whose key was already forgotten.
 pub const PURGE_GRACE_MS: i64 = 10 * 60 * 1000;
@@ -22,13 +22,6 @@ pub async fn spend<C: ConnectionTrait>(conn: &C, key: &str, expires_at_ms: i64) 
     )
     .await?;
     Ok(inserted == 1)
-}
-
-/// Forgets keys that expired more than [`PURGE_GRACE_MS`] before `now_ms`;
-/// returns how many.
-pub async fn purge<C: ConnectionTrait>(conn: &C, now_ms: i64) -> StoreResult<u64> {
-    sql::execute(conn, "DELETE FROM spent_nonces WHERE expires_at < $1", [now_ms.saturating_sub(PURGE_GRACE_MS).into()])
-        .await
 }
 
 #[cfg(test)]
@@ -55,20 +48,5 @@ mod tests {
         assert!(spend(&txn, "captcha:bb", 1_000).await.unwrap());
         txn.commit().await.unwrap();
         assert!(!spend(store.connection(), "captcha:bb", 1_000).await.unwrap());
-    }
-
-    #[tokio::test]
-    async fn purge_forgets_keys_expired_beyond_the_grace() {
-        let store = store().await;
-        let conn = store.connection();
-        assert!(spend(conn, "old", 1_000).await.unwrap());
-        assert!(spend(conn, "new", 5_000).await.unwrap());
-        // Expired, but within the grace period: kept.
-        assert_eq!(purge(conn, 2_000).await.unwrap(), 0);
-        assert!(!spend(conn, "old", 1_000).await.unwrap());
-        assert_eq!(purge(conn, 1_001 + PURGE_GRACE_MS).await.unwrap(), 1);
-        assert!(spend(conn, "old", 1_000).await.unwrap(), "a purged key can be spent again");
-        assert!(!spend(conn, "new", 5_000).await.unwrap());
-        assert_eq!(purge(conn, i64::MIN).await.unwrap(), 0);
     }
 }

@@ -3,7 +3,8 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set};
 
-use super::{StoreResult, entities::email_outbox, new_id, sql};
+use super::{StoreResult, entities::email_outbox, new_id, secrets::email_aad, sql};
+use crate::crypto::data_keys::{DataKeyError, DataKeys};
 
 pub struct NewEmail<'a> {
     pub kind: &'a str,
@@ -18,17 +19,20 @@ pub struct NewEmail<'a> {
 /// after a crash is recognisable as the same message.
 pub async fn enqueue<C: ConnectionTrait>(
     conn: &C,
+    keys: &DataKeys,
     email: NewEmail<'_>,
     message_domain: &str,
     now_ms: i64,
 ) -> StoreResult<String> {
-    let ids = enqueue_many(conn, vec![email], message_domain, now_ms).await?;
+    let ids = enqueue_many(conn, keys, vec![email], message_domain, now_ms).await?;
     ids.into_iter().next().ok_or_else(|| sea_orm::DbErr::RecordNotInserted.into())
 }
 
 /// [`enqueue`] for many emails, a few hundred per statement; their Message-IDs in order.
+/// Bodies carry one-time links: they are sealed under the current data key.
 pub async fn enqueue_many<C: ConnectionTrait>(
     conn: &C,
+    keys: &DataKeys,
     emails: Vec<NewEmail<'_>>,
     message_domain: &str,
     now_ms: i64,
@@ -41,14 +45,15 @@ pub async fn enqueue_many<C: ConnectionTrait>(
             let message_id = format!("<{id}@{message_domain}>");
             message_ids.push(message_id.clone());
             rows.push(email_outbox::ActiveModel {
-                id: Set(id),
+                id: Set(id.clone()),
                 message_id: Set(message_id),
                 kind: Set(email.kind.to_owned()),
                 user_id: Set(email.user_id.map(str::to_owned)),
                 recipient: Set(email.recipient.to_owned()),
                 subject: Set(email.subject.to_owned()),
-                body_text: Set(email.body_text.to_owned()),
-                body_html: Set(email.body_html.to_owned()),
+                body_text: Set(keys.seal_text(&email_aad(&id, "body_text"), email.body_text)),
+                body_html: Set(keys.seal_text(&email_aad(&id, "body_html"), email.body_html)),
+                data_key_id: Set(Some(keys.current_id().to_owned())),
                 created_at: Set(now_ms),
                 next_attempt_at: Set(now_ms),
                 attempts: Set(0),
@@ -60,6 +65,19 @@ pub async fn enqueue_many<C: ConnectionTrait>(
         email_outbox::Entity::insert_many(rows).exec_without_returning(conn).await?;
     }
     Ok(message_ids)
+}
+
+/// `email` with its bodies in clear, for the transport (a row from before
+/// encryption is in clear already).
+pub fn opened(keys: &DataKeys, email: &email_outbox::Model) -> Result<email_outbox::Model, DataKeyError> {
+    let Some(key_id) = &email.data_key_id else {
+        return Ok(email.clone());
+    };
+    Ok(email_outbox::Model {
+        body_text: keys.open_text(key_id, &email_aad(&email.id, "body_text"), &email.body_text)?,
+        body_html: keys.open_text(key_id, &email_aad(&email.id, "body_html"), &email.body_html)?,
+        ..email.clone()
+    })
 }
 
 // Delivery. Every replica runs a dispatcher; a row is sent by whichever claims
@@ -98,11 +116,12 @@ pub async fn claim<C: ConnectionTrait>(
     Ok(changed == 1)
 }
 
-/// The relay (or folder) took the message.
+/// The relay (or folder) took the message. Its body goes at once: it carries
+/// one-time links; what stays (recipient, kind, times) is the record of delivery.
 pub async fn mark_sent<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64) -> StoreResult<()> {
     sql::execute(
         conn,
-        "UPDATE email_outbox SET sent_at = $1, attempts = attempts + 1 \
+        "UPDATE email_outbox SET sent_at = $1, attempts = attempts + 1, body_text = '', body_html = '' \
          WHERE id = $2 AND sent_at IS NULL AND failed_at IS NULL",
         [now_ms.into(), id.into()],
     )
@@ -123,10 +142,12 @@ pub async fn mark_retry<C: ConnectionTrait>(conn: &C, id: &str, next_attempt_at:
 }
 
 /// The message will never be delivered: refused for good, or out of attempts.
+/// Nobody will read its body either, so it goes like a delivered one's.
 pub async fn mark_failed<C: ConnectionTrait>(conn: &C, id: &str, now_ms: i64, error: &str) -> StoreResult<()> {
     sql::execute(
         conn,
-        "UPDATE email_outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2 \
+        "UPDATE email_outbox SET attempts = attempts + 1, failed_at = $1, last_error = $2, \
+         body_text = '', body_html = '' \
          WHERE id = $3 AND sent_at IS NULL AND failed_at IS NULL",
         [now_ms.into(), error.into(), id.into()],
     )

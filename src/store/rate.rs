@@ -93,11 +93,6 @@ pub async fn refund<C: sea_orm::ConnectionTrait>(conn: &C, key: &str, window_sta
     Ok(())
 }
 
-/// Forgets counters whose window ended before `before_ms`.
-pub async fn purge<C: sea_orm::ConnectionTrait>(conn: &C, before_ms: i64) -> StoreResult<u64> {
-    sql::execute(conn, "DELETE FROM rate_counters WHERE window_start < $1", [before_ms.into()]).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,12 +8,30 @@ use super::{
     entities::{login_challenge, second_factor},
     sql,
 };
+use crate::crypto::data_keys::{DataKeyError, DataKeys};
 
-/// Assigns (or replaces) a user's token: a new secret, no PIN, new-PIN mode.
-pub async fn assign<C: ConnectionTrait>(conn: &C, user_id: &str, secret: &[u8], now_ms: i64) -> StoreResult<()> {
+/// The clear TOTP secret of `factor` (a row from before encryption is in clear).
+pub fn totp_secret(keys: &DataKeys, factor: &second_factor::Model) -> Result<Vec<u8>, DataKeyError> {
+    match &factor.data_key_id {
+        Some(key_id) => keys.open(key_id, &super::secrets::totp_aad(&factor.user_id), &factor.totp_secret),
+        None => Ok(factor.totp_secret.clone()),
+    }
+}
+
+/// Assigns (or replaces) a user's token: a new secret, sealed under the
+/// current data key, no PIN, new-PIN mode.
+pub async fn assign<C: ConnectionTrait>(
+    conn: &C,
+    keys: &DataKeys,
+    user_id: &str,
+    secret: &[u8],
+    now_ms: i64,
+) -> StoreResult<()> {
+    let sealed = keys.seal(&super::secrets::totp_aad(user_id), secret);
     second_factor::Entity::insert(second_factor::ActiveModel {
         user_id: Set(user_id.to_owned()),
-        totp_secret: Set(secret.to_vec()),
+        totp_secret: Set(sealed.bytes),
+        data_key_id: Set(Some(sealed.key_id)),
         pin_hash: Set(None),
         new_pin_required: Set(true),
         last_accepted_step: Set(None),
@@ -24,6 +42,7 @@ pub async fn assign<C: ConnectionTrait>(conn: &C, user_id: &str, secret: &[u8], 
         OnConflict::column(second_factor::Column::UserId)
             .update_columns([
                 second_factor::Column::TotpSecret,
+                second_factor::Column::DataKeyId,
                 second_factor::Column::PinHash,
                 second_factor::Column::NewPinRequired,
                 second_factor::Column::LastAcceptedStep,

@@ -495,7 +495,15 @@ pub(crate) mod tests {
         assert_eq!((found.user, found.password_hash, found.has_second_factor), (user.clone(), None, false));
 
         set_password_hash(conn, &user.id, "$argon2id$stored", 2).await.unwrap();
-        second_factors::assign(conn, &user.id, b"0123456789abcdef0123", 3).await.unwrap();
+        second_factors::assign(
+            conn,
+            &crate::crypto::data_keys::DataKeys::ephemeral(),
+            &user.id,
+            b"0123456789abcdef0123",
+            3,
+        )
+        .await
+        .unwrap();
         let found = find_for_login(conn, "acme_ann").await.unwrap().unwrap();
         assert_eq!(found.password_hash.as_deref(), Some("$argon2id$stored"));
         assert!(found.has_second_factor);

@@ -30,6 +30,8 @@ pub const OUTBOX_OLDEST_AGE: &str = "identity_outbox_oldest_pending_age_seconds"
 pub const DB_CONNECTIONS: &str = "identity_db_pool_connections";
 pub const DB_MAX_CONNECTIONS: &str = "identity_db_pool_max_connections";
 pub const DB_UP: &str = "identity_db_up";
+pub const PURGED_ROWS: &str = "identity_purged_rows_total";
+pub const HOUSEKEEPING_RUNS: &str = "identity_housekeeping_runs_total";
 pub const BUILD_INFO: &str = "identity_build_info";
 
 /// From 1 ms (a token check) to 10 s (a large batch reset).
@@ -77,6 +79,11 @@ fn describe() {
     describe_gauge!(DB_CONNECTIONS, "Database pool connections by state (idle, in_use)");
     describe_gauge!(DB_MAX_CONNECTIONS, "Database pool size limit");
     describe_gauge!(DB_UP, "1 when the outbox query of the last scrape succeeded, else 0");
+    describe_counter!(PURGED_ROWS, "Expired or used rows deleted by housekeeping, by table");
+    describe_counter!(
+        HOUSEKEEPING_RUNS,
+        "Housekeeping runs by result (done, behind: rows left for the next run, skipped: another replica ran, failed)"
+    );
     describe_gauge!(BUILD_INFO, "Always 1; the running build's version as a label");
 }
 
@@ -90,6 +97,12 @@ fn register_constant_series() {
     metrics::counter!(HASH_REJECTED).increment(0);
     for result in ["sent", "retry", "failed"] {
         metrics::counter!(EMAIL_DELIVERIES, "result" => result).increment(0);
+    }
+    for kind in crate::domain::retention::Expiring::PURGE_ORDER {
+        metrics::counter!(PURGED_ROWS, "table" => kind.table()).increment(0);
+    }
+    for result in ["done", "behind", "skipped", "failed"] {
+        metrics::counter!(HOUSEKEEPING_RUNS, "result" => result).increment(0);
     }
 }
 

@@ -226,6 +226,7 @@ async fn forgot_password_answers_do_not_tell_accounts_apart(backend: Backend) {
                 user_login: idle.clone(),
                 status: pb::UserStatus::Inactive.into(),
                 reason: String::new(),
+                ..Default::default()
             },
             &manager,
         ))
@@ -581,6 +582,7 @@ async fn oversized_requests_are_refused_cleanly(backend: Backend) {
         user_logins: (0..count).map(|n| format!("{}_{n:0>58}", t.prefix)).collect(),
         all: false,
         notify_by_email: false,
+        ..Default::default()
     };
     let mut reset = common::reset_client(&gw).await;
     let over_batch = reset.reset_passwords(bearer(batch(1001), &manager)).await.unwrap_err();
@@ -899,7 +901,7 @@ async fn error_messages_never_echo_secrets(backend: Backend) {
     ));
     let garbage_jwt = format!("{forged}.{forged}.{forged}");
     let mut users = users_client(gw).await;
-    let get_user = || pb::GetUserRequest { user_login: victim.clone() };
+    let get_user = || pb::GetUserRequest { user_login: victim.clone(), ..Default::default() };
     refusals.push((
         "forged bearer token",
         users.get_user(bearer(get_user(), &garbage_jwt)).await.unwrap_err(),
@@ -1085,7 +1087,10 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
     common::member(gw, &manager.access_token, &holder, pb::Role::Reader, "").await;
     let assigned = users_client(gw)
         .await
-        .assign_token(bearer(pb::AssignTokenRequest { user_login: holder.clone() }, &manager.access_token))
+        .assign_token(bearer(
+            pb::AssignTokenRequest { user_login: holder.clone(), ..Default::default() },
+            &manager.access_token,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -1097,9 +1102,7 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
         link, login_challenge, password_credential, refresh_token, second_factor, signing_key,
     };
     use sea_orm::EntityTrait;
-    let factor = second_factor::Entity::find_by_id(holder_id.clone()).one(store.connection()).await.unwrap().unwrap();
-    let step = time::OffsetDateTime::now_utc().unix_timestamp() / identity::crypto::totp::STEP_SECS;
-    let token = common::second_factor::Token { secret: factor.totp_secret.clone(), step };
+    let token = common::second_factor::token_from_uri(&assigned.otpauth_uri);
     let challenge = common::second_factor::start(gw, &holder, MEMBER_PASSWORD).await;
     let next = common::second_factor::submit(gw, &challenge, &token.code(0)).await.unwrap().result;
     let Some(pb::submit_passcode_response::Result::Challenge(new_pin)) = next else { panic!("expected NEW_PIN") };
@@ -1110,7 +1113,12 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
     // Links: an emailed reset, a welcome never used; a password handed back.
     let emailed = format!("{p}_emailed");
     common::member(gw, &manager.access_token, &emailed, pb::Role::Reader, "").await;
-    let request = pb::ResetPasswordsRequest { user_logins: vec![emailed.clone()], all: false, notify_by_email: true };
+    let request = pb::ResetPasswordsRequest {
+        user_logins: vec![emailed.clone()],
+        all: false,
+        notify_by_email: true,
+        ..Default::default()
+    };
     common::reset_client(gw).await.reset_passwords(bearer(request, &manager.access_token)).await.unwrap();
     let reset_link = common::latest_link(gw, &emailed, "password_reset").await;
     let pending = format!("{p}_pending");
@@ -1121,7 +1129,7 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
     let generated = common::reset_password(gw, &manager.access_token, &returned).await;
     secrets.extend([reset_link.clone().into(), welcome_link.clone().into(), generated.into()]);
     // And what the database keeps of them.
-    let secret_bytes: Vec<Vec<u8>> = vec![factor.totp_secret.clone()];
+    let secret_bytes: Vec<Vec<u8>> = vec![token.secret.clone()];
     let factor = second_factor::Entity::find_by_id(holder_id).one(store.connection()).await.unwrap().unwrap();
     secrets.push(factor.pin_hash.clone().expect("a PIN hash").into());
     for credential in password_credential::Entity::find().all(store.connection()).await.unwrap() {
@@ -1155,10 +1163,16 @@ async fn read_rpcs_never_return_hashes_tokens_or_links(backend: Backend) {
     let mut users = users_client(gw).await;
     let token = &manager.access_token;
     for login in [&t.manager_login, &reader, &holder, &emailed, &pending, &returned] {
-        let user = users.get_user(bearer(pb::GetUserRequest { user_login: login.clone() }, token)).await.unwrap();
+        let user = users
+            .get_user(bearer(pb::GetUserRequest { user_login: login.clone(), ..Default::default() }, token))
+            .await
+            .unwrap();
         keep(&mut answers, format!("GetUser {login}"), user.get_ref());
     }
-    let own = users.get_user(bearer(pb::GetUserRequest { user_login: reader.clone() }, &reader_session.access_token));
+    let own = users.get_user(bearer(
+        pb::GetUserRequest { user_login: reader.clone(), ..Default::default() },
+        &reader_session.access_token,
+    ));
     keep(&mut answers, "GetUser (self)".into(), own.await.unwrap().get_ref());
     let mut page_token = String::new();
     loop {

@@ -153,7 +153,8 @@ async fn protected_calls_need_a_valid_bearer_token(backend: Backend) {
     let garbage = auth.logout(bearer(pb::LogoutRequest {}, "not.a.jwt")).await.unwrap_err();
     assert_eq!(garbage.code(), Code::Unauthenticated);
     let mut users = pb::users_client::UsersClient::new(server.channel().await);
-    let anonymous = users.get_user(pb::GetUserRequest { user_login: "x".into() }).await.unwrap_err();
+    let anonymous =
+        users.get_user(pb::GetUserRequest { user_login: "x".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated);
 }
 
@@ -433,6 +434,7 @@ async fn changing_ones_login_needs_the_password_and_a_free_name(backend: Backend
         user_login: String::new(),
         new_user_login: new.to_owned(),
         current_password: password.to_owned(),
+        ..Default::default()
     };
 
     let taken =

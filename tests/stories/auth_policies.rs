@@ -218,6 +218,7 @@ async fn a_manager_renames_a_users_login_but_not_outside_their_scope(backend: Ba
         user_login: reader.clone(),
         new_user_login: format!("{}_new", t.prefix),
         current_password: String::new(),
+        ..Default::default()
     };
     let renamed = auth.change_user_login(common::bearer(rename, &manager)).await.expect("renamed").into_inner();
     assert_eq!(renamed.user_login, format!("{}_new", t.prefix));
@@ -228,6 +229,7 @@ async fn a_manager_renames_a_users_login_but_not_outside_their_scope(backend: Ba
         user_login: t.manager_login.clone(),
         new_user_login: format!("{}_boss", t.prefix),
         current_password: String::new(),
+        ..Default::default()
     };
     let reader_session = common::login_session(server, &format!("{}_new", t.prefix), common::MEMBER_PASSWORD).await;
     let denied = auth.change_user_login(common::bearer(back, &reader_session)).await.unwrap_err();

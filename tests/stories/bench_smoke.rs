@@ -9,15 +9,16 @@ use std::{collections::BTreeSet, process::Command};
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 8] = ["login", "validate", "reset", "gateway", "memory", "scale", "signin", "pages"];
+const SCENARIOS: [&str; 11] =
+    ["login", "validate", "reset", "gateway", "memory", "scale", "signin", "purge", "secrets", "client", "pages"];
 const BURST: u64 = 40;
 
 /// The bench binary of this build: `cargo test --workspace` builds it beside
 /// `identity` because `crates/bench/tests/cli.rs` needs it. None when only
 /// this package was built.
 fn bench_binary() -> Option<std::path::PathBuf> {
-    // The gateway scenario drives the legacy API with wrk.
-    if !common::tools::require(&[common::tools::Tool::Wrk]) {
+    // The gateway scenario drives the legacy API with wrk; the gRPC scenarios use h2load.
+    if !common::tools::require(&[common::tools::Tool::Wrk, common::tools::Tool::H2load]) {
         return None;
     }
     let path = std::path::Path::new(env!("CARGO_BIN_EXE_identity")).with_file_name("identity-bench");
@@ -45,7 +46,7 @@ fn bench(exe: &std::path::Path, backend: &[&str]) -> Value {
         .args(["--identity", env!("CARGO_BIN_EXE_identity")])
         .args(["--json", "--duration", "0.5", "--warmup", "0.2", "--concurrency", "2"])
         .args(["--rounds", "1", "--rpc-concurrency", "4", "--connections", "2", "--batch-users", "20"])
-        .args(["--burst", &BURST.to_string(), "--small-users", "10", "--large-users", "300"])
+        .args(["--burst", &BURST.to_string(), "--small-users", "10", "--large-users", "300", "--purge-rows", "2000"])
         .args(["--page-users", "600"])
         .args(backend);
     let output = command.output().expect("run identity-bench");
@@ -76,7 +77,8 @@ fn assert_complete(report: &Value, backend: &str) {
             let has_rate = measurement["throughput"].as_f64().is_some_and(|t| t > 0.0);
             let has_wall = measurement["wall_s"].as_f64().is_some_and(|w| w > 0.0);
             assert!(has_rate || has_wall, "{scenario}/{name} has no figure: {measurement}");
-            if name.starts_with("limit:") || name.starts_with("fixture:") {
+            // Limits, fixtures and in-process figures have no server behind them.
+            if name.starts_with("limit:") || name.starts_with("fixture:") || name.starts_with("in-process:") {
                 continue;
             }
             assert!(measurement["completed"].as_u64().is_some_and(|n| n > 0), "{scenario}/{name}: {measurement}");

@@ -283,13 +283,15 @@ fn assert_deployment(documents: &[Value]) -> &Value {
     let server = container(spec, "identity");
     assert_eq!(server["args"], serde_json::json!(["serve", "--no-migrate"]));
 
-    let grpc_port = server["ports"].as_array().expect("ports").iter().find(|p| p["name"] == "grpc").expect("grpc port")
-        ["containerPort"]
-        .clone();
+    // The kubelet's probes speak no TLS: with gRPC TLS they ask the health-only port.
+    let ports = server["ports"].as_array().expect("ports");
+    let named = |name: &str| ports.iter().find(|p| p["name"] == name).map(|p| p["containerPort"].clone());
+    let probe_port = named("health").or_else(|| named("grpc")).expect("grpc port");
+    let grpc_port = named("grpc").expect("grpc port");
     let probe_service = |probe: &str| {
         let probe = &server[probe];
         assert!(probe.get("httpGet").is_none() && probe.get("exec").is_none() && probe.get("tcpSocket").is_none());
-        assert_eq!(probe["grpc"]["port"], grpc_port, "{probe}");
+        assert_eq!(probe["grpc"]["port"], probe_port, "{probe}");
         probe["grpc"].get("service").and_then(Value::as_str).unwrap_or_default().to_owned()
     };
     // Readiness follows the database; liveness must not, or an outage restarts every pod.
@@ -634,6 +636,10 @@ fn the_chart_refuses_values_that_would_break_the_service() {
     assert!(error.contains("sessionKeys.existingSecret"), "{error}");
     let error = refusal(&["--set-string", "config=public_url = \"https://elsewhere\""]);
     assert!(error.contains("`public_url`"), "{error}");
+    let error = refusal(&["--set", "dataKeys.existingSecret="]);
+    assert!(error.contains("dataKeys.existingSecret"), "the data keys never default to the database: {error}");
+    let error = refusal(&["--set-string", "config=[data_keys]\ndir = \"/tmp\""]);
+    assert!(error.contains("`data_keys`"), "{error}");
     let error = refusal(&["--set", "terminationGracePeriodSeconds=20"]);
     assert!(error.contains("terminationGracePeriodSeconds"), "{error}");
     let error = refusal(&["--set", "replicas=3"]);
@@ -722,6 +728,9 @@ serviceAccount:
   create: false
   name: identity-runner
 openshift: true
+grpcTls:
+  existingSecret: identity-grpc-tls
+  requireClientCert: true
 "#;
 
 #[test]
@@ -784,6 +793,28 @@ fn the_chart_fits_ordinary_clusters_with_every_option_on() {
         assert_eq!(backends[0]["port"], port(port_name), "{kind} targets the {port_name} port");
         assert!(route["metadata"]["labels"].get("app.kubernetes.io/instance").is_some(), "{kind}");
     }
+    // gRPC over mutual TLS: the kubelet's probes (no TLS) ask the health-only
+    // port, the in-process gateway and `helm test` present the certificate.
+    let deployment = find(&documents, "Deployment", "identity");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+        assert_eq!(container[probe]["grpc"]["port"], 50052, "{probe}");
+    }
+    let env: BTreeMap<&str, &str> = container["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    assert_eq!(env.get("IDENTITY_GRPC__HEALTH_ADDR"), Some(&"0.0.0.0:50052"));
+    assert_eq!(env.get("IDENTITY_GRPC__TLS_CLIENT_CA"), Some(&"/etc/identity/grpc-tls/ca.crt"));
+    assert_eq!(env.get("IDENTITY_GATEWAY__GRPC_CLIENT_CERT"), Some(&"/etc/identity/grpc-tls/tls.crt"));
+    assert_eq!(env.get("IDENTITY_GATEWAY__GRPC_TLS_DOMAIN"), Some(&"identity"));
+    assert_eq!(env.get("IDENTITY_GRPC__MAX_CONNECTION_AGE_SECS"), Some(&"300"));
+    let test_pod = find(&documents, "Pod", "identity-test-grpc-health");
+    let args = test_pod["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("-tls-ca-cert=") && args.contains("-tls-client-cert="), "{args}");
+
     let http = find(&documents, "HTTPRoute", "identity");
     assert_eq!(str_at(http, "/spec/rules/0/matches/0/path/type"), "PathPrefix");
     assert_eq!(str_at(http, "/spec/rules/0/matches/0/path/value"), "/");
@@ -966,11 +997,11 @@ fn the_dockerfile_copies_existing_sources_the_context_keeps() {
             copied.push(source.trim_end_matches('/').to_owned());
         }
     }
-    // Cargo reads every workspace member's manifest, and build.rs compiles the protos.
+    // Cargo reads every workspace member's manifest, and crates/client/build.rs compiles the protos.
     let members: Vec<String> = figment::Figment::from(figment::providers::Toml::file(repo().join("Cargo.toml")))
         .extract_inner("workspace.members")
         .expect("workspace members");
-    let needed = ["Cargo.toml", "Cargo.lock", "build.rs", "proto", "src"].map(String::from);
+    let needed = ["Cargo.toml", "Cargo.lock", "proto", "src"].map(String::from);
     for path in needed.iter().chain(members.iter().filter(|m| *m != ".")) {
         assert!(copied.contains(path), "the build needs {path}, which the Dockerfile does not COPY");
     }

@@ -108,7 +108,8 @@ async fn create_users(server: &TestServer, token: &str, count: usize) -> Vec<Str
 
 /// Everyone the Manager may reset, notified by email.
 async fn reset_everyone_by_email(channel: Channel, token: String) -> Result<usize, tonic::Status> {
-    let request = pb::ResetPasswordsRequest { user_logins: Vec::new(), all: true, notify_by_email: true };
+    let request =
+        pb::ResetPasswordsRequest { user_logins: Vec::new(), all: true, notify_by_email: true, ..Default::default() };
     let response = pb::reset_client::ResetClient::new(channel).reset_passwords(bearer(request, &token)).await?;
     Ok(response.into_inner().results.iter().filter(|r| r.changed).count())
 }
@@ -444,14 +445,21 @@ async fn assert_writes_unavailable(server: &TestServer, token: &str, known: &[(S
     };
     let refused = users.create_user(bearer(request, token)).await.expect_err("no room for a new user");
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Unavailable, "UNAVAILABLE"), "{refused:?}");
-    let reset = pb::ResetPasswordsRequest { user_logins: vec![known[0].0.clone()], all: false, notify_by_email: false };
+    let reset = pb::ResetPasswordsRequest {
+        user_logins: vec![known[0].0.clone()],
+        all: false,
+        notify_by_email: false,
+        ..Default::default()
+    };
     let refused = common::reset_client(server)
         .await
         .reset_passwords(bearer(reset, token))
         .await
         .expect_err("no room for a reset");
     assert_eq!((refused.code(), reason(&refused).as_str()), (Code::Unavailable, "UNAVAILABLE"), "{refused:?}");
-    let read = users.get_user(bearer(pb::GetUserRequest { user_login: known[0].0.clone() }, token)).await;
+    let read = users
+        .get_user(bearer(pb::GetUserRequest { user_login: known[0].0.clone(), ..Default::default() }, token))
+        .await;
     read.expect("reads still answer");
 }
 

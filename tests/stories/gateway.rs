@@ -135,7 +135,7 @@ async fn every_outcome_validates_against_the_dtd(backend: Backend) {
     create_user(gw, &token, &format!("{p}_gone"), Role::Reader, "").await;
     users_client(gw)
         .await
-        .delete_user(bearer(pb::DeleteUserRequest { user_login: format!("{p}_gone") }, &token))
+        .delete_user(bearer(pb::DeleteUserRequest { user_login: format!("{p}_gone"), ..Default::default() }, &token))
         .await
         .unwrap();
     create_user(gw, &token, &format!("{p}_contact"), Role::Contact, "").await;
@@ -211,6 +211,7 @@ async fn every_outcome_validates_against_the_dtd(backend: Backend) {
                 user_login: format!("{p}_idle"),
                 status: pb::UserStatus::Inactive.into(),
                 reason: String::new(),
+                ..Default::default()
             },
             &token,
         ))
@@ -224,7 +225,7 @@ async fn every_outcome_validates_against_the_dtd(backend: Backend) {
     member(gw, &token, &token_holder, Role::Manager, "").await;
     users_client(gw)
         .await
-        .assign_token(bearer(pb::AssignTokenRequest { user_login: token_holder.clone() }, &token))
+        .assign_token(bearer(pb::AssignTokenRequest { user_login: token_holder.clone(), ..Default::default() }, &token))
         .await
         .unwrap();
     let second_factor = legacy(gw, &token_holder, MEMBER_PASSWORD, &format!("user_logins={p}_a"));
@@ -295,7 +296,12 @@ async fn all_over_the_batch_limit_is_a_bad_value(backend: Backend) {
     let refused = reset_client(&gw)
         .await
         .reset_passwords(bearer(
-            pb::ResetPasswordsRequest { user_logins: Vec::new(), all: true, notify_by_email: false },
+            pb::ResetPasswordsRequest {
+                user_logins: Vec::new(),
+                all: true,
+                notify_by_email: false,
+                ..Default::default()
+            },
             &token,
         ))
         .await
@@ -400,7 +406,8 @@ async fn a_replaced_token_is_shown_once_on_the_link_page(backend: Backend) {
     let gw = gateway_server(backend);
     let (login, _, _) = common::second_factor::enrolled(gw, "lostphone").await;
     let (_, op) = common::operator(gw).await;
-    let replace = pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone".into() };
+    let replace =
+        pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone".into(), ..Default::default() };
     pb::support_client::SupportClient::new(gw.channel().await)
         .replace_user_token(common::bearer(replace, &op))
         .await
@@ -695,7 +702,8 @@ async fn forgot_links_follow_a_subscription_that_generates_passwords(backend: Ba
             .await
             .unwrap()
             .expect("the forgot-password email");
-        assert!(mail.body_text.contains("Get a new password, shown once"), "the email says what the link does");
+        let text = common::email_text(gw, &mail).await;
+        assert!(text.contains("Get a new password, shown once"), "the email says what the link does");
     }
 
     let seen = reset_client(gw)
@@ -915,7 +923,7 @@ async fn status_json_matches_the_status_page() {
     assert_eq!(status["overall"], "COMPONENT_STATE_OPERATIONAL");
     let names: Vec<&str> =
         status["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["database", "email", "signing_keys", "password_hashing", "logins"]);
+    assert_eq!(names, ["database", "email", "signing_keys", "password_hashing", "logins", "housekeeping"]);
     assert!(status["checked_at"].as_str().is_some_and(|t| t.ends_with('Z')));
     let page = curl(&[&gw.url("/status")]);
     for name in names {

@@ -202,7 +202,9 @@ async fn of_replicas_claiming_one_email_exactly_one_sends_it(backend: Backend) {
         body_text: "text",
         body_html: "<p>html</p>",
     };
-    outbox::enqueue(conn, email, "example.com", now).await.unwrap();
+    outbox::enqueue(conn, &identity::crypto::data_keys::DataKeys::ephemeral(), email, "example.com", now)
+        .await
+        .unwrap();
     let due = outbox::due(conn, now, 50).await.unwrap();
     assert_eq!(due.len(), 1);
 

@@ -294,7 +294,12 @@ async fn email_link_pages_ask_twice_and_survive_a_double_click(backend: Backend)
     let welcome = gw.url(&format!("/activate/{}", latest_link(gw, &newcomer, "welcome").await));
     let resettee = format!("{}_reset", t.prefix);
     member(gw, &manager, &resettee, Role::Reader, "").await;
-    let by_email = pb::ResetPasswordsRequest { user_logins: vec![resettee.clone()], all: false, notify_by_email: true };
+    let by_email = pb::ResetPasswordsRequest {
+        user_logins: vec![resettee.clone()],
+        all: false,
+        notify_by_email: true,
+        ..Default::default()
+    };
     common::reset_client(gw).await.reset_passwords(common::bearer(by_email, &manager)).await.expect("a reset");
     common::await_mail(gw, &resettee, "password_reset").await;
     let reset = gw.url(&format!("/activate/{}", latest_link(gw, &resettee, "password_reset").await));
@@ -389,6 +394,7 @@ async fn the_login_page_words_each_refusal_as_the_service_decides_it(backend: Ba
         user_login: idle.clone(),
         status: pb::UserStatus::Inactive.into(),
         reason: "on leave".into(),
+        ..Default::default()
     };
     common::users_client(&gw).await.set_user_status(common::bearer(deactivate, &manager)).await.expect("deactivated");
     let (login_url, browser) = (gw.url("/login"), CurlBrowser::new());

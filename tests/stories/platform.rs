@@ -89,7 +89,7 @@ async fn maintenance_windows_are_scheduled_listed_and_cancelled_by_operators(bac
     assert_eq!(titles, ["mail relay swap", "database upgrade"], "earliest start first");
     assert_eq!(status.overall(), pb::ComponentState::Operational, "upcoming windows change nothing yet");
     let names: Vec<&str> = status.components.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, ["database", "email", "signing_keys", "password_hashing", "logins"]);
+    assert_eq!(names, ["database", "email", "signing_keys", "password_hashing", "logins", "housekeeping"]);
 
     for (request, code) in [
         (window("overlap", now + 8000, now + 9500, &[]), Code::FailedPrecondition),

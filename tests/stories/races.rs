@@ -158,7 +158,12 @@ async fn twenty_redemptions_of_one_link_let_exactly_one_through(backend: Backend
     assert_eq!(audit_rows(&server, "activation.redeem", &login).await.len(), 1);
 
     // A reset link reveals its generated password once, to one of the 20.
-    let reset = pb::ResetPasswordsRequest { user_logins: vec![login.clone()], all: false, notify_by_email: true };
+    let reset = pb::ResetPasswordsRequest {
+        user_logins: vec![login.clone()],
+        all: false,
+        notify_by_email: true,
+        ..Default::default()
+    };
     common::reset_client(&server).await.reset_passwords(bearer(reset, &token)).await.expect("reset by email");
     let link = latest_link(&server, &login, "password_reset").await;
     let results = redeem_all(&channel, &link, false).await;
@@ -225,8 +230,12 @@ async fn overlapping_batch_resets_leave_one_generated_password_per_user(backend:
         let by_email = round % 2;
         let results = all_at_once(2, |i| {
             let mut reset = pb::reset_client::ResetClient::new(channel.clone());
-            let request =
-                pb::ResetPasswordsRequest { user_logins: sets[i].clone(), all: false, notify_by_email: i == by_email };
+            let request = pb::ResetPasswordsRequest {
+                user_logins: sets[i].clone(),
+                all: false,
+                notify_by_email: i == by_email,
+                ..Default::default()
+            };
             let token = token.clone();
             async move { (i, reset.reset_passwords(bearer(request, &token)).await) }
         })

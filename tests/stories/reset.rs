@@ -26,6 +26,7 @@ fn batch(logins: &[&str], notify_by_email: bool) -> pb::ResetPasswordsRequest {
         user_logins: logins.iter().map(|l| (*l).to_owned()).collect(),
         all: false,
         notify_by_email,
+        ..Default::default()
     }
 }
 
@@ -41,7 +42,7 @@ async fn a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes(backend: B
     let deleted = create_user(server, &token, &format!("{p}_d"), Role::Reader, "").await.user_login;
     users_client(server)
         .await
-        .delete_user(bearer(pb::DeleteUserRequest { user_login: deleted.clone() }, &token))
+        .delete_user(bearer(pb::DeleteUserRequest { user_login: deleted.clone(), ..Default::default() }, &token))
         .await
         .unwrap();
     let admin = create_user(server, &token, &format!("{p}_a"), Role::Administrator, "").await.user_login;
@@ -83,7 +84,10 @@ async fn a_batch_of_ten_mixed_targets_gets_exactly_the_right_outcomes(backend: B
     }
     let mut users = users_client(server).await;
     for pending in [&r1, &r2] {
-        let user = users.get_user(bearer(pb::GetUserRequest { user_login: pending.clone() }, &token)).await.unwrap();
+        let user = users
+            .get_user(bearer(pb::GetUserRequest { user_login: pending.clone(), ..Default::default() }, &token))
+            .await
+            .unwrap();
         assert_eq!(user.into_inner().user.unwrap().status(), UserStatus::Active, "email=0 activates {pending}");
     }
     let old =
@@ -123,8 +127,10 @@ async fn email_one_sends_a_link_that_shows_the_password_once(backend: Backend) {
         .into_inner();
     assert_eq!(redeemed.user_login, target);
     login(server, &target, &redeemed.generated_password).await;
-    let user =
-        users_client(server).await.get_user(bearer(pb::GetUserRequest { user_login: target.clone() }, &token)).await;
+    let user = users_client(server)
+        .await
+        .get_user(bearer(pb::GetUserRequest { user_login: target.clone(), ..Default::default() }, &token))
+        .await;
     assert_eq!(user.unwrap().into_inner().user.unwrap().status(), UserStatus::Active, "viewing the password activates");
 
     let again = reset
@@ -241,8 +247,11 @@ async fn superseded_and_expired_links_are_refused(backend: Backend) {
 
     // Time travel for this one link: its expiry moves into the past.
     let hash = identity::crypto::random::token_hash(&second);
-    common::execute_sql(server, &format!("UPDATE activation_tokens SET expires_at = 1 WHERE token_hash = '{hash}'"))
-        .await;
+    common::execute_sql(
+        server,
+        &format!("UPDATE activation_tokens SET expires_at = {} WHERE token_hash = '{hash}'", common::a_minute_ago_ms()),
+    )
+    .await;
     let expired = reset.inspect_activation(inspect(second.clone())).await.unwrap().into_inner();
     assert_eq!((expired.valid, expired.invalid_reason()), (false, pb::ActivationInvalidReason::Expired));
     let redeem = reset
@@ -301,6 +310,7 @@ async fn forgot_password_answers_the_same_and_emails_only_the_owner(backend: Bac
                 user_login: inactive.clone(),
                 status: UserStatus::Inactive.into(),
                 reason: String::new(),
+                ..Default::default()
             },
             &token,
         ))

@@ -109,7 +109,10 @@ async fn two_replicas_behave_as_one(backend: Backend) {
     assert_refused_within_cache(&a, &session.access_token).await;
     let call = common::users_client(&a)
         .await
-        .get_user(bearer(pb::GetUserRequest { user_login: reader.clone() }, &session.access_token))
+        .get_user(bearer(
+            pb::GetUserRequest { user_login: reader.clone(), ..Default::default() },
+            &session.access_token,
+        ))
         .await
         .unwrap_err();
     assert_eq!(call.code(), Code::Unauthenticated, "the bearer layer of A refuses it too");

@@ -98,8 +98,15 @@ async fn expired_challenges_are_refused(backend: Backend) {
     let challenge = start(server, &login, MEMBER_PASSWORD).await;
     let store = common::store(server).await;
     let user = identity::store::users::find_by_login(store.connection(), &login).await.unwrap().unwrap();
-    common::execute_sql(server, &format!("UPDATE login_challenges SET expires_at = 1 WHERE user_id = '{}'", user.id))
-        .await;
+    common::execute_sql(
+        server,
+        &format!(
+            "UPDATE login_challenges SET expires_at = {} WHERE user_id = '{}'",
+            common::a_minute_ago_ms(),
+            user.id
+        ),
+    )
+    .await;
     let late = submit(server, &challenge, &format!("2468{}", token.code(1))).await.unwrap_err();
     assert_eq!(late.code(), Code::Unauthenticated);
     assert!(late.message().contains("expired"), "{}", late.message());
@@ -118,7 +125,10 @@ async fn a_lost_token_is_replaced_and_a_pin_can_be_reset(backend: Backend) {
     set_pin(server, &new_pin, "97531").await.unwrap();
 
     let mut reset = reset_client(server).await;
-    reset.reset_pin(bearer(pb::ResetPinRequest { user_login: login.clone() }, &manager)).await.expect("PIN reset");
+    reset
+        .reset_pin(bearer(pb::ResetPinRequest { user_login: login.clone(), ..Default::default() }, &manager))
+        .await
+        .expect("PIN reset");
     let challenge = start(server, &login, MEMBER_PASSWORD).await;
     let next = submit(server, &challenge, &new.code(1)).await.unwrap().result;
     let Some(pb::submit_passcode_response::Result::Challenge(new_pin)) = next else { panic!("{next:?}") };
@@ -131,12 +141,17 @@ async fn a_lost_token_is_replaced_and_a_pin_can_be_reset(backend: Backend) {
     let other_manager = login_session(server, &t.manager_login, &t.manager_password).await;
     let plain = format!("{}_plain", t.prefix);
     member(server, &other_manager, &plain, pb::Role::Reader, "").await;
-    let no_token =
-        reset.reset_pin(bearer(pb::ResetPinRequest { user_login: plain.clone() }, &other_manager)).await.unwrap_err();
+    let no_token = reset
+        .reset_pin(bearer(pb::ResetPinRequest { user_login: plain.clone(), ..Default::default() }, &other_manager))
+        .await
+        .unwrap_err();
     assert_eq!((no_token.code(), reason(&no_token).as_str()), (Code::FailedPrecondition, "NO_TOKEN"));
     let self_assign = users_client(server)
         .await
-        .assign_token(bearer(pb::AssignTokenRequest { user_login: t.manager_login.clone() }, &other_manager))
+        .assign_token(bearer(
+            pb::AssignTokenRequest { user_login: t.manager_login.clone(), ..Default::default() },
+            &other_manager,
+        ))
         .await
         .unwrap_err();
     assert_eq!(self_assign.code(), Code::PermissionDenied, "nobody assigns themselves a token through admin paths");
@@ -173,7 +188,13 @@ async fn assigning_a_token_or_resetting_a_pin_ends_earlier_sessions(backend: Bac
     assert!(!is_refused(server, &with_token).await, "a session made with the token is live");
 
     let mut reset = reset_client(server).await;
-    reset.reset_pin(bearer(pb::ResetPinRequest { user_login: login.clone() }, &manager.access_token)).await.unwrap();
+    reset
+        .reset_pin(bearer(
+            pb::ResetPinRequest { user_login: login.clone(), ..Default::default() },
+            &manager.access_token,
+        ))
+        .await
+        .unwrap();
     assert!(is_refused(server, &with_token).await, "a session outlived the PIN reset");
     assert!(!is_refused(server, &manager).await, "the Manager's own session is untouched");
 }

@@ -135,7 +135,7 @@ async fn validate(server: &TestServer, token: &str) -> pb::ValidateTokenResponse
 
 /// A protected call (the caller reading themself) with `authorization` set to `value`.
 async fn protected_call(server: &TestServer, value: tonic::metadata::AsciiMetadataValue, login: &str) -> tonic::Status {
-    let mut request = tonic::Request::new(pb::GetUserRequest { user_login: login.to_owned() });
+    let mut request = tonic::Request::new(pb::GetUserRequest { user_login: login.to_owned(), ..Default::default() });
     request.metadata_mut().insert("authorization", value);
     users_client(server).await.get_user(request).await.expect_err("a forged token must not pass")
 }
@@ -317,7 +317,10 @@ async fn forged_and_bent_tokens_are_refused_everywhere(backend: Backend) {
         assert_eq!(refused.code(), Code::Unauthenticated, "{what}: {refused:?}");
         edge += 1;
     }
-    let no_header = users_client(&server).await.get_user(pb::GetUserRequest { user_login: login.clone() }).await;
+    let no_header = users_client(&server)
+        .await
+        .get_user(pb::GetUserRequest { user_login: login.clone(), ..Default::default() })
+        .await;
     assert_eq!(no_header.unwrap_err().code(), Code::Unauthenticated);
     // Bytes that are not text in the header (HTTP allows obs-text; it is no token).
     let obs_text = tonic::metadata::AsciiMetadataValue::try_from(b"Bearer \xff\xfe\xfd".as_slice())
@@ -341,7 +344,7 @@ async fn forged_and_bent_tokens_are_refused_everywhere(backend: Backend) {
     assert!(validate(&server, &session.access_token).await.valid);
     let own = users_client(&server)
         .await
-        .get_user(bearer(pb::GetUserRequest { user_login: login.clone() }, &session.access_token))
+        .get_user(bearer(pb::GetUserRequest { user_login: login.clone(), ..Default::default() }, &session.access_token))
         .await;
     assert_eq!(own.expect("the genuine token still works").into_inner().user.unwrap().user_login, login);
     eprintln!(

@@ -35,7 +35,7 @@ fn link_in(raw: &str) -> Option<String> {
 }
 
 async fn status_of(gw: &common::TestServer, manager: &str, login: &str) -> pb::UserStatus {
-    let request = bearer(pb::GetUserRequest { user_login: login.to_owned() }, manager);
+    let request = bearer(pb::GetUserRequest { user_login: login.to_owned(), ..Default::default() }, manager);
     users_client(gw).await.get_user(request).await.unwrap().into_inner().user.unwrap().status()
 }
 
@@ -248,7 +248,7 @@ async fn a_unit_manager_sees_and_resets_only_their_unit_and_forged_posts_change_
     })
     .await;
     common::login(gw, &mine, &revealed).await;
-    let request = bearer(pb::GetUserRequest { user_login: theirs.clone() }, &manager);
+    let request = bearer(pb::GetUserRequest { user_login: theirs.clone(), ..Default::default() }, &manager);
     let user = users_client(gw).await.get_user(request).await.unwrap().into_inner().user.unwrap();
     assert_eq!(user.status(), pb::UserStatus::Active, "the forged posts changed nothing");
     assert_eq!(user.email, format!("{theirs}@example.com"));
@@ -269,12 +269,17 @@ async fn a_reader_sees_no_users_section(backend: Backend) {
         users_client(gw).await.get_capabilities(bearer(pb::GetCapabilitiesRequest {}, &reader_token)).await.unwrap();
     let allowed = allowed.into_inner();
     assert!(!allowed.administers_users && !allowed.reads_audit_log && allowed.creatable_roles.is_empty());
-    let request = bearer(pb::GetUserActionsRequest { user_login: reader.clone() }, &manager);
-    let actions = users_client(gw).await.get_user_actions(request).await.unwrap().into_inner().actions;
+    let request = bearer(pb::GetUserActionsRequest { user_login: reader.clone(), ..Default::default() }, &manager);
+    let answer = users_client(gw).await.get_user_actions(request).await.unwrap().into_inner();
+    let actions = answer.actions;
+    let by_id = pb::GetUserActionsRequest { user_id: answer.user.unwrap().id, ..Default::default() };
+    let same = users_client(gw).await.get_user_actions(bearer(by_id, &manager)).await.unwrap().into_inner();
+    assert_eq!(same.actions, actions, "by id as by login");
     assert!(
         actions.contains(&(pb::UserAction::ResetPassword as i32)) && actions.contains(&(pb::UserAction::Delete as i32))
     );
-    let request = bearer(pb::GetUserActionsRequest { user_login: t.manager_login.clone() }, &reader_token);
+    let request =
+        bearer(pb::GetUserActionsRequest { user_login: t.manager_login.clone(), ..Default::default() }, &reader_token);
     let refused = users_client(gw).await.get_user_actions(request).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     let base = gw.url("");
@@ -352,7 +357,7 @@ async fn a_manager_creates_units_and_users_deletes_and_reads_the_audit_log(backe
     })
     .await;
     let manager = login_session(gw, &t.manager_login, &t.manager_password).await;
-    let request = bearer(pb::GetUserRequest { user_login: generated.clone() }, &manager);
+    let request = bearer(pb::GetUserRequest { user_login: generated.clone(), ..Default::default() }, &manager);
     let user = users_client(gw).await.get_user(request).await.unwrap().into_inner().user.unwrap();
     assert_eq!(user.status(), pb::UserStatus::Deleted, "{generated}");
 }

@@ -42,8 +42,11 @@ async fn new_users_start_pending_with_a_welcome_email_and_contacts_get_nothing(b
         .unwrap();
     assert_eq!(welcome.len(), 1);
     assert_eq!(welcome[0].kind, "welcome");
-    assert!(welcome[0].body_text.contains(&reader.user_login));
-    assert!(welcome[0].body_text.contains("http://127.0.0.1:8080/activate/"), "{}", welcome[0].body_text);
+    // Queued bodies carry the link: the database holds them encrypted.
+    assert!(!welcome[0].body_text.contains("/activate/"), "a queued body in clear");
+    let text = common::email_text(server, &welcome[0]).await;
+    assert!(text.contains(&reader.user_login));
+    assert!(text.contains("http://127.0.0.1:8080/activate/"), "{text}");
 
     let contact = create_user(server, &token, &format!("{}_contact", t.prefix), Role::Contact, "").await;
     assert_eq!(contact.status(), UserStatus::Active, "a Contact has nothing to activate");
@@ -59,7 +62,7 @@ async fn new_users_start_pending_with_a_welcome_email_and_contacts_get_nothing(b
     }
     let still = users_client(server)
         .await
-        .get_user(bearer(pb::GetUserRequest { user_login: contact.user_login.clone() }, &token))
+        .get_user(bearer(pb::GetUserRequest { user_login: contact.user_login.clone(), ..Default::default() }, &token))
         .await
         .unwrap()
         .into_inner()
@@ -81,11 +84,18 @@ async fn unit_managers_see_and_change_only_their_own_unit(backend: Backend) {
     let blue = create_user(server, &token, &format!("{p}_blue"), Role::Reader, "Blue").await;
     let mut users = users_client(server).await;
 
-    users.get_user(bearer(pb::GetUserRequest { user_login: red.user_login.clone() }, &um)).await.expect("own unit");
-    let outside =
-        users.get_user(bearer(pb::GetUserRequest { user_login: blue.user_login.clone() }, &um)).await.unwrap_err();
+    users
+        .get_user(bearer(pb::GetUserRequest { user_login: red.user_login.clone(), ..Default::default() }, &um))
+        .await
+        .expect("own unit");
+    let outside = users
+        .get_user(bearer(pb::GetUserRequest { user_login: blue.user_login.clone(), ..Default::default() }, &um))
+        .await
+        .unwrap_err();
     assert_eq!(outside.code(), Code::PermissionDenied);
-    let manager = users.get_user(bearer(pb::GetUserRequest { user_login: t.manager_login.clone() }, &um)).await;
+    let manager = users
+        .get_user(bearer(pb::GetUserRequest { user_login: t.manager_login.clone(), ..Default::default() }, &um))
+        .await;
     assert_eq!(manager.unwrap_err().code(), Code::PermissionDenied);
 
     let listed = users.list_users(bearer(pb::ListUsersRequest::default(), &um)).await.unwrap().into_inner();
@@ -104,6 +114,7 @@ async fn unit_managers_see_and_change_only_their_own_unit(backend: Backend) {
         user_login: blue.user_login.clone(),
         status: UserStatus::Inactive.into(),
         reason: String::new(),
+        ..Default::default()
     };
     assert_eq!(users.set_user_status(bearer(deactivate, &um)).await.unwrap_err().code(), Code::PermissionDenied);
     let new_blue = pb::CreateUserRequest {
@@ -155,20 +166,27 @@ async fn an_administrator_a_manager_made_is_administered_by_another_manager(back
     assert_eq!(demoted.into_inner().user.unwrap().role(), Role::Reader);
 
     // The second Manager resets, deactivates and deletes the planted Administrator.
-    let by_second =
-        pb::ResetPasswordsRequest { user_logins: vec![admin_login.clone()], all: false, notify_by_email: false };
+    let by_second = pb::ResetPasswordsRequest {
+        user_logins: vec![admin_login.clone()],
+        all: false,
+        notify_by_email: false,
+        ..Default::default()
+    };
     let outcome = reset.reset_passwords(bearer(by_second, &second)).await.unwrap().into_inner();
     assert!(outcome.results[0].changed, "{:?}", outcome.results[0]);
-    let stale = users.get_user(bearer(pb::GetUserRequest { user_login: admin_login.clone() }, &admin)).await;
+    let stale = users
+        .get_user(bearer(pb::GetUserRequest { user_login: admin_login.clone(), ..Default::default() }, &admin))
+        .await;
     assert_eq!(stale.unwrap_err().code(), Code::Unauthenticated, "the reset revoked the Administrator's session");
     let deactivate = pb::SetUserStatusRequest {
         user_login: admin_login.clone(),
         status: UserStatus::Inactive.into(),
         reason: "planted".into(),
+        ..Default::default()
     };
     let deactivated = users.set_user_status(bearer(deactivate, &second)).await.expect("deactivated");
     assert_eq!(deactivated.into_inner().user.unwrap().status(), UserStatus::Inactive);
-    let delete = pb::DeleteUserRequest { user_login: admin_login.clone() };
+    let delete = pb::DeleteUserRequest { user_login: admin_login.clone(), ..Default::default() };
     let deleted = users.delete_user(bearer(delete, &second)).await.expect("deleted");
     assert_eq!(deleted.into_inner().user.unwrap().status(), UserStatus::Deleted);
     let gone = common::try_login(server, &admin_login, common::MEMBER_PASSWORD).await.unwrap_err();
@@ -181,6 +199,7 @@ async fn an_administrator_a_manager_made_is_administered_by_another_manager(back
         user_logins: vec![third_admin.user_login.clone(), format!("{p}_mgr2"), format!("{p}_admin2")],
         all: false,
         notify_by_email: false,
+        ..Default::default()
     };
     let outcome = reset.reset_passwords(bearer(by_admin, &other_admin)).await.unwrap().into_inner();
     assert!(outcome.results[0].changed && outcome.results[1].changed, "{:?}", outcome.results);
@@ -209,6 +228,7 @@ async fn an_administrator_a_manager_made_is_administered_by_another_manager(back
                         user_login: t.manager_login.clone(),
                         status: UserStatus::Inactive.into(),
                         reason: String::new(),
+                        ..Default::default()
                     },
                     &manager,
                 ))
@@ -218,7 +238,10 @@ async fn an_administrator_a_manager_made_is_administered_by_another_manager(back
         (
             "delete",
             users
-                .delete_user(bearer(pb::DeleteUserRequest { user_login: t.manager_login.clone() }, &manager))
+                .delete_user(bearer(
+                    pb::DeleteUserRequest { user_login: t.manager_login.clone(), ..Default::default() },
+                    &manager,
+                ))
                 .await
                 .map(|_| ()),
         ),
@@ -242,6 +265,7 @@ async fn the_last_active_manager_cannot_be_deactivated_deleted_or_demoted(backen
         user_login: login.to_owned(),
         status: UserStatus::Inactive.into(),
         reason: String::new(),
+        ..Default::default()
     };
     let demote = |login: &str| pb::UpdateUserRequest {
         user_login: login.to_owned(),
@@ -251,7 +275,10 @@ async fn the_last_active_manager_cannot_be_deactivated_deleted_or_demoted(backen
     last(users.set_user_status(bearer(deactivate(&t.manager_login), &admin)).await.unwrap_err());
     last(
         users
-            .delete_user(bearer(pb::DeleteUserRequest { user_login: t.manager_login.clone() }, &admin))
+            .delete_user(bearer(
+                pb::DeleteUserRequest { user_login: t.manager_login.clone(), ..Default::default() },
+                &admin,
+            ))
             .await
             .unwrap_err(),
     );
@@ -277,7 +304,10 @@ async fn the_last_active_manager_cannot_be_deactivated_deleted_or_demoted(backen
     last(users.update_user(bearer(demote(&second_login), &admin)).await.unwrap_err());
     last(
         users
-            .delete_user(bearer(pb::DeleteUserRequest { user_login: second_login.clone() }, &admin))
+            .delete_user(bearer(
+                pb::DeleteUserRequest { user_login: second_login.clone(), ..Default::default() },
+                &admin,
+            ))
             .await
             .unwrap_err(),
     );
@@ -287,13 +317,14 @@ async fn the_last_active_manager_cannot_be_deactivated_deleted_or_demoted(backen
         user_login: t.manager_login.clone(),
         status: UserStatus::Active.into(),
         reason: String::new(),
+        ..Default::default()
     };
     users.set_user_status(bearer(reactivate, &admin)).await.expect("re-activated");
     let mut racers = Vec::new();
     for login in [t.manager_login.clone(), second_login.clone()] {
         let (mut users, admin) = (users_client(server).await, admin.clone());
         racers.push(tokio::spawn(async move {
-            users.delete_user(bearer(pb::DeleteUserRequest { user_login: login }, &admin)).await
+            users.delete_user(bearer(pb::DeleteUserRequest { user_login: login, ..Default::default() }, &admin)).await
         }));
     }
     let mut won = 0;
@@ -313,7 +344,10 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
     let login = format!("{}_leaver", t.prefix);
     member(server, &manager, &login, Role::Reader, "").await;
     let mut users = users_client(server).await;
-    let user = users.get_user(bearer(pb::GetUserRequest { user_login: login.clone() }, &manager)).await.unwrap();
+    let user = users
+        .get_user(bearer(pb::GetUserRequest { user_login: login.clone(), ..Default::default() }, &manager))
+        .await
+        .unwrap();
     let mut reset = reset_client(server).await;
     let forgot = pb::RequestPasswordResetRequest {
         user_login: login.clone(),
@@ -326,8 +360,12 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
     let inspect = pb::InspectActivationRequest { token: token.clone() };
     assert!(reset.inspect_activation(inspect.clone()).await.unwrap().into_inner().valid);
     for status in [UserStatus::Inactive, UserStatus::Active] {
-        let change =
-            pb::SetUserStatusRequest { user_login: login.clone(), status: status.into(), reason: String::new() };
+        let change = pb::SetUserStatusRequest {
+            user_login: login.clone(),
+            status: status.into(),
+            reason: String::new(),
+            ..Default::default()
+        };
         users.set_user_status(bearer(change, &manager)).await.expect("status changed");
     }
     let after = reset.inspect_activation(inspect).await.unwrap().into_inner();
@@ -359,6 +397,7 @@ async fn a_deactivation_voids_live_links(backend: Backend) {
         user_login: welcome_login,
         status: UserStatus::Active.into(),
         reason: String::new(),
+        ..Default::default()
     };
     users.set_user_status(bearer(reactivate, &manager)).await.expect("re-activated");
     let after = reset.inspect_activation(pb::InspectActivationRequest { token }).await.unwrap().into_inner();
@@ -389,12 +428,16 @@ async fn an_operator_rescues_a_lone_locked_manager(backend: Backend) {
     let (operator, op) = common::operator(server).await;
     let (_, stranger) = manager_session(server).await;
     let mut support = support_client(server).await;
-    let request =
-        |reason: &str| pb::ReactivateUserRequest { user_login: t.manager_login.clone(), reason: reason.into() };
+    let request = |reason: &str| pb::ReactivateUserRequest {
+        user_login: t.manager_login.clone(),
+        reason: reason.into(),
+        ..Default::default()
+    };
 
     let refused = support.reactivate_user(bearer(request("ticket 1"), &stranger)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "another subscription's Manager cannot rescue");
-    let unknown = pb::ReactivateUserRequest { user_login: unique("nobody"), reason: "ticket 1".into() };
+    let unknown =
+        pb::ReactivateUserRequest { user_login: unique("nobody"), reason: "ticket 1".into(), ..Default::default() };
     let refused = support.reactivate_user(bearer(unknown.clone(), &stranger)).await.unwrap_err();
     assert_eq!(refused.code(), Code::PermissionDenied, "a non-operator learns nothing about logins");
     assert_eq!(support.reactivate_user(bearer(unknown, &op)).await.unwrap_err().code(), Code::NotFound);
@@ -432,7 +475,11 @@ async fn an_operator_rescues_a_lone_locked_manager(backend: Backend) {
     assert!(events[0].detail.contains("SUP-1001"), "{}", events[0].detail);
 
     // The Manager also forgot the password: a one-time link with a generated one.
-    let reset = pb::ResetUserPasswordRequest { user_login: t.manager_login.clone(), reason: "ticket SUP-1002".into() };
+    let reset = pb::ResetUserPasswordRequest {
+        user_login: t.manager_login.clone(),
+        reason: "ticket SUP-1002".into(),
+        ..Default::default()
+    };
     let done = support.reset_user_password(bearer(reset, &op)).await.expect("reset").into_inner();
     assert_eq!(done.managers_notified, 1);
     let stale = users_client(server).await.list_users(bearer(pb::ListUsersRequest::default(), &manager)).await;
@@ -450,9 +497,13 @@ async fn an_operator_rescues_a_lone_locked_manager(backend: Backend) {
     assert_eq!(old.message(), "Invalid credentials");
 
     // Operators do not rescue themselves; deleted users and Contacts are refused.
-    let own = pb::ResetUserPinRequest { user_login: operator.clone(), reason: "mine".into() };
+    let own = pb::ResetUserPinRequest { user_login: operator.clone(), reason: "mine".into(), ..Default::default() };
     assert_eq!(support.reset_user_pin(bearer(own, &op)).await.unwrap_err().code(), Code::PermissionDenied);
-    let no_token = pb::ResetUserPinRequest { user_login: t.manager_login.clone(), reason: "ticket 3".into() };
+    let no_token = pb::ResetUserPinRequest {
+        user_login: t.manager_login.clone(),
+        reason: "ticket 3".into(),
+        ..Default::default()
+    };
     assert_eq!(common::reason(&support.reset_user_pin(bearer(no_token, &op)).await.unwrap_err()), "NO_TOKEN");
 }
 
@@ -466,7 +517,7 @@ async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
     // Nothing to replace: a first token is the Managers' to assign.
     let bare = format!("{}_bare", t.prefix);
     member(server, &manager, &bare, Role::Scanner, "").await;
-    let first = pb::ReplaceUserTokenRequest { user_login: bare, reason: "ticket 6".into() };
+    let first = pb::ReplaceUserTokenRequest { user_login: bare, reason: "ticket 6".into(), ..Default::default() };
     assert_eq!(common::reason(&support.replace_user_token(bearer(first, &op)).await.unwrap_err()), "NO_TOKEN");
 
     // An enrolled user, signed in with PIN + tokencode, loses the phone.
@@ -476,11 +527,15 @@ async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
     let Some(pb::submit_passcode_response::Result::Session(session)) = signed_in.result else {
         panic!("expected a session, got {signed_in:?}")
     };
-    let replace = pb::ReplaceUserTokenRequest { user_login: login.clone(), reason: "lost phone, ticket 7".into() };
+    let replace = pb::ReplaceUserTokenRequest {
+        user_login: login.clone(),
+        reason: "lost phone, ticket 7".into(),
+        ..Default::default()
+    };
     let replaced = support.replace_user_token(bearer(replace, &op)).await.expect("replaced").into_inner();
     assert!(replaced.enrollment_link_sent, "the new token goes to the user, never to the operator");
     assert!(replaced.user.unwrap().has_token);
-    let own = pb::GetUserRequest { user_login: login.clone() };
+    let own = pb::GetUserRequest { user_login: login.clone(), ..Default::default() };
     let stale = users_client(server).await.get_user(bearer(own, &session.access_token)).await;
     assert_eq!(stale.unwrap_err().code(), Code::Unauthenticated, "a new token ends the old sessions");
     let old = second_factor::start(server, &login, common::MEMBER_PASSWORD).await;
@@ -508,7 +563,11 @@ async fn an_operator_replaces_a_token_and_resets_a_pin(backend: Backend) {
     };
     second_factor::set_pin(server, &new_pin, "1357").await.expect("a new PIN");
 
-    let pin = pb::ResetUserPinRequest { user_login: login.clone(), reason: "forgot PIN, ticket 8".into() };
+    let pin = pb::ResetUserPinRequest {
+        user_login: login.clone(),
+        reason: "forgot PIN, ticket 8".into(),
+        ..Default::default()
+    };
     support.reset_user_pin(bearer(pin, &op)).await.expect("PIN reset");
     common::assert_mail_sent(server, &login, "pin_reset").await;
     for action in ["support.token.replace", "support.pin.reset"] {
@@ -525,13 +584,15 @@ async fn operators_hear_of_an_operators_rescue_and_resets_are_rate_limited(backe
     let (locked, _) = common::operator(server).await;
     lock_out(server, &locked).await;
     let mut support = support_client(server).await;
-    let reactivate = pb::ReactivateUserRequest { user_login: locked.clone(), reason: "INC-7".into() };
+    let reactivate =
+        pb::ReactivateUserRequest { user_login: locked.clone(), reason: "INC-7".into(), ..Default::default() };
     let done = support.reactivate_user(bearer(reactivate, &rescuer)).await.expect("re-activated").into_inner();
     assert!(done.managers_notified >= 1, "the other operators are told");
     common::assert_mail_sent(server, &bystander, "rescue_notice").await;
     common::assert_mail_sent(server, &locked, "account_rescued").await;
 
-    let reset = || pb::ResetUserPasswordRequest { user_login: locked.clone(), reason: "INC-8".into() };
+    let reset =
+        || pb::ResetUserPasswordRequest { user_login: locked.clone(), reason: "INC-8".into(), ..Default::default() };
     for _ in 0..3 {
         support.reset_user_password(bearer(reset(), &rescuer)).await.expect("reset by link");
     }
@@ -608,6 +669,7 @@ async fn taken_login_answers_are_throttled_per_caller_and_audited(backend: Backe
         user_login: String::new(),
         new_user_login: victim.manager_login.clone(),
         current_password: t.manager_password.clone(),
+        ..Default::default()
     };
     let throttled = common::auth_client(server).await.change_user_login(bearer(rename, &prober)).await.unwrap_err();
     assert_eq!(throttled.code(), Code::ResourceExhausted, "renames share the caller's answers");
@@ -634,6 +696,7 @@ async fn the_status_machine_guards_every_change(backend: Backend) {
         user_login: user_login.to_owned(),
         status: status.into(),
         reason: "audit note".into(),
+        ..Default::default()
     };
 
     let inactive =
@@ -656,10 +719,15 @@ async fn the_status_machine_guards_every_change(backend: Backend) {
     let to_deleted = users.set_user_status(bearer(status(&login, UserStatus::Deleted), &token)).await.unwrap_err();
     assert_eq!(to_deleted.code(), Code::InvalidArgument, "deletion has its own RPC");
 
-    let deleted = users.delete_user(bearer(pb::DeleteUserRequest { user_login: login.clone() }, &token)).await.unwrap();
+    let deleted = users
+        .delete_user(bearer(pb::DeleteUserRequest { user_login: login.clone(), ..Default::default() }, &token))
+        .await
+        .unwrap();
     assert_eq!(deleted.into_inner().user.unwrap().status(), UserStatus::Deleted);
-    let again =
-        users.delete_user(bearer(pb::DeleteUserRequest { user_login: login.clone() }, &token)).await.unwrap_err();
+    let again = users
+        .delete_user(bearer(pb::DeleteUserRequest { user_login: login.clone(), ..Default::default() }, &token))
+        .await
+        .unwrap_err();
     assert_eq!((again.code(), again.message()), (Code::FailedPrecondition, format!("`{login}` is deleted").as_str()));
     let reuse = users
         .create_user(bearer(
@@ -800,7 +868,7 @@ async fn another_subscriptions_users_do_not_exist(backend: Backend) {
     let other = tenant(server);
     let mut users = users_client(server).await;
     let get = users
-        .get_user(bearer(pb::GetUserRequest { user_login: other.manager_login.clone() }, &token))
+        .get_user(bearer(pb::GetUserRequest { user_login: other.manager_login.clone(), ..Default::default() }, &token))
         .await
         .unwrap_err();
     assert_eq!(get.code(), Code::NotFound);
@@ -875,13 +943,21 @@ async fn every_change_leaves_exactly_one_audit_row(backend: Backend) {
     for status in [UserStatus::Inactive, UserStatus::Active] {
         users
             .set_user_status(bearer(
-                pb::SetUserStatusRequest { user_login: login.clone(), status: status.into(), reason: String::new() },
+                pb::SetUserStatusRequest {
+                    user_login: login.clone(),
+                    status: status.into(),
+                    reason: String::new(),
+                    ..Default::default()
+                },
                 &token,
             ))
             .await
             .unwrap();
     }
-    users.delete_user(bearer(pb::DeleteUserRequest { user_login: login.clone() }, &token)).await.unwrap();
+    users
+        .delete_user(bearer(pb::DeleteUserRequest { user_login: login.clone(), ..Default::default() }, &token))
+        .await
+        .unwrap();
 
     let events = users
         .list_audit_events(bearer(

@@ -164,8 +164,10 @@ pub async fn reset(
     logins: &[String],
     notify_by_email: bool,
 ) -> anyhow::Result<Vec<pb::ResetResult>> {
-    let request =
-        bearer(pb::ResetPasswordsRequest { user_logins: logins.to_vec(), all: false, notify_by_email }, token)?;
+    let request = bearer(
+        pb::ResetPasswordsRequest { user_logins: logins.to_vec(), all: false, notify_by_email, ..Default::default() },
+        token,
+    )?;
     let results = client.reset_passwords(request).await.context("ResetPasswords")?.into_inner().results;
     if let Some(refused) = results.iter().find(|r| !r.changed) {
         bail!("ResetPasswords refused {}: {}", refused.user_login, refused.message);

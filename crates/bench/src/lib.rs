@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod fixtures;
+mod h2load;
 mod load;
 mod procfs;
 mod raw;
@@ -41,14 +42,20 @@ pub enum Scenario {
     Memory,
     /// Login and ValidateToken with a small and a large user table.
     Scale,
+    /// The CPU of sealing and opening a TOTP secret next to a login's argon2 verify.
+    Secrets,
     /// The sign-in page (driven by wrk) vs the Login RPC it makes.
     Signin,
+    /// Housekeeping's purge of many expired rows: rows/s, and Login p99 while it runs.
+    Purge,
+    /// identity-client's bearer layer vs a bare Ed25519 verify; with revocation vs ValidateToken.
+    Client,
     /// The Users page, first and deep in 100,000 users (driven by wrk) vs the ListUsers RPC it makes.
     Pages,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -56,6 +63,9 @@ impl Scenario {
         Scenario::Memory,
         Scenario::Scale,
         Scenario::Signin,
+        Scenario::Purge,
+        Scenario::Secrets,
+        Scenario::Client,
         Scenario::Pages,
     ];
 
@@ -67,7 +77,10 @@ impl Scenario {
             Scenario::Gateway => "gateway",
             Scenario::Memory => "memory",
             Scenario::Scale => "scale",
+            Scenario::Secrets => "secrets",
             Scenario::Signin => "signin",
+            Scenario::Purge => "purge",
+            Scenario::Client => "client",
             Scenario::Pages => "pages",
         }
     }
@@ -121,6 +134,9 @@ pub struct BenchArgs {
     /// Users in the list of the pages scenario (its deep page is nine tenths in).
     #[arg(long, default_value_t = 100_000)]
     pub page_users: u64,
+    /// Expired rows the purge scenario seeds and has housekeeping delete, per round.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub purge_rows: u64,
     /// Database of the servers under test.
     #[arg(long, value_enum, default_value = "sqlite")]
     pub backend: BackendKind,

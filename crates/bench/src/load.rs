@@ -66,6 +66,12 @@ impl Sample {
             .then(|| (self.cpu.own + self.cpu.server) * 1000.0 / self.completed as f64)
     }
 
+    /// The load generator's share of [`Sample::cpu_ms_per_op`]: what it took
+    /// from the server on the same cores.
+    pub fn client_cpu_ms_per_op(&self) -> Option<f64> {
+        (self.completed > 0 && self.cpu.server > 0.0).then(|| self.cpu.own * 1000.0 / self.completed as f64)
+    }
+
     /// The server's share of [`Sample::cpu_ms_per_op`].
     pub fn server_cpu_ms_per_op(&self) -> Option<f64> {
         (self.completed > 0 && self.cpu.server > 0.0).then(|| self.cpu.server * 1000.0 / self.completed as f64)

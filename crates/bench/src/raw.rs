@@ -67,11 +67,11 @@ impl Rate {
 }
 
 /// One thread's repeated operation.
-type Job = Box<dyn FnMut() -> anyhow::Result<()> + Send>;
+pub type Job = Box<dyn FnMut() -> anyhow::Result<()> + Send>;
 
 /// Runs `make()`'s job flat out on each of `threads` threads and counts what
 /// completes in `duration` after `warmup`.
-async fn spin(
+pub async fn spin(
     threads: usize,
     warmup: Duration,
     duration: Duration,
@@ -167,6 +167,27 @@ pub async fn ed25519_throughput(
         let message = message.clone();
         Ok(Box::new(move || {
             key.verify(&message, &signature).context("Ed25519 verify")?;
+            Ok(())
+        }))
+    })
+    .await
+}
+
+/// Sealing a TOTP secret under a data key and opening it again, bound to its
+/// row as the service does: what encryption at rest adds to an enrolment and
+/// a passcode login.
+pub async fn data_key_throughput(threads: usize, warmup: Duration, duration: Duration) -> anyhow::Result<Rate> {
+    use identity::{crypto::data_keys::DataKeys, store::secrets::totp_aad};
+    let keys = Arc::new(DataKeys::ephemeral());
+    spin(threads, warmup, duration, || {
+        let keys = Arc::clone(&keys);
+        let aad = totp_aad("0190a0a0-0000-7000-8000-000000000001");
+        let mut secret = [0u8; 20];
+        rand::rng().fill_bytes(&mut secret);
+        Ok(Box::new(move || {
+            let sealed = keys.seal(&aad, &secret);
+            let opened = keys.open(&sealed.key_id, &aad, &sealed.bytes).context("open a sealed TOTP secret")?;
+            anyhow::ensure!(opened == secret, "a sealed TOTP secret opened to something else");
             Ok(())
         }))
     })

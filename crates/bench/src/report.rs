@@ -31,6 +31,8 @@ pub struct Measurement {
     pub cpu_ms_per_op: Option<f64>,
     /// The server's share of `cpu_ms_per_op`.
     pub server_cpu_ms_per_op: Option<f64>,
+    /// The load generator's share of `cpu_ms_per_op` (h2load, wrk or the bench's own client).
+    pub client_cpu_ms_per_op: Option<f64>,
 }
 
 impl Measurement {
@@ -48,6 +50,7 @@ impl Measurement {
             errors: sample.errors.clone(),
             cpu_ms_per_op: sample.cpu_ms_per_op(),
             server_cpu_ms_per_op: sample.server_cpu_ms_per_op(),
+            client_cpu_ms_per_op: sample.client_cpu_ms_per_op(),
             ..Self::new(scenario, name)
         }
     }
@@ -195,7 +198,7 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "\n{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>10} {:>9}  errors",
+            "\n{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>10} {:>10} {:>9}  errors",
             "scenario",
             "measurement",
             "conc",
@@ -205,6 +208,7 @@ impl Report {
             "p99 ms",
             "wall s",
             "cpu ms/op",
+            "client ms",
             "peak MiB"
         );
         for r in &self.measurements {
@@ -215,7 +219,7 @@ impl Report {
             };
             let _ = writeln!(
                 out,
-                "{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>10} {:>9}  {}",
+                "{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>10} {:>10} {:>9}  {}",
                 r.scenario,
                 r.name,
                 r.concurrency.map_or_else(|| "-".to_owned(), |c| c.to_string()),
@@ -225,6 +229,7 @@ impl Report {
                 cell(r.p99_ms, 3),
                 cell(r.wall_s, 2),
                 cell(r.cpu_ms_per_op, 3),
+                cell(r.client_cpu_ms_per_op, 4),
                 cell(r.server_peak_rss_mib, 1),
                 errors
             );

@@ -96,6 +96,12 @@ naming the value to fix.
 {{- if not .Values.database.existingSecret -}}
 {{- fail "database.existingSecret: name the Secret holding the PostgreSQL URL (the chart never stores it)" -}}
 {{- end -}}
+{{- if not .Values.dataKeys.existingSecret -}}
+{{- fail "dataKeys.existingSecret: name the Secret holding the data keys that encrypt TOTP secrets and queued emails (never the database; see docs/operations.md)" -}}
+{{- end -}}
+{{- if regexMatch "(?m)^\\s*(\\[\\s*data_keys\\s*\\]|data_keys\\s*=)" .Values.config -}}
+{{- fail "config sets `data_keys`, which the chart sets from dataKeys (see values.yaml): the environment would silently win over the file" -}}
+{{- end -}}
 {{- if and (or (gt (int .Values.replicaCount) 1) .Values.autoscaling.enabled) (not .Values.captcha.existingSecret) -}}
 {{- fail "captcha.existingSecret: more than one replica needs a shared captcha key (a challenge made by one replica must verify on another)" -}}
 {{- end -}}
@@ -105,7 +111,7 @@ naming the value to fix.
 {{- if and .Values.autoscaling.enabled (gt (int .Values.autoscaling.minReplicas) (int .Values.autoscaling.maxReplicas)) -}}
 {{- fail "autoscaling.minReplicas must not exceed autoscaling.maxReplicas" -}}
 {{- end -}}
-{{- range $key := list "grpc_addr" "http_addr" "metrics_addr" "public_url" "log_format" "shutdown_grace_secs" "migrate_on_start" "database_url" "smtp_url" "outbox_dir" "http_tls_cert" "http_tls_key" "memory_kib" "workers" "hmac_key" "session_keys" "signing_key_file" -}}
+{{- range $key := list "grpc_addr" "http_addr" "metrics_addr" "public_url" "log_format" "shutdown_grace_secs" "migrate_on_start" "database_url" "smtp_url" "outbox_dir" "http_tls_cert" "http_tls_key" "memory_kib" "workers" "hmac_key" "session_keys" "signing_key_file" "tls_cert" "tls_key" "tls_client_ca" "max_connection_age_secs" "max_connection_age_grace_secs" "health_addr" "grpc_ca" "grpc_tls_domain" "grpc_client_cert" "grpc_client_key" -}}
 {{- if regexMatch (printf "(?m)^\\s*%s\\s*=" $key) $.Values.config -}}
 {{- fail (printf "config sets `%s`, which the chart sets from its own values (see values.yaml): the environment would silently win over the file" $key) -}}
 {{- end -}}

@@ -45,7 +45,7 @@ pub async fn account_page(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    let request = pb::GetUserRequest { user_login: signed.session.user_login.clone() };
+    let request = pb::GetUserRequest { user_login: signed.session.user_login.clone(), ..Default::default() };
     let user = match state.clients.users().get_user(call(request, client, signed.bearer())).await {
         Ok(response) => response.into_inner().user.unwrap_or_default(),
         Err(status) => return signed.respond(failed(&state, &status)),
@@ -242,6 +242,7 @@ pub async fn change_login_submit(
         user_login: String::new(),
         new_user_login: new_login.to_owned(),
         current_password: form.current_password,
+        ..Default::default()
     };
     match state.clients.auth().change_user_login(call(request, client, signed.bearer())).await {
         Ok(response) => {

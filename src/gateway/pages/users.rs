@@ -245,7 +245,8 @@ pub(super) async fn user_actions(
     signed: &SignedIn,
     login: &str,
 ) -> Result<(pb::User, Offered), tonic::Status> {
-    let request = call(pb::GetUserActionsRequest { user_login: login.to_owned() }, client, signed.bearer());
+    let request =
+        call(pb::GetUserActionsRequest { user_login: login.to_owned(), ..Default::default() }, client, signed.bearer());
     let answer = state.clients.users().get_user_actions(request).await?.into_inner();
     Ok((answer.user.unwrap_or_default(), Offered::from(&answer.actions)))
 }

@@ -102,6 +102,7 @@ pub async fn update_submit(
         last_name: Some(form.last_name.trim().to_owned()),
         role,
         business_unit: (!wide && !form.business_unit.is_empty()).then(|| form.business_unit.clone()),
+        ..Default::default()
     };
     match state.clients.users().update_user(call(request, client, signed.bearer())).await {
         Ok(_) => see_other(&format!("{}?m=saved", user_href(&login)), signed.cookies),
@@ -139,6 +140,7 @@ pub async fn status_submit(
         user_login: login.clone(),
         status: wanted.into(),
         reason: form.reason.trim().to_owned(),
+        ..Default::default()
     };
     match state.clients.users().set_user_status(call(request, client, signed.bearer())).await {
         Ok(_) => {
@@ -252,7 +254,7 @@ pub async fn delete_submit(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    let request = pb::DeleteUserRequest { user_login: login.clone() };
+    let request = pb::DeleteUserRequest { user_login: login.clone(), ..Default::default() };
     match state.clients.users().delete_user(call(request, client, signed.bearer())).await {
         Ok(_) => {
             let ctx = context! {
@@ -278,7 +280,7 @@ pub async fn pin_submit(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    let request = pb::ResetPinRequest { user_login: login.clone() };
+    let request = pb::ResetPinRequest { user_login: login.clone(), ..Default::default() };
     match state.clients.reset().reset_pin(call(request, client, signed.bearer())).await {
         Ok(_) => see_other(&format!("{}?m=pin", user_href(&login)), signed.cookies),
         Err(status) => refused(&state, signed, &status),
@@ -298,7 +300,7 @@ pub async fn token_submit(
         Ok(signed) => signed,
         Err(response) => return response,
     };
-    let request = pb::AssignTokenRequest { user_login: login.clone() };
+    let request = pb::AssignTokenRequest { user_login: login.clone(), ..Default::default() };
     match state.clients.users().assign_token(call(request, client, signed.bearer())).await {
         Ok(response) => {
             let token = response.into_inner();
@@ -335,12 +337,17 @@ pub async fn reset_confirm(
         title: state.theme.text("reset_title"),
         question: state.theme.text_with("reset_question_one", &[("login", &user.user_login)]),
         action: "/users/reset",
-        fields: vec![("login", user.user_login.clone()), ("step", "do".to_owned())],
+        fields: vec![("login", user.user_login.clone()), ("step", "do".to_owned()), ("request_id", request_id())],
         delivery: true,
         button: state.theme.text("confirm_button"),
         cancel: user_href(&user.user_login),
     };
     confirm_page(&state, signed, confirm)
+}
+
+/// A fresh id for one confirmed reset (`ResetPasswords.request_id`).
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 /// The batch form: repeated `login` fields, which a plain `Form` cannot read.
@@ -352,6 +359,7 @@ struct ResetForm {
     /// `do` once confirmed; anything else asks first.
     confirmed: bool,
     by_email: bool,
+    request_id: String,
 }
 
 fn reset_form(body: &str) -> ResetForm {
@@ -363,6 +371,7 @@ fn reset_form(body: &str) -> ResetForm {
             "scope" => form.all = value == "all",
             "step" => form.confirmed = value == "do",
             "delivery" => form.by_email = value != "show",
+            "request_id" => form.request_id = value.into_owned(),
             _ => {}
         }
     }
@@ -400,6 +409,7 @@ pub async fn reset_submit(
         let mut fields: Vec<(&str, String)> = form.logins.iter().map(|l| ("login", l.clone())).collect();
         fields.push(("scope", if form.all { "all" } else { "selected" }.to_owned()));
         fields.push(("step", "do".to_owned()));
+        fields.push(("request_id", request_id()));
         let confirm = Confirm {
             title: state.theme.text("reset_title"),
             question,
@@ -411,7 +421,15 @@ pub async fn reset_submit(
         };
         return confirm_page(&state, signed, confirm);
     }
-    let request = pb::ResetPasswordsRequest { user_logins: form.logins, all: form.all, notify_by_email: form.by_email };
+    // The confirmation page's id: the same form posted again (a reload, the back
+    // button) gets the first outcome back instead of a second reset.
+    let request = pb::ResetPasswordsRequest {
+        user_logins: form.logins,
+        all: form.all,
+        notify_by_email: form.by_email,
+        request_id: form.request_id,
+        ..Default::default()
+    };
     let results = match state.clients.reset().reset_passwords(call(request, client, signed.bearer())).await {
         Ok(response) => response.into_inner().results,
         Err(status) => return refused(&state, signed, &status),
@@ -622,10 +640,12 @@ mod tests {
 
     #[test]
     fn the_batch_form_reads_repeated_logins_and_the_choices() {
-        let form = reset_form("csrf=t&login=a&login=b&login=b&login=+&scope=selected&step=do&delivery=show");
+        let form =
+            reset_form("csrf=t&login=a&login=b&login=b&login=+&scope=selected&step=do&delivery=show&request_id=r1");
         assert_eq!(form.csrf, "t");
         assert_eq!(form.logins, ["a", "b"]);
         assert!(form.confirmed && !form.all && !form.by_email);
+        assert_eq!(form.request_id, "r1");
         let form = reset_form("csrf=t&scope=all");
         assert!(form.all && !form.confirmed && form.by_email, "email unless asked otherwise; confirm first");
     }

@@ -12,6 +12,7 @@ pub struct Model {
     pub user_id: Option<String>,
     pub recipient: String,
     pub subject: String,
+    /// Base64 of the body sealed under data key `data_key_id` (NULL: in clear); empty once scrubbed.
     pub body_text: String,
     pub body_html: String,
     pub created_at: i64,
@@ -20,6 +21,7 @@ pub struct Model {
     pub sent_at: Option<i64>,
     pub failed_at: Option<i64>,
     pub last_error: Option<String>,
+    pub data_key_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

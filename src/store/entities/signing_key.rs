@@ -13,6 +13,8 @@ pub struct Model {
     pub created_at: i64,
     pub retired_at: Option<i64>,
     pub expires_at: Option<i64>,
+    /// Withdrawn (`identity keys revoke`): never published nor trusted again.
+    pub revoked_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

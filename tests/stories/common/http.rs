@@ -65,10 +65,11 @@ pub fn start_gateway(backend: Backend, adjust: impl FnOnce(Config) -> Config + S
             let database_url = fresh_database(backend, &dir).await;
             let config = adjust(test_config(&database_url, &dir));
             let public_url = config.public_url.clone();
+            let data_keys = config.data_keys.clone();
             let server = Server::build(config).await.expect("server starts");
             let (stop, stopped) = super::stop_signal();
             let ready = GatewayServer {
-                server: TestServer { grpc_addr: server.grpc_addr(), database_url, dir, stop: Some(stop) },
+                server: TestServer { grpc_addr: server.grpc_addr(), database_url, dir, data_keys, stop: Some(stop) },
                 http_addr: server.http_addr(),
                 base: server.http_url(),
                 public_url,

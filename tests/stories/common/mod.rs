@@ -37,6 +37,8 @@ pub struct TestServer {
     pub grpc_addr: SocketAddr,
     pub database_url: String,
     pub dir: PathBuf,
+    /// Where its data keys are (default: beside the SQLite file, or `./data`).
+    pub data_keys: identity::config::DataKeysConfig,
     /// Ends an in-process server when the story drops it (None for views
     /// of servers that end otherwise).
     pub stop: Option<Stop>,
@@ -224,6 +226,24 @@ pub fn start_with(
     database_url: Option<String>,
     adjust: impl FnOnce(Config) -> Config + Send + 'static,
 ) -> TestServer {
+    launch(backend, database_url, None, adjust)
+}
+
+/// Like [`start`], on a clock of the story's: time travel without touching rows.
+pub fn start_with_clock(
+    backend: Backend,
+    clock: identity::clock::SharedClock,
+    adjust: impl FnOnce(Config) -> Config + Send + 'static,
+) -> TestServer {
+    launch(backend, None, Some(clock), adjust)
+}
+
+fn launch(
+    backend: Backend,
+    database_url: Option<String>,
+    clock: Option<identity::clock::SharedClock>,
+    adjust: impl FnOnce(Config) -> Config + Send + 'static,
+) -> TestServer {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let runtime =
@@ -235,9 +255,15 @@ pub fn start_with(
                 None => fresh_database(backend, &dir).await,
             };
             let config = adjust(test_config(&database_url, &dir));
-            let server = Server::build(config).await.expect("server starts");
+            register_outbox_dir(config.outbox_dir.clone());
+            let data_keys = config.data_keys.clone();
+            let server = match clock {
+                Some(clock) => Server::build_with_clock(config, clock).await,
+                None => Server::build(config).await,
+            }
+            .expect("server starts");
             let (stop, stopped) = stop_signal();
-            let ready = TestServer { grpc_addr: server.grpc_addr(), database_url, dir, stop: Some(stop) };
+            let ready = TestServer { grpc_addr: server.grpc_addr(), database_url, dir, data_keys, stop: Some(stop) };
             ready_tx.send(ready).expect("report readiness");
             server.run(stopped).await.expect("server runs");
         });
@@ -431,6 +457,7 @@ pub async fn reset_results(server: &TestServer, token: &str, logins: &[&str]) ->
         user_logins: logins.iter().map(|l| (*l).to_owned()).collect(),
         all: false,
         notify_by_email: false,
+        ..Default::default()
     };
     reset_client(server)
         .await
@@ -451,6 +478,7 @@ pub async fn reset_password(server: &TestServer, token: &str, login: &str) -> St
                 user_logins: vec![login.to_owned()],
                 all: false,
                 notify_by_email: false,
+                ..Default::default()
             },
             token,
         ))
@@ -512,6 +540,13 @@ pub async fn solved_captcha(server: &TestServer) -> identity::pb::CaptchaSolutio
     identity::pb::CaptchaSolution { challenge: challenge.challenge, nonce: nonce.to_string() }
 }
 
+/// An instant a minute ago, in stored milliseconds: for time travel that
+/// must stay inside housekeeping's grace, so the row is expired, not purged.
+pub fn a_minute_ago_ms() -> i64 {
+    use identity::clock::Clock;
+    identity::clock::SystemClock.now_ms() - 60_000
+}
+
 /// Runs SQL on the test database directly: for fault injection and
 /// time travel only, never for fixtures.
 pub async fn execute_sql(server: &TestServer, sql: &str) {
@@ -565,7 +600,93 @@ pub async fn latest_link(server: &TestServer, login: &str, kind: &str) -> String
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("no {kind} email for {login}"));
-    link_token(&mail.body_text)
+    link_token(&email_text(server, &mail).await)
+}
+
+/// Outbox folders of every server this binary started: a message is written
+/// by whichever replica's dispatcher claimed it.
+static OUTBOX_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+pub fn register_outbox_dir(dir: PathBuf) {
+    OUTBOX_DIRS.lock().unwrap_or_else(|e| e.into_inner()).push(dir);
+}
+
+/// The plain-text body of an outbox message: from its row while it waits,
+/// else from the `.eml` file it was delivered as (delivery empties the row's body).
+pub async fn email_text(server: &TestServer, mail: &identity::store::entities::email_outbox::Model) -> String {
+    use identity::store::entities::email_outbox;
+    use sea_orm::EntityTrait;
+    let store = store(server).await;
+    for _ in 0..400 {
+        let row = email_outbox::Entity::find_by_id(mail.id.clone()).one(store.connection()).await.unwrap();
+        let Some(row) = row else { panic!("outbox row {} purged", mail.id) };
+        if !row.body_text.is_empty() {
+            return opened(server, &row).await.body_text;
+        }
+        let dirs = OUTBOX_DIRS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let file = format!("{}.eml", row.id);
+        if let Some(raw) = dirs.iter().find_map(|dir| std::fs::read_to_string(dir.join(&file)).ok()) {
+            return plain_text_of(&raw);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("email {} was delivered to no known outbox folder", mail.id);
+}
+
+/// The decoded text/plain part of a raw message.
+pub fn plain_text_of(raw: &str) -> String {
+    let raw = raw.replace("\r\n", "\n");
+    let start = raw.find("Content-Type: text/plain").expect("a text/plain part");
+    let part = &raw[start..];
+    let (headers, rest) = part.split_once("\n\n").expect("part headers end");
+    let body = rest.split("\n--").next().unwrap_or(rest);
+    let encoding = headers
+        .lines()
+        .find_map(|line| line.strip_prefix("Content-Transfer-Encoding:"))
+        .map(|value| value.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "base64" => {
+            use base64::Engine;
+            let compact: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(compact).expect("base64 body"))
+                .expect("utf-8 body")
+        }
+        "quoted-printable" => decode_quoted_printable(body),
+        _ => body.to_owned(),
+    }
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'=' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|hex| u8::from_str_radix(hex, 16).ok()))
+            .flatten();
+        if let Some(byte) = escaped {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An outbox row with its bodies in clear, opened with the data keys of
+/// `server` (the default ones its database URL implies).
+pub async fn opened(
+    server: &TestServer,
+    mail: &identity::store::entities::email_outbox::Model,
+) -> identity::store::entities::email_outbox::Model {
+    let mut config = test_config(&server.database_url, &server.dir);
+    config.data_keys = server.data_keys.clone();
+    let keys = identity::app::data_keys::load(&store(server).await, &config).await.expect("the server's data keys");
+    identity::store::outbox::opened(&keys, mail).expect("the email's body opens")
 }
 
 /// The token of the first `/activate/<token>` link in an email body.

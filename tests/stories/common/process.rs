@@ -40,6 +40,8 @@ impl ServerProcess {
     /// overrides `IDENTITY_*` variables. Returns once health says SERVING.
     pub fn spawn(database_url: &str, env: &[(&str, &str)]) -> ServerProcess {
         let dir = super::scratch_dir("process");
+        let outbox = env.iter().find(|(key, _)| *key == "IDENTITY_OUTBOX_DIR").map(|(_, dir)| PathBuf::from(dir));
+        super::register_outbox_dir(outbox.unwrap_or_else(|| dir.join("outbox")));
         let grpc_addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
         let http_addr = SocketAddr::from(([127, 0, 0, 1], super::free_port()));
         let mut process = ServerProcess {
@@ -61,6 +63,7 @@ impl ServerProcess {
             grpc_addr: self.grpc_addr,
             database_url: self.database_url.clone(),
             dir: self.dir.clone(),
+            data_keys: Default::default(),
             stop: None,
         }
     }
@@ -139,6 +142,9 @@ impl ServerProcess {
         let http_addr = self.http_addr.to_string();
         let public_url = self.http_url();
         let outbox = self.dir.join("outbox").display().to_string();
+        // The child runs in its own folder: on PostgreSQL (no SQLite file to keep the
+        // keys beside) it must share the data keys of the other processes on the database.
+        let data_keys = std::env::current_dir().unwrap_or_default().join("data/data-keys").display().to_string();
         let mut env: Vec<(&str, &str)> = vec![
             ("IDENTITY_DATABASE_URL", &self.database_url),
             ("IDENTITY_GRPC_ADDR", &grpc_addr),
@@ -154,6 +160,9 @@ impl ServerProcess {
             ("IDENTITY_THROTTLE__LOGIN_PER_IP", "100000"),
             ("IDENTITY_CAPTCHA__DIFFICULTY_BITS", "8"),
         ];
+        if !self.database_url.starts_with("sqlite:") {
+            env.push(("IDENTITY_DATA_KEYS__DIR", &data_keys));
+        }
         env.extend(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         // `sh` ignores SIGXFSZ and execs: the binary keeps the pid and the disposition.
         let command = super::cli_command(&[], &env);

@@ -34,7 +34,7 @@ fn base32_decode(text: &str) -> Vec<u8> {
 pub async fn assign(server: &super::TestServer, manager: &str, login: &str) -> Token {
     let response = users_client(server)
         .await
-        .assign_token(bearer(pb::AssignTokenRequest { user_login: login.to_owned() }, manager))
+        .assign_token(bearer(pb::AssignTokenRequest { user_login: login.to_owned(), ..Default::default() }, manager))
         .await
         .expect("token assigned")
         .into_inner();

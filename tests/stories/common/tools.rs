@@ -1,6 +1,6 @@
 //! The programs some stories drive besides the service: curl as the legacy
 //! API's client, xmllint as the DTD's judge, a real SMTP server, a real OTLP
-//! receiver, headless Chromium, wrk, helm… On a machine with only the Rust
+//! receiver, headless Chromium, wrk, h2load, helm… On a machine with only the Rust
 //! toolchain a story whose tool is missing is skipped with one line naming
 //! what to install; under CI (`CI` set) it fails instead, so CI never passes
 //! by skipping. `.ci/run` installs every one of them.
@@ -19,11 +19,13 @@ pub enum Tool {
     Openssl,
     Chromium,
     Wrk,
+    H2load,
     Helm,
     KubernetesValidate,
     SmtpServer,
     OtlpReceiver,
     PyJwt,
+    PgDump,
     AxeCore,
 }
 
@@ -36,11 +38,13 @@ impl Tool {
             Tool::Openssl => "openssl (apt-get install openssl)",
             Tool::Chromium => "headless Chromium (apt-get install chromium chromium-driver)",
             Tool::Wrk => "wrk (apt-get install wrk)",
+            Tool::H2load => "h2load (apt-get install nghttp2-client)",
             Tool::Helm => "helm (the static binary .ci/run unpacks from npm)",
             Tool::KubernetesValidate => "kubernetes-validate (pip install kubernetes-validate)",
             Tool::SmtpServer => "aiosmtpd (pip install aiosmtpd)",
             Tool::OtlpReceiver => "an OTLP receiver (pip install grpcio opentelemetry-proto)",
             Tool::PyJwt => "PyJWT (pip install 'pyjwt[crypto]')",
+            Tool::PgDump => "pg_dump (apt-get install postgresql-client; .ci/run's postgresql brings it)",
             Tool::AxeCore => "axe-core (npm install --prefix target/ci-tools/axe axe-core@4.14.1)",
         }
     }
@@ -55,11 +59,13 @@ impl Tool {
             Tool::Wrk => {
                 Command::new("wrk").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
             }
+            Tool::H2load => runs("h2load", &["--version"]),
             Tool::Helm => runs("helm", &["version", "--short"]),
             Tool::KubernetesValidate => python_imports("kubernetes_validate, yaml"),
             Tool::SmtpServer => python_imports("aiosmtpd"),
             Tool::OtlpReceiver => python_imports("grpc, opentelemetry.proto.collector.trace.v1"),
             Tool::PyJwt => python_imports("jwt, cryptography"),
+            Tool::PgDump => runs("pg_dump", &["--version"]),
             Tool::AxeCore => axe_script().is_file(),
         }
     }

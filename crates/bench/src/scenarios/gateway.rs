@@ -162,7 +162,12 @@ fn pair_operation(channels: Vec<Channel>, tenant: &Tenant, targets: Vec<String>)
                 return Err("NoSession".to_owned());
             };
             let request = fixtures::bearer(
-                pb::ResetPasswordsRequest { user_logins: vec![target], all: false, notify_by_email: false },
+                pb::ResetPasswordsRequest {
+                    user_logins: vec![target],
+                    all: false,
+                    notify_by_email: false,
+                    ..Default::default()
+                },
                 &session.access_token,
             )
             .map_err(|_| "BadToken".to_owned())?;

@@ -1,19 +1,21 @@
 //! The scenarios of issue #10, each against servers of its own, and the
 //! operations their load phases repeat.
 
+mod client;
 mod gateway;
 mod login;
 mod memory;
 mod pages;
+mod purge;
 mod reset;
 mod scale;
+mod secrets;
 mod signin;
 mod validate;
 
 use std::sync::Arc;
 
 use tonic::transport::Channel;
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use super::{
     Bench, Check, Measurement, Scenario,
@@ -55,7 +57,10 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Gateway => gateway::run(bench, found).await,
         Scenario::Memory => memory::run(bench, found).await,
         Scenario::Scale => scale::run(bench, found).await,
+        Scenario::Secrets => secrets::run(bench, found).await,
         Scenario::Signin => signin::run(bench, found).await,
+        Scenario::Purge => purge::run(bench, found).await,
+        Scenario::Client => client::run(bench, found).await,
         Scenario::Pages => pages::run(bench, found).await,
     }
 }
@@ -78,7 +83,8 @@ pub async fn login_once(channel: Channel, login: String, password: String) -> Ou
     }
 }
 
-/// Caller `i` logs in as user `i` (modulo the users), over connection `i`.
+/// Caller `i` logs in as user `i` (modulo the users), over connection `i`:
+/// the bench's own client, for comparisons whose other side it also drives.
 pub fn login_operation(channels: Vec<Channel>, users: Vec<Credentials>) -> Operation {
     let (channels, users) = (Arc::new(channels), Arc::new(users));
     Arc::new(move |worker, _seq| {
@@ -100,18 +106,6 @@ pub fn validate_operation(channels: Vec<Channel>, tokens: Vec<String>) -> Operat
                 .await
                 .map_err(|status| code_label(&status))?;
             if answer.into_inner().valid { Ok(()) } else { Err("TokenInvalid".to_owned()) }
-        })
-    })
-}
-
-/// The trivial unary RPC: the health check of the whole server.
-pub fn health_operation(channels: Vec<Channel>) -> Operation {
-    let channels = Arc::new(channels);
-    Arc::new(move |worker, _seq| {
-        let mut client = HealthClient::new(channels[worker % channels.len()].clone());
-        Box::pin(async move {
-            client.check(HealthCheckRequest { service: String::new() }).await.map_err(|status| code_label(&status))?;
-            Ok(())
         })
     })
 }

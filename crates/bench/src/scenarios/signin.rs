@@ -60,23 +60,24 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     if failed > 0 {
         errors.insert("not a 303 to /account".to_owned(), failed);
     }
-    found.measured(Measurement {
-        concurrency: Some(concurrency),
-        completed: ok,
-        throughput: Some(ok as f64 / elapsed.as_secs_f64().max(f64::EPSILON)),
-        p50_ms: Some(median(&p50s)),
-        p99_ms: Some(median(&p99s)),
-        cpu_ms_per_op: Some(median(&page_cpu)),
-        server_cpu_ms_per_op: Some(median(&page_cpu)),
-        errors,
-        server_peak_rss_mib: page_peak.map(|kib| kib as f64 / 1024.0),
-        ..Measurement::new(SCENARIO, "POST /login via wrk (sign-in page round trip)")
-    });
+    found.measured(
+        Measurement {
+            concurrency: Some(concurrency),
+            completed: ok,
+            throughput: Some(ok as f64 / elapsed.as_secs_f64().max(f64::EPSILON)),
+            p50_ms: Some(median(&p50s)),
+            p99_ms: Some(median(&p99s)),
+            cpu_ms_per_op: Some(median(&page_cpu)),
+            server_cpu_ms_per_op: Some(median(&page_cpu)),
+            errors,
+            ..Measurement::new(SCENARIO, "POST /login via wrk (sign-in page round trip)")
+        }
+        .rss_kib(page_peak),
+    );
     found.measured(Measurement {
         cpu_ms_per_op: Some(median(&rpc_cpu)),
         server_cpu_ms_per_op: Some(median(&rpc_cpu)),
-        server_peak_rss_mib: rpc_peak.map(|kib| kib as f64 / 1024.0),
-        ..Measurement::from_sample(SCENARIO, "Auth.Login over gRPC", concurrency, &rpc)
+        ..Measurement::from_sample(SCENARIO, "Auth.Login over gRPC", concurrency, &rpc).rss_kib(rpc_peak)
     });
     let gaps: Vec<f64> = page_cpu.iter().zip(&rpc_cpu).map(|(page, rpc)| page - rpc).collect();
     found.check(Check::median(
