@@ -12,7 +12,8 @@ fn help_lists_every_scenario() {
     let output = Command::new(BENCH).arg("--help").output().expect("run identity-bench --help");
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for scenario in ["login", "validate", "reset", "gateway", "memory", "scale", "signin", "purge", "secrets", "client"]
+    for scenario in
+        ["login", "validate", "reset", "gateway", "memory", "scale", "signin", "purge", "secrets", "client", "pages"]
     {
         assert!(help.contains(&format!("- {scenario}:")), "`{scenario}` missing from:\n{help}");
     }

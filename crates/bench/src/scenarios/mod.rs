@@ -5,6 +5,7 @@ mod client;
 mod gateway;
 mod login;
 mod memory;
+mod pages;
 mod purge;
 mod reset;
 mod scale;
@@ -60,6 +61,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Signin => signin::run(bench, found).await,
         Scenario::Purge => purge::run(bench, found).await,
         Scenario::Client => client::run(bench, found).await,
+        Scenario::Pages => pages::run(bench, found).await,
     }
 }
 
