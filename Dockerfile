@@ -14,6 +14,7 @@ COPY proto ./proto
 COPY migrations ./migrations
 COPY crates/bench ./crates/bench
 COPY crates/client ./crates/client
+COPY build.rs ./
 COPY src ./src
 # The cache mounts keep downloaded crates and compiled dependencies between
 # builds; the binary is copied out because the target cache is not in the image.

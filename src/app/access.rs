@@ -5,7 +5,7 @@ use super::{App, caller::Caller};
 use crate::{
     domain::{
         Error, UserRef, UserStatus,
-        permissions::{Action, Actor, Decision, Denial, Target, may},
+        permissions::{Action, Actor, Decision, Denial, Target, allowed_actions, may},
     },
     store::{entities::user, users},
 };
@@ -68,22 +68,31 @@ pub fn authorize(actor: &user::Model, action: Action, target: &user::Model) -> R
 }
 
 pub fn decide(actor: &user::Model, action: Action, target: &user::Model) -> Decision {
-    may(
-        &Actor {
-            user_id: &actor.id,
-            subscription_id: &actor.subscription_id,
-            role: actor.role,
-            business_unit_id: actor.business_unit_id.as_deref(),
-        },
-        action,
-        &Target {
-            user_id: &target.id,
-            subscription_id: &target.subscription_id,
-            role: target.role,
-            business_unit_id: target.business_unit_id.as_deref(),
-            status: target.status,
-        },
-    )
+    may(&as_actor(actor), action, &as_target(target))
+}
+
+/// Every action the permission table allows `actor` on `target`.
+pub fn allowed(actor: &user::Model, target: &user::Model) -> Vec<Action> {
+    allowed_actions(&as_actor(actor), &as_target(target))
+}
+
+fn as_actor(actor: &user::Model) -> Actor<'_> {
+    Actor {
+        user_id: &actor.id,
+        subscription_id: &actor.subscription_id,
+        role: actor.role,
+        business_unit_id: actor.business_unit_id.as_deref(),
+    }
+}
+
+fn as_target(target: &user::Model) -> Target<'_> {
+    Target {
+        user_id: &target.id,
+        subscription_id: &target.subscription_id,
+        role: target.role,
+        business_unit_id: target.business_unit_id.as_deref(),
+        status: target.status,
+    }
 }
 
 pub fn denial_error(denial: Denial, login: &str) -> Error {

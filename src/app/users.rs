@@ -15,7 +15,7 @@ use crate::{
         link::LinkPurpose,
         login::parse_email,
         page_token,
-        permissions::{Action, Scope, may_create, scope},
+        permissions::{self, Action, Capabilities, Scope, may_create, scope},
         status::{StatusEvent, transition},
     },
     mail::templates,
@@ -480,6 +480,37 @@ pub async fn create_business_unit(
     audit::record(&txn, event, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(unit)
+}
+
+/// What the caller may do beyond its own account, with the business units it
+/// may place users in (every unit for Managers, its own for a Unit Manager).
+pub async fn capabilities(app: &App, caller: &Caller) -> Result<(Capabilities, Vec<String>), Error> {
+    let actor = access::active_user(app, caller).await?;
+    let unit = actor.business_unit_id.as_deref();
+    let allowed = permissions::capabilities(actor.role, unit);
+    let units = match scope(actor.role, unit) {
+        Scope::Subscription => tenancy::list_business_units(app.store.connection(), &actor.subscription_id)
+            .await?
+            .into_iter()
+            .map(|u| u.name)
+            .collect(),
+        Scope::Unit(Some(id)) => {
+            tenancy::find_business_unit(app.store.connection(), id).await?.into_iter().map(|u| u.name).collect()
+        }
+        Scope::Unit(None) | Scope::Themself => Vec::new(),
+    };
+    Ok((allowed, units))
+}
+
+/// A user the caller may see, and every action the permission table allows
+/// the caller on them.
+pub async fn user_actions(app: &App, caller: &Caller, target: &UserRef) -> Result<(UserView, Vec<Action>), Error> {
+    let actor = access::active_user(app, caller).await?;
+    let target = access::find_target(app, &actor, target).await?;
+    // Out of scope reads as unknown, exactly as GetUser answers it.
+    access::authorize(&actor, Action::View, &target)?;
+    let actions = access::allowed(&actor, &target);
+    Ok((views(app, vec![target]).await?.remove(0), actions))
 }
 
 /// The unit a user of `role` belongs to: none for subscription-wide roles,

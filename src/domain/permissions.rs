@@ -171,6 +171,44 @@ impl Scope<'_> {
     }
 }
 
+/// Every action [`may`] allows `actor` on `target`, in [`Action::ALL`] order:
+/// what a page offers, from the same table every changing call applies.
+pub fn allowed_actions(actor: &Actor, target: &Target) -> Vec<Action> {
+    Action::ALL.into_iter().filter(|action| may(actor, *action, target) == Decision::Allow).collect()
+}
+
+/// What an actor may do beyond its own account, by role and unit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    pub administers_users: bool,
+    pub reads_audit_log: bool,
+    pub creates_business_units: bool,
+    /// The roles [`may_create`] allows in the actor's own unit (or
+    /// subscription-wide), in [`Role::ALL`] order.
+    pub creatable_roles: Vec<Role>,
+}
+
+pub fn capabilities(role: Role, unit: Option<&str>) -> Capabilities {
+    let creatable_roles = Role::ALL
+        .into_iter()
+        // Asked for the actor's own unit: a Manager places users in any unit alike.
+        .filter(|new_role| {
+            may_create(role, unit, *new_role, (!new_role.is_subscription_wide()).then_some(unit).flatten())
+        })
+        .collect();
+    Capabilities {
+        administers_users: scope(role, unit).administers_anyone() && unit_or_wide(role, unit),
+        reads_audit_log: may_read_audit(role),
+        creates_business_units: matches!(role, Role::Administrator | Role::Manager),
+        creatable_roles,
+    }
+}
+
+/// A Unit Manager without a unit administers nobody.
+fn unit_or_wide(role: Role, unit: Option<&str>) -> bool {
+    role != Role::UnitManager || unit.is_some()
+}
+
 /// Whether the role may read the subscription's audit log.
 pub fn may_read_audit(role: Role) -> bool {
     matches!(role, Role::Administrator | Role::Manager | Role::Auditor)
@@ -266,6 +304,50 @@ pub fn may_rescue(rescuer: Rescuer, rescue: Rescue, target: &Target) -> Result<(
 mod tests {
     use super::*;
     use Role::*;
+
+    #[test]
+    fn allowed_actions_are_exactly_what_may_allows() {
+        let actor = Actor { user_id: "a", subscription_id: "s", role: UnitManager, business_unit_id: Some(UNIT_A) };
+        let mut target = Target {
+            user_id: "t",
+            subscription_id: "s",
+            role: Reader,
+            business_unit_id: Some(UNIT_A),
+            status: UserStatus::Active,
+        };
+        assert_eq!(allowed_actions(&actor, &target), Action::ALL.to_vec());
+        target.business_unit_id = Some(UNIT_B);
+        assert!(allowed_actions(&actor, &target).is_empty(), "another unit: not even View");
+        target.business_unit_id = Some(UNIT_A);
+        target.role = Contact;
+        assert_eq!(
+            allowed_actions(&actor, &target),
+            vec![Action::View, Action::Update, Action::SetStatus, Action::Delete],
+            "a Contact has no login to reset or protect"
+        );
+        let me = Target { user_id: "a", role: UnitManager, ..target };
+        assert_eq!(allowed_actions(&actor, &me), vec![Action::View], "admin paths never act on the caller");
+    }
+
+    #[test]
+    fn capabilities_follow_the_role() {
+        let manager = capabilities(Manager, None);
+        assert!(manager.administers_users && manager.reads_audit_log && manager.creates_business_units);
+        assert!(!manager.creatable_roles.contains(&PlatformOperator));
+        assert!(manager.creatable_roles.contains(&Administrator) && manager.creatable_roles.contains(&Contact));
+        let unit_manager = capabilities(UnitManager, Some(UNIT_A));
+        assert!(unit_manager.administers_users && !unit_manager.reads_audit_log);
+        assert!(!unit_manager.creates_business_units);
+        assert!(unit_manager.creatable_roles.iter().all(|r| !r.is_subscription_wide()));
+        assert!(unit_manager.creatable_roles.contains(&UnitManager));
+        assert!(!capabilities(UnitManager, None).administers_users, "a Unit Manager without a unit");
+        for role in [Reader, Scanner, Contact, RemediationUser] {
+            let none = capabilities(role, Some(UNIT_A));
+            assert!(!none.administers_users && none.creatable_roles.is_empty() && !none.reads_audit_log, "{role}");
+        }
+        let auditor = capabilities(Auditor, Some(UNIT_A));
+        assert!(!auditor.administers_users && auditor.reads_audit_log);
+    }
 
     const UNIT_A: &str = "unit-a";
     const UNIT_B: &str = "unit-b";

@@ -35,6 +35,18 @@ pub struct BrowserSession {
     pub signed_in_at: i64,
     pub seen_at: i64,
     pub user_login: String,
+    /// What the navigation offers (`Users.GetCapabilities`), asked once per
+    /// access token: a changed role shows in the menu by the next refresh,
+    /// and the pages themselves follow the service at every call.
+    #[serde(default)]
+    pub nav: Option<Nav>,
+}
+
+/// The sections of the navigation beyond the person's own account.
+#[derive(Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Nav {
+    pub users: bool,
+    pub audit: bool,
 }
 
 impl BrowserSession {
@@ -240,6 +252,7 @@ mod tests {
             signed_in_at: 0,
             seen_at: 0,
             user_login: String::new(),
+            nav: None,
         };
         assert!(!session.ended(600, &config));
         assert!(session.ended(601, &config), "idle");

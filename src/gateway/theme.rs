@@ -19,7 +19,7 @@ use minijinja::{Environment, Value};
 use sha2::{Digest, Sha256};
 
 /// Every template, by the name pages render it under.
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 21] = [
     ("base.html", include_str!("templates/base.html")),
     ("forms.html", include_str!("templates/forms.html")),
     ("activate.html", include_str!("templates/activate.html")),
@@ -33,6 +33,14 @@ const TEMPLATES: [(&str, &str); 13] = [
     ("change_login.html", include_str!("templates/change_login.html")),
     ("platform.html", include_str!("templates/platform.html")),
     ("signed_out.html", include_str!("templates/signed_out.html")),
+    ("users.html", include_str!("templates/users.html")),
+    ("user.html", include_str!("templates/user.html")),
+    ("confirm.html", include_str!("templates/confirm.html")),
+    ("reset_results.html", include_str!("templates/reset_results.html")),
+    ("token_assigned.html", include_str!("templates/token_assigned.html")),
+    ("user_new.html", include_str!("templates/user_new.html")),
+    ("units.html", include_str!("templates/units.html")),
+    ("audit.html", include_str!("templates/audit.html")),
 ];
 
 const CSS: &str = include_str!("assets/style.css");
@@ -157,6 +165,8 @@ mod tests {
             "pages/signin.rs",
             "pages/account.rs",
             "pages/info.rs",
+            "pages/users.rs",
+            "pages/users_actions.rs",
         ] {
             let source = std::fs::read_to_string(dir.join(file)).unwrap();
             for marker in ["text(\"", "text_with(\"", "message(state, StatusCode::NOT_FOUND, \"", "_key: &str"] {

@@ -11,7 +11,7 @@ use crate::{
         users::UserView,
     },
     crypto::jwt::TokenRejection,
-    domain::{Role, StatusReason, UserStatus},
+    domain::{Role, StatusReason, UserStatus, permissions::Action},
     pb,
 };
 
@@ -65,6 +65,19 @@ pub fn role_to_proto(role: Role) -> pb::Role {
         Role::RemediationUser => pb::Role::RemediationUser,
         Role::Contact => pb::Role::Contact,
         Role::PlatformOperator => pb::Role::PlatformOperator,
+    }
+}
+
+pub fn action_to_proto(action: Action) -> pb::UserAction {
+    match action {
+        Action::View => pb::UserAction::View,
+        Action::Update => pb::UserAction::Update,
+        Action::ChangeLogin => pb::UserAction::ChangeLogin,
+        Action::ResetPassword => pb::UserAction::ResetPassword,
+        Action::SetStatus => pb::UserAction::SetStatus,
+        Action::Delete => pb::UserAction::Delete,
+        Action::AssignToken => pb::UserAction::AssignToken,
+        Action::ResetPin => pb::UserAction::ResetPin,
     }
 }
 

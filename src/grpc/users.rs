@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::convert::{caller, context, role_from_proto, status_from_proto, timestamp, timestamp_ms, user_to_proto};
+use super::convert::{
+    action_to_proto, caller, context, role_from_proto, role_to_proto, status_from_proto, timestamp, timestamp_ms,
+    user_to_proto,
+};
 use crate::{
     app::{
         App, access, audit_log,
@@ -245,5 +248,34 @@ impl Users for UsersService {
             })
             .collect();
         Ok(Response::new(pb::ListAuditEventsResponse { events, next_page_token }))
+    }
+
+    async fn get_capabilities(
+        &self,
+        request: Request<pb::GetCapabilitiesRequest>,
+    ) -> Result<Response<pb::GetCapabilitiesResponse>, Status> {
+        let caller = caller(&request)?;
+        let (allowed, business_units) = users::capabilities(&self.app, &caller).await?;
+        Ok(Response::new(pb::GetCapabilitiesResponse {
+            administers_users: allowed.administers_users,
+            reads_audit_log: allowed.reads_audit_log,
+            creates_business_units: allowed.creates_business_units,
+            creatable_roles: allowed.creatable_roles.into_iter().map(|r| role_to_proto(r).into()).collect(),
+            business_units,
+        }))
+    }
+
+    async fn get_user_actions(
+        &self,
+        request: Request<pb::GetUserActionsRequest>,
+    ) -> Result<Response<pb::GetUserActionsResponse>, Status> {
+        let caller = caller(&request)?;
+        let body = request.into_inner();
+        let (view, actions) =
+            users::user_actions(&self.app, &caller, &UserRef::new(body.user_login, body.user_id)).await?;
+        Ok(Response::new(pb::GetUserActionsResponse {
+            user: Some(user_to_proto(view)),
+            actions: actions.into_iter().map(|a| action_to_proto(a).into()).collect(),
+        }))
     }
 }

@@ -1,6 +1,8 @@
 //! Subscriptions and their business units.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+};
 
 use super::{
     StoreResult,
@@ -75,6 +77,18 @@ pub async fn find_business_unit_by_name<C: ConnectionTrait>(
         .filter(business_unit::Column::SubscriptionId.eq(subscription_id))
         .filter(business_unit::Column::Name.eq(name))
         .one(conn)
+        .await?)
+}
+
+/// Every business unit of a subscription, by name.
+pub async fn list_business_units<C: ConnectionTrait>(
+    conn: &C,
+    subscription_id: &str,
+) -> StoreResult<Vec<business_unit::Model>> {
+    Ok(business_unit::Entity::find()
+        .filter(business_unit::Column::SubscriptionId.eq(subscription_id))
+        .order_by_asc(business_unit::Column::Name)
+        .all(conn)
         .await?)
 }
 

@@ -9,7 +9,7 @@ use std::{collections::BTreeSet, process::Command};
 
 use serde_json::Value;
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "login",
     "validate",
     "reset",
@@ -20,6 +20,7 @@ const SCENARIOS: [&str; 11] = [
     "purge",
     "secrets",
     "client",
+    "pages",
     "during_reset",
 ];
 const BURST: u64 = 40;
@@ -58,6 +59,7 @@ fn bench(exe: &std::path::Path, backend: &[&str]) -> Value {
         .args(["--json", "--duration", "0.5", "--warmup", "0.2", "--concurrency", "2"])
         .args(["--rounds", "1", "--rpc-concurrency", "4", "--connections", "2", "--batch-users", "20"])
         .args(["--burst", &BURST.to_string(), "--small-users", "10", "--large-users", "300", "--purge-rows", "2000"])
+        .args(["--page-users", "600"])
         .args(backend);
     let output = command.output().expect("run identity-bench");
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -997,11 +997,11 @@ fn the_dockerfile_copies_existing_sources_the_context_keeps() {
             copied.push(source.trim_end_matches('/').to_owned());
         }
     }
-    // Cargo reads every workspace member's manifest, and crates/client/build.rs compiles the protos.
+    // Cargo reads every workspace member's manifest; build.rs and crates/client/build.rs compile the protos.
     let members: Vec<String> = figment::Figment::from(figment::providers::Toml::file(repo().join("Cargo.toml")))
         .extract_inner("workspace.members")
         .expect("workspace members");
-    let needed = ["Cargo.toml", "Cargo.lock", "proto", "src"].map(String::from);
+    let needed = ["Cargo.toml", "Cargo.lock", "build.rs", "proto", "src"].map(String::from);
     for path in needed.iter().chain(members.iter().filter(|m| *m != ".")) {
         assert!(copied.contains(path), "the build needs {path}, which the Dockerfile does not COPY");
     }

@@ -34,5 +34,6 @@ mod secrets;
 mod telemetry;
 mod tidy;
 mod tokens;
+mod user_pages;
 mod users;
 mod users_by_id;

@@ -28,12 +28,12 @@ on_both_backends!(
     a_generated_password_is_shown_once_and_ends_every_session,
 );
 
-fn tools() -> bool {
+pub(crate) fn tools() -> bool {
     common::tools::require(&[Tool::Chromium, Tool::Curl, Tool::AxeCore])
 }
 
 /// A browser story: blocking WebDriver calls off the runtime, bounded in time.
-async fn browse<T: Send + 'static>(story: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn browse<T: Send + 'static>(story: impl FnOnce() -> T + Send + 'static) -> T {
     let run = tokio::task::spawn_blocking(story);
     tokio::time::timeout(Duration::from_secs(300), run).await.expect("the browser story ends in time").unwrap()
 }
@@ -41,21 +41,21 @@ async fn browse<T: Send + 'static>(story: impl FnOnce() -> T + Send + 'static) -
 /// Checks each page a story shows: accessible (axe-core: no serious or
 /// critical violation), nothing scrolls sideways at 1280 or 360 px, and a
 /// screenshot at both widths.
-struct Looker<'a> {
+pub(crate) struct Looker<'a> {
     browser: &'a Browser,
     shots: PathBuf,
     axe: String,
 }
 
 impl<'a> Looker<'a> {
-    fn new(browser: &'a Browser, label: &str) -> Self {
+    pub(crate) fn new(browser: &'a Browser, label: &str) -> Self {
         let shots = common::scratch_dir(label);
         eprintln!("screenshots of {label}: {}", shots.display());
         let axe = std::fs::read_to_string(common::tools::axe_script()).expect("axe-core");
         Self { browser, shots, axe }
     }
 
-    fn look(&self, name: &str) {
+    pub(crate) fn look(&self, name: &str) {
         let b = self.browser;
         for (width, height) in [(1280, 900), (360, 780)] {
             b.resize(width, height);
@@ -78,19 +78,19 @@ impl<'a> Looker<'a> {
     }
 }
 
-fn fill(b: &Browser, css: &str, text: &str) {
+pub(crate) fn fill(b: &Browser, css: &str, text: &str) {
     let field = b.find(css);
     b.execute("arguments[0].value = '';", serde_json::json!([{ "element-6066-11e4-a52e-4f735466cecf": field }]));
     b.type_text(&field, text);
 }
 
-fn press(b: &Browser, css: &str) {
+pub(crate) fn press(b: &Browser, css: &str) {
     let button = b.find(css);
     b.click(&button);
 }
 
 /// Waits for the page to be at a URL ending with `path` (without its query).
-fn await_path(b: &Browser, path: &str) {
+pub(crate) fn await_path(b: &Browser, path: &str) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let url = b.url();
@@ -104,7 +104,7 @@ fn await_path(b: &Browser, path: &str) {
     }
 }
 
-fn sign_in(b: &Browser, gw_base: &str, login: &str, password: &str) {
+pub(crate) fn sign_in(b: &Browser, gw_base: &str, login: &str, password: &str) {
     b.goto(&format!("{gw_base}/login"));
     fill(b, "#user_login", login);
     fill(b, "#password", password);
@@ -112,7 +112,7 @@ fn sign_in(b: &Browser, gw_base: &str, login: &str, password: &str) {
 }
 
 /// The session cookie as a curl `Cookie:` header, to replay it after the browser lost it.
-fn session_cookie(b: &Browser) -> String {
+pub(crate) fn session_cookie(b: &Browser) -> String {
     let cookie = b.cookies().into_iter().find(|c| c["name"] == "identity-session").expect("a session cookie");
     assert_eq!(cookie["httpOnly"], true);
     assert_eq!(cookie["sameSite"], "Lax");

@@ -601,17 +601,15 @@ proptest! {
         entries.extend(chain.iter().map(IpAddr::to_string));
         let one_line = client_address(Some(peer), Some(&entries.join(",")), &trusted);
         // Split the same entries into several lines wherever `cuts` says.
-        let mut lines: Vec<String> = vec![String::new()];
+        // Entries per line, joined afterwards: an empty entry must stay an entry.
+        let mut lines: Vec<Vec<&str>> = vec![Vec::new()];
         for (i, entry) in entries.iter().enumerate() {
-            let last = lines.last_mut().unwrap();
-            if !last.is_empty() {
-                last.push(',');
-            }
-            last.push_str(entry);
+            lines.last_mut().unwrap().push(entry);
             if cuts.get(i).copied().unwrap_or(false) && i + 1 < entries.len() {
-                lines.push(String::new());
+                lines.push(Vec::new());
             }
         }
+        let lines: Vec<String> = lines.iter().map(|line| line.join(",")).collect();
         let joined = forwarded_chain(lines.iter().map(|line| Some(line.as_str())));
         prop_assert_eq!(client_address(Some(peer), joined.as_deref(), &trusted), one_line);
         // The client's claims on a line of their own, first, choose nothing the proxies saw.

@@ -50,13 +50,15 @@ pub enum Scenario {
     Purge,
     /// identity-client's bearer layer vs a bare Ed25519 verify; with revocation vs ValidateToken.
     Client,
+    /// The Users page, first and deep in 100,000 users (driven by wrk) vs the ListUsers RPC it makes.
+    Pages,
     /// ValidateToken and Login throughput while a batch reset runs vs without.
     #[value(name = "during_reset")]
     DuringReset,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -67,6 +69,7 @@ impl Scenario {
         Scenario::Purge,
         Scenario::Secrets,
         Scenario::Client,
+        Scenario::Pages,
         Scenario::DuringReset,
     ];
 
@@ -82,6 +85,7 @@ impl Scenario {
             Scenario::Signin => "signin",
             Scenario::Purge => "purge",
             Scenario::Client => "client",
+            Scenario::Pages => "pages",
             Scenario::DuringReset => "during_reset",
         }
     }
@@ -132,6 +136,9 @@ pub struct BenchArgs {
     /// Users in the database for the large half of the scale scenario.
     #[arg(long, default_value_t = 1_000_000)]
     pub large_users: u64,
+    /// Users in the list of the pages scenario (its deep page is nine tenths in).
+    #[arg(long, default_value_t = 100_000)]
+    pub page_users: u64,
     /// Expired rows the purge scenario seeds and has housekeeping delete, per round.
     #[arg(long, default_value_t = 1_000_000)]
     pub purge_rows: u64,

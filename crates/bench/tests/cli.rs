@@ -23,6 +23,7 @@ fn help_lists_every_scenario() {
         "purge",
         "secrets",
         "client",
+        "pages",
         "during_reset",
     ];
     for scenario in scenarios {

@@ -9,6 +9,8 @@ mod forgot;
 mod info;
 mod links;
 mod signin;
+mod users;
+mod users_actions;
 
 use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
@@ -24,6 +26,11 @@ pub use self::{
     info::{home, jwks, not_found, platform_page, status_json, status_page},
     links::{activation_page, activation_submit},
     signin::{login_page, login_submit, logout, new_pin_submit, passcode_submit, securid_page},
+    users::{audit_page, user_page, users_page},
+    users_actions::{
+        delete_confirm, delete_submit, new_user_page, new_user_submit, pin_confirm, pin_submit, reset_confirm,
+        reset_submit, status_submit, token_confirm, token_submit, units_page, units_submit, update_submit,
+    },
 };
 use super::{
     GatewayState,
@@ -46,7 +53,13 @@ impl Chrome {
 fn page(state: &GatewayState, status: StatusCode, name: &str, chrome: &Chrome, ctx: Value) -> Response {
     let signed_in_as =
         chrome.signed_in.as_ref().map(|s| state.theme.text_with("signed_in_as", &[("login", &s.user_login)]));
-    let layout = context! { signed_in => chrome.signed_in.is_some(), signed_in_as };
+    let nav = chrome.signed_in.as_ref().and_then(|s| s.nav).unwrap_or_default();
+    let layout = context! {
+        signed_in => chrome.signed_in.is_some(),
+        nav_users => nav.users,
+        nav_audit => nav.audit,
+        signed_in_as,
+    };
     match state.theme.render(name, context! { ..ctx, ..layout }) {
         Ok(html) => (status, Html(html)).into_response(),
         Err(error) => {
@@ -237,6 +250,24 @@ mod tests {
         let user = context! { user_login => "u", email => "e", role => "Reader", status => "Active" };
         let html = theme.render("account.html", context! { title => "T", user }).unwrap();
         assert!(html.contains("<strong>u</strong>"), "{html}");
+        let row = context! { user_login => "a_b", href => "/users/u/a_b", name => "<n>", status_value => "USER_STATUS_ACTIVE" };
+        let html = theme
+            .render(
+                "users.html",
+                context! { title => "T", wide => true, users => vec![row.clone()], units => Vec::<String>::new(), next_href => "/users?page=x" },
+            )
+            .unwrap();
+        assert!(
+            html.contains("class=\"wide\"") && html.contains("&lt;n&gt;") && html.contains("id=\"next-page\""),
+            "{html}"
+        );
+        let offer = context! { reset_password => true, delete => false };
+        let html =
+            theme.render("user.html", context! { title => "T", user => row, offer, trail => Value::from(()) }).unwrap();
+        assert!(
+            html.contains("id=\"change-password\"") && !html.contains("id=\"delete\""),
+            "only what is offered: {html}"
+        );
         for name in [
             "login.html",
             "securid.html",
@@ -247,8 +278,14 @@ mod tests {
             "status.html",
             "message.html",
             "forgot.html",
+            "confirm.html",
+            "reset_results.html",
+            "token_assigned.html",
+            "user_new.html",
+            "units.html",
+            "audit.html",
         ] {
-            let html = theme.render(name, context! { title => "T", state => "form", challenge => "c", bits => 1, components => Vec::<Value>::new() }).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let html = theme.render(name, context! { title => "T", state => "form", challenge => "c", bits => 1, components => Vec::<Value>::new(), form => context! {}, units => Vec::<String>::new() }).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert!(html.contains("<script>") && html.contains("<style>"), "{name}");
         }
     }

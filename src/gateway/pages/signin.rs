@@ -17,7 +17,7 @@ use crate::{
         GatewayState,
         client_ip::ClientIp,
         clients::call,
-        session::{BrowserSession, CHALLENGE, PendingChallenge, SESSION},
+        session::{BrowserSession, CHALLENGE, Nav, PendingChallenge, SESSION},
     },
     pb::{self, login_response, submit_passcode_response},
 };
@@ -95,13 +95,31 @@ pub(super) async fn require_session(
             }
         }
     }
-    if refreshed || session.stale_seen(now) {
+    let asked = if refreshed || session.nav.is_none() { ask_nav(state, client, &mut session).await } else { false };
+    if refreshed || asked || session.stale_seen(now) {
         session.seen_at = now;
         cookies.push(session_cookie(state, &session));
     }
     let (csrf_token, csrf_cookie) = state.cookies.csrf_token(headers);
     cookies.extend(csrf_cookie);
     Ok(SignedIn { session, csrf_token, cookies })
+}
+
+/// Asks the service which sections the navigation offers; true when it
+/// answered. A failure leaves the menu to the person's own account this time.
+async fn ask_nav(state: &GatewayState, client: Option<std::net::IpAddr>, session: &mut BrowserSession) -> bool {
+    let request = call(pb::GetCapabilitiesRequest {}, client, Some(&session.access_token));
+    match state.clients.users().get_capabilities(request).await {
+        Ok(response) => {
+            let allowed = response.into_inner();
+            session.nav = Some(Nav { users: allowed.administers_users, audit: allowed.reads_audit_log });
+            true
+        }
+        Err(status) => {
+            tracing::info!(code = ?status.code(), "the navigation's capabilities are unavailable");
+            false
+        }
+    }
 }
 
 /// A cookie that ends with the browser (no `Max-Age`): on a shared computer the
@@ -250,6 +268,7 @@ fn signed_in(state: &GatewayState, session: pb::Session) -> Response {
         signed_in_at: now,
         seen_at: now,
         user_login: session.user_login,
+        nav: None,
     };
     let (_, csrf) = state.cookies.new_csrf_token();
     let cookies = [Some(session_cookie(state, &browser)), csrf, Some(state.cookies.clear(CHALLENGE))];

@@ -57,11 +57,17 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         let (round_rpc, peak) =
             server.load(bench.phase(concurrency), validate_operation(channels.clone(), tokens.clone())).await;
         rpc_peak = rpc_peak.max(peak);
+        // The layer's CPU is mostly this process's (the server is asked once a
+        // second per token), read around the whole phase.
+        let before = crate::procfs::CpuSnapshot::take(Some(server.pid()));
         let (round_layer, peak) =
             server.load(bench.phase(concurrency), layer_operation(with_revocation.clone(), tokens.clone())).await;
+        let spent = crate::procfs::CpuSnapshot::take(Some(server.pid())).since(before);
         layer_peak = layer_peak.max(peak);
         call_ratios.push(ratio(round_layer.throughput(), round_rpc.throughput()));
-        call_cpu_ratios.push(cpu_ratio(round_rpc.cpu_ms_per_op(), round_layer.cpu_ms_per_op()));
+        let layer_cpu =
+            (round_layer.completed > 0).then(|| (spent.own + spent.server) * 1000.0 / round_layer.completed as f64);
+        call_cpu_ratios.push(cpu_ratio(round_rpc.cpu_ms_per_op(), layer_cpu));
         rpc.merge(round_rpc);
         through_layer.merge(round_layer);
     }

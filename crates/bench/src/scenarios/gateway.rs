@@ -185,6 +185,26 @@ fn pair_operation(channels: Vec<Channel>, tenant: &Tenant, targets: Vec<String>)
     })
 }
 
+/// The end of every wrk script: counts each thread's `failures` and prints the
+/// `BENCH …` line [`parse`] reads.
+pub const WRK_REPORT: &str = r#"
+local threads = {}
+setup = function(thread)
+  table.insert(threads, thread)
+end
+
+done = function(summary, latency, requests)
+  local failed = 0
+  for _, thread in ipairs(threads) do
+    failed = failed + thread:get("failures")
+  end
+  local e = summary.errors
+  io.write(string.format("BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d failed=%d socket_errors=%d\n",
+    summary.requests, summary.duration, math.floor(latency:percentile(50)), math.floor(latency:percentile(99)),
+    failed, e.connect + e.read + e.write + e.timeout))
+end
+"#;
+
 /// The wrk script: Basic auth, the required X-Requested-With header, a form
 /// body naming one target per request (round robin), and a count of replies
 /// that are not a 200 with `status="SUCCESS"`.
@@ -213,22 +233,8 @@ response = function(status, headers, body)
   end
 end
 
-local threads = {{}}
-setup = function(thread)
-  table.insert(threads, thread)
-end
-
-done = function(summary, latency, requests)
-  local failed = 0
-  for _, thread in ipairs(threads) do
-    failed = failed + thread:get("failures")
-  end
-  local e = summary.errors
-  io.write(string.format("BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d failed=%d socket_errors=%d\n",
-    summary.requests, summary.duration, math.floor(latency:percentile(50)), math.floor(latency:percentile(99)),
-    failed, e.connect + e.read + e.write + e.timeout))
-end
-"#
+{report}"#,
+        report = WRK_REPORT
     )
 }
 

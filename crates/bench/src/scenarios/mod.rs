@@ -6,6 +6,7 @@ mod during_reset;
 mod gateway;
 mod login;
 mod memory;
+mod pages;
 mod purge;
 mod reset;
 mod scale;
@@ -61,6 +62,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Signin => signin::run(bench, found).await,
         Scenario::Purge => purge::run(bench, found).await,
         Scenario::Client => client::run(bench, found).await,
+        Scenario::Pages => pages::run(bench, found).await,
         Scenario::DuringReset => during_reset::run(bench, found).await,
     }
 }

@@ -155,21 +155,7 @@ response = function(status, headers, body)
   end
 end
 
-local threads = {{}}
-setup = function(thread)
-  table.insert(threads, thread)
-end
-
-done = function(summary, latency, requests)
-  local failed = 0
-  for _, thread in ipairs(threads) do
-    failed = failed + thread:get("failures")
-  end
-  local e = summary.errors
-  io.write(string.format("BENCH requests=%d duration_us=%d p50_us=%d p99_us=%d failed=%d socket_errors=%d\n",
-    summary.requests, summary.duration, math.floor(latency:percentile(50)), math.floor(latency:percentile(99)),
-    failed, e.connect + e.read + e.write + e.timeout))
-end
-"#
+{report}"#,
+        report = super::gateway::WRK_REPORT
     )
 }
