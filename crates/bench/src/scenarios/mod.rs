@@ -6,6 +6,7 @@ mod during_reset;
 mod gateway;
 mod login;
 mod memory;
+mod page_vs_rpc;
 mod pages;
 mod purge;
 mod reset;
