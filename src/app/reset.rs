@@ -412,8 +412,9 @@ async fn refuse_throttled(app: &App, targets: &mut [Target]) -> Result<(), Error
 }
 
 /// Gives every eligible target a new password and its hash. Hashed before the
-/// transaction begins, so that no lock waits on argon2 work, and on every
-/// core, each hash through the pool's admission like a login's.
+/// transaction begins, so that no lock waits on argon2 work; a batch of more
+/// than one in the hasher's background lane, beside logins rather than
+/// before them.
 async fn hash_new_passwords(app: &App, targets: Vec<Target>) -> Result<Vec<Target>, Error> {
     let policy = &app.config.password_policy;
     let passwords: Vec<Secret> = targets

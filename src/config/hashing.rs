@@ -38,11 +38,15 @@ pub struct HashingConfig {
     pub workers: usize,
     /// Requests allowed to wait for a worker; beyond that, RESOURCE_EXHAUSTED.
     pub queue: usize,
+    /// While the threads serving calls are busy (a quarter of their time or
+    /// more), the share of its time (percent) each batch hashing thread may
+    /// work; 100 lets batches hash flat out beside them.
+    pub batch_share_percent: u32,
 }
 
 impl Default for HashingConfig {
     fn default() -> Self {
-        Self { workers: 0, queue: 256 }
+        Self { workers: 0, queue: 256, batch_share_percent: 10 }
     }
 }
 
@@ -74,6 +78,9 @@ impl HashingConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.queue == 0 {
             return Err(bad("hashing.queue", "must be at least 1"));
+        }
+        if !(1..=100).contains(&self.batch_share_percent) {
+            return Err(bad("hashing.batch_share_percent", "must be 1 to 100"));
         }
         Ok(())
     }

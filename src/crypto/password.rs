@@ -7,6 +7,13 @@
 //! of memory. A hash, once started, keeps its worker slot until it ends even
 //! when its caller is cancelled: blocking work cannot be interrupted, and the
 //! slot is what bounds the memory.
+//!
+//! Batches of more than one secret (a batch reset) hash on a second set of
+//! `workers` threads at idle priority, resting between hashes while the
+//! runtime's threads are busy serving calls (`hash_workers::Lane::Background`),
+//! outside the admission slots: a batch takes neither a worker nor a waiting
+//! place from logins and little of their CPU time, and its memory (another
+//! `workers` hashes) is given back a few seconds after a batch ends.
 
 use std::sync::{
     Arc,
@@ -21,7 +28,7 @@ use rand::Rng as _;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::hash_workers::{Memory, Workers};
+use super::hash_workers::{CallLoad, Lane, Memory, Pacing, Workers};
 use crate::{
     config::{Argon2Config, HashingConfig},
     domain::{Error, Secret},
@@ -47,14 +54,15 @@ struct Inner {
     params: Params,
     limits: Argon2Config,
     admission: Arc<Semaphore>,
-    /// Turns of every batch together: at most one job per worker queued or
-    /// running for all batches at once, so several batches side by side
-    /// still leave `hashing.queue` admission slots to logins.
+    /// Turns of every batch together: at most one job per background worker
+    /// queued or running for all batches at once, so batches side by side
+    /// take turns and a cancelled batch leaves little queued behind it.
     batch_turns: Arc<Semaphore>,
     /// New hashes computed since start (not verifications), for /metrics.
     made: AtomicU64,
     worker_count: usize,
     workers: Workers,
+    background: Workers,
     /// A hash of a random secret with the configured parameters: verifying
     /// against it when a login is unknown costs exactly what a real check costs.
     dummy_hash: String,
@@ -68,10 +76,18 @@ impl PasswordHasher {
             .map_err(|e| Error::internal(format!("argon2 parameters: {e}")))?;
         let worker_count = hashing.worker_count();
         let dummy_secret = super::random::token();
+        let started = std::time::Instant::now();
         let dummy_hash = hash_blocking(&params, &mut Memory::new(params.block_count()), dummy_secret.expose())?;
+        let background = Lane::Background(Pacing {
+            load: CallLoad::of_current_runtime(),
+            busy_share_percent: hashing.batch_share_percent,
+            hash_cost: started.elapsed(),
+            keep_memory: std::time::Duration::from_secs(5),
+        });
         Ok(Self {
             inner: Arc::new(Inner {
-                workers: Workers::start(worker_count, params.block_count())?,
+                workers: Workers::start(Lane::Interactive, worker_count, params.block_count())?,
+                background: Workers::start(background, worker_count, params.block_count())?,
                 params,
                 limits: argon2.clone(),
                 admission: Arc::new(Semaphore::new(worker_count + hashing.queue)),
@@ -116,20 +132,22 @@ impl PasswordHasher {
         }
     }
 
-    /// Hashes many secrets, in parallel on every worker. A batch waits for
-    /// workers and admission slots instead of being refused (it is one
-    /// request). Every batch together keeps at most one hash per worker
-    /// queued or running, each holding an admission slot like any hash: a
-    /// login arriving meanwhile waits about one hash, not the whole batch,
-    /// and however many batches run, `hashing.queue` slots stay for logins.
-    pub async fn hash_many(&self, secrets: Vec<Secret>) -> Result<Vec<String>, Error> {
+    /// Hashes many secrets, in parallel on every background worker, taking no
+    /// admission slot (the lane's threads bound its memory). A single secret
+    /// (a batch of one user, which a person is waiting on) goes to the
+    /// interactive lane like a password change, waiting for an admission slot
+    /// instead of being refused: it is one request.
+    pub async fn hash_many(&self, mut secrets: Vec<Secret>) -> Result<Vec<String>, Error> {
+        if secrets.len() == 1 {
+            let admission = Arc::clone(&self.inner.admission).acquire_owned().await.map_err(Error::internal)?;
+            return Ok(vec![self.run(Some(admission), self.hash_job(secrets.remove(0))).await?]);
+        }
         let mut tasks = tokio::task::JoinSet::new();
         for (index, secret) in secrets.into_iter().enumerate() {
             let turn = Arc::clone(&self.inner.batch_turns).acquire_owned().await.map_err(Error::internal)?;
-            let admission = Arc::clone(&self.inner.admission).acquire_owned().await.map_err(Error::internal)?;
-            let (this, job) = (self.clone(), self.hash_job(secret));
+            let (inner, job) = (Arc::clone(&self.inner), self.hash_job(secret));
             tasks.spawn(async move {
-                let hash = this.run(Some(admission), job).await;
+                let hash = inner.background.run(job).await;
                 drop(turn);
                 (index, hash)
             });
@@ -255,7 +273,7 @@ mod tests {
     }
 
     fn pool(argon2: &Argon2Config, workers: usize, queue: usize) -> PasswordHasher {
-        PasswordHasher::new(argon2, &HashingConfig { workers, queue }).unwrap()
+        PasswordHasher::new(argon2, &HashingConfig { workers, queue, ..HashingConfig::default() }).unwrap()
     }
 
     #[tokio::test]
@@ -368,18 +386,18 @@ mod tests {
                 async move { hasher.hash_many((0..12).map(|i| Secret::new(format!("pw{i}"))).collect()).await },
             )
         };
-        while hasher.busy_workers() == 0 {
+        while hasher.inner.background.busy() == 0 {
             tokio::task::yield_now().await;
         }
         assert_eq!(hasher.verify(Secret::new("x"), None).await.unwrap(), Verification::Mismatch);
-        assert!(!batch.is_finished(), "the login was served between the batch's hashes");
+        assert!(!batch.is_finished(), "the login was served while the batch hashed");
         assert_eq!(batch.await.unwrap().unwrap().len(), 12);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn batches_take_admission_slots_but_leave_the_queue_to_logins() {
+    async fn batches_leave_every_admission_slot_to_logins() {
         let slow = Argon2Config { memory_kib: 4 * 1024, iterations: 4, ..cheap() };
-        // One worker and one waiting place: two batches side by side hold one slot between them.
+        // One worker and one waiting place, both left to logins while two batches run.
         let hasher = pool(&slow, 1, 1);
         let batches: Vec<_> = (0..2)
             .map(|b| {
@@ -389,16 +407,35 @@ mod tests {
                 })
             })
             .collect();
-        while hasher.busy_workers() == 0 {
+        while hasher.inner.background.busy() == 0 {
             tokio::task::yield_now().await;
         }
-        assert!(hasher.inner.admission.available_permits() >= 1, "the batches hold one slot between them");
+        assert_eq!(hasher.inner.admission.available_permits(), 2, "the batches hold no slot");
         assert_eq!(hasher.verify(Secret::new("x"), None).await.unwrap(), Verification::Mismatch);
         for batch in batches {
             assert_eq!(batch.await.unwrap().unwrap().len(), 4);
         }
         assert_eq!(hasher.hashes_made(), 8);
         assert_eq!(hasher.inner.admission.available_permits(), 2, "every slot is given back");
+    }
+
+    #[tokio::test]
+    async fn a_batch_of_one_is_hashed_in_the_interactive_lane() {
+        let slow = Argon2Config { memory_kib: 16 * 1024, iterations: 8, ..cheap() };
+        let hasher = pool(&slow, 1, 1);
+        let single = {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash_many(vec![Secret::new("pw")]).await })
+        };
+        let started = async {
+            while hasher.busy_workers() == 0 && !single.is_finished() {
+                tokio::task::yield_now().await;
+            }
+            hasher.busy_workers()
+        };
+        assert_eq!(started.await, 1, "the single hash ran on the interactive worker");
+        assert_eq!(hasher.inner.background.busy(), 0);
+        assert_eq!(single.await.unwrap().unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -316,7 +316,8 @@ fn assert_deployment(documents: &[Value]) -> &Value {
     let argon2_mib = env_value(server, "IDENTITY_ARGON2__MEMORY_KIB").parse::<u64>().expect("KiB").div_ceil(1024);
     let cores = cpu_cores(&server["resources"]["limits"]["cpu"]);
     let memory = memory_mib(&server["resources"]["limits"]["memory"]);
-    assert!(memory >= 100 + cores * argon2_mib, "{memory} MiB for {cores} workers of {argon2_mib} MiB");
+    // Two lanes of workers: logins and batch resets (src/crypto/hash_workers.rs).
+    assert!(memory >= 100 + 2 * cores * argon2_mib, "{memory} MiB for 2 x {cores} workers of {argon2_mib} MiB");
 
     let checksum = str_at(deployment, "/spec/template/metadata/annotations/checksum~1config");
     assert!(checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit()), "checksum/config: {checksum}");

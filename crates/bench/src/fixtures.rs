@@ -230,7 +230,8 @@ pub async fn bulk_insert_users(
     range: Range<u64>,
 ) -> anyhow::Result<Duration> {
     let started = std::time::Instant::now();
-    let hasher = PasswordHasher::new(&server.spec.argon2, &HashingConfig { workers: 1, queue: 1 })?;
+    let hasher =
+        PasswordHasher::new(&server.spec.argon2, &HashingConfig { workers: 1, queue: 1, ..HashingConfig::default() })?;
     let hash = hasher.hash(Secret::new(BULK_PASSWORD)).await?;
     let store = Store::connect(&server.database_url, 2).await?;
     let db = store.connection();

@@ -55,10 +55,12 @@ pub enum Scenario {
     /// ValidateToken and Login throughput while a batch reset runs vs without.
     #[value(name = "during_reset")]
     DuringReset,
+    /// Login and ValidateToken on two servers sharing one PostgreSQL vs one server (PostgreSQL only).
+    Scaleout,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 12] = [
+    pub const ALL: [Scenario; 13] = [
         Scenario::Login,
         Scenario::Validate,
         Scenario::Reset,
@@ -71,6 +73,7 @@ impl Scenario {
         Scenario::Client,
         Scenario::Pages,
         Scenario::DuringReset,
+        Scenario::Scaleout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -87,6 +90,7 @@ impl Scenario {
             Scenario::Client => "client",
             Scenario::Pages => "pages",
             Scenario::DuringReset => "during_reset",
+            Scenario::Scaleout => "scaleout",
         }
     }
 }

@@ -19,6 +19,30 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// CPU seconds used so far by each process named `comm` (a database
+/// server's processes on this machine).
+#[derive(Clone, Debug, Default)]
+pub struct NamedCpu(std::collections::HashMap<u32, f64>);
+
+impl NamedCpu {
+    pub fn take(comm: &str) -> Self {
+        let Ok(entries) = std::fs::read_dir("/proc") else { return Self::default() };
+        let named = entries
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|name| name.trim() == comm));
+        Self(named.filter_map(|pid| Some((pid, cpu_seconds(pid)?))).collect())
+    }
+
+    /// CPU used since `earlier` by the processes seen both times (one that
+    /// ended or began in between is left out, not counted whole); None when
+    /// no such process was seen (the database is elsewhere).
+    pub fn since(&self, earlier: &NamedCpu) -> Option<f64> {
+        let both: Vec<f64> =
+            self.0.iter().filter_map(|(pid, now)| Some((now - earlier.0.get(pid)?).max(0.0))).collect();
+        (!both.is_empty()).then(|| both.iter().sum())
+    }
+}
+
 /// CPU seconds of this process and of the server, read together.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CpuSnapshot {
@@ -56,5 +80,11 @@ mod tests {
         assert!(cpu_seconds(std::process::id()).unwrap() >= started);
         assert!(status_kib(std::process::id(), "VmHWM:").unwrap() > 0);
         assert!(cpu_seconds(u32::MAX).is_none());
+        let own_name = std::fs::read_to_string(format!("/proc/{}/comm", std::process::id())).unwrap();
+        let before = NamedCpu::take(own_name.trim());
+        assert!(before.0.contains_key(&std::process::id()), "this process is found by its name");
+        assert!(NamedCpu::take(own_name.trim()).since(&before).is_some_and(|used| used >= 0.0));
+        let nobody = NamedCpu::take("no process is named this");
+        assert_eq!(nobody.since(&nobody), None, "nothing measured is not zero");
     }
 }

@@ -33,6 +33,9 @@ pub struct Measurement {
     pub server_cpu_ms_per_op: Option<f64>,
     /// The load generator's share of `cpu_ms_per_op` (h2load, wrk or the bench's own client).
     pub client_cpu_ms_per_op: Option<f64>,
+    /// CPU time of the database server's processes per successful operation, in ms,
+    /// where a scenario reads it (PostgreSQL on this machine).
+    pub database_cpu_ms_per_op: Option<f64>,
 }
 
 impl Measurement {
@@ -212,11 +215,14 @@ impl Report {
             "peak MiB"
         );
         for r in &self.measurements {
-            let errors = if r.errors.is_empty() {
+            let mut errors = if r.errors.is_empty() {
                 "-".to_owned()
             } else {
                 r.errors.iter().map(|(code, n)| format!("{code}={n}")).collect::<Vec<_>>().join(" ")
             };
+            if let Some(database) = r.database_cpu_ms_per_op {
+                errors.push_str(&format!("  (database cpu ms/op {database:.3})"));
+            }
             let _ = writeln!(
                 out,
                 "{:<9} {:<52} {:>5} {:>9} {:>11} {:>9} {:>9} {:>8} {:>10} {:>10} {:>9}  {}",

@@ -26,7 +26,12 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 /// A database the benchmark made for one server, dropped afterwards.
 enum OwnedDatabase {
     Sqlite,
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another server's: this one is its replica and drops nothing.
+    Shared,
 }
 
 pub struct ServerUnderTest {
@@ -48,11 +53,21 @@ pub struct ServerSpec {
 
 impl ServerUnderTest {
     pub async fn start(bench: &Bench, spec: &ServerSpec) -> anyhow::Result<Self> {
+        Self::launch(bench, spec, None).await
+    }
+
+    /// A second server on `first`'s database, as another replica of it would be.
+    pub async fn start_beside(bench: &Bench, spec: &ServerSpec, first: &ServerUnderTest) -> anyhow::Result<Self> {
+        Self::launch(bench, spec, Some(first.database_url.clone())).await
+    }
+
+    async fn launch(bench: &Bench, spec: &ServerSpec, shared_database: Option<String>) -> anyhow::Result<Self> {
         let dir = bench.scratch.join(format!("server-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let (database_url, database) = match &bench.postgres_admin_url {
-            None => (format!("sqlite://{}", dir.join("identity.db").display()), OwnedDatabase::Sqlite),
-            Some(admin) => {
+        let (database_url, database) = match (shared_database, &bench.postgres_admin_url) {
+            (Some(url), _) => (url, OwnedDatabase::Shared),
+            (None, None) => (format!("sqlite://{}", dir.join("identity.db").display()), OwnedDatabase::Sqlite),
+            (None, Some(admin)) => {
                 let name = format!("identity_bench_{}", uuid::Uuid::new_v4().simple());
                 let url = create_postgres_database(admin, &name).await?;
                 (url, OwnedDatabase::Postgres { admin_url: admin.clone(), name })

@@ -25,6 +25,7 @@ fn help_lists_every_scenario() {
         "client",
         "pages",
         "during_reset",
+        "scaleout",
     ];
     for scenario in scenarios {
         assert!(help.contains(&format!("- {scenario}:")), "`{scenario}` missing from:\n{help}");

@@ -125,10 +125,10 @@ naming the value to fix.
 {{- end -}}
 {{- $workers := include "identity.cpuCores" $limits.cpu | int -}}
 {{- $hashMiB := divf (int .Values.memoryModel.argon2MemoryKiB) 1024.0 | ceil | int -}}
-{{- $needed := add (int .Values.memoryModel.baselineMiB) (mul $workers $hashMiB) -}}
+{{- $needed := add (int .Values.memoryModel.baselineMiB) (mul 2 $workers $hashMiB) -}}
 {{- $limit := include "identity.memoryMiB" $limits.memory | int -}}
 {{- if lt $limit $needed -}}
-{{- fail (printf "resources.limits.memory is %d MiB, below the memory model: %d MiB baseline + %d hashing workers (limits.cpu) x %d MiB per argon2id hash = %d MiB" $limit (int .Values.memoryModel.baselineMiB) $workers $hashMiB $needed) -}}
+{{- fail (printf "resources.limits.memory is %d MiB, below the memory model: %d MiB baseline + 2 lanes (logins, batch resets) x %d hashing workers (limits.cpu) x %d MiB per argon2id hash = %d MiB" $limit (int .Values.memoryModel.baselineMiB) $workers $hashMiB $needed) -}}
 {{- end -}}
 {{- if and .Values.terminationGracePeriodSeconds (le (int .Values.terminationGracePeriodSeconds) (add (int .Values.preStopSleepSeconds) (int .Values.shutdownGraceSeconds))) -}}
 {{- fail "terminationGracePeriodSeconds must exceed preStopSleepSeconds + shutdownGraceSeconds, or in-flight calls are killed" -}}

@@ -11,6 +11,7 @@ mod pages;
 mod purge;
 mod reset;
 mod scale;
+mod scaleout;
 mod secrets;
 mod signin;
 mod validate;
@@ -65,6 +66,7 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
         Scenario::Client => client::run(bench, found).await,
         Scenario::Pages => pages::run(bench, found).await,
         Scenario::DuringReset => during_reset::run(bench, found).await,
+        Scenario::Scaleout => scaleout::run(bench, found).await,
     }
 }
 
