@@ -120,11 +120,6 @@ impl Store {
             .min_connections(1)
             .connect_timeout(Duration::from_secs(5))
             .acquire_timeout(Duration::from_secs(5))
-            // sqlx pings every connection it hands out by default: a round trip
-            // per pooled statement (three of a login's eleven on SQLite, where
-            // each is two thread hand-offs). Only a connection idle long enough
-            // for a proxy or a failover to have dropped it is pinged now.
-            .test_before_acquire_if_idle_for(Duration::from_secs(30))
             .sqlx_logging(false);
         if let Some(path) = sqlite_path(url) {
             if let Some(parent) = Path::new(path).parent().filter(|p| !p.as_os_str().is_empty()) {
