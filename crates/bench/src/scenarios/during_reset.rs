@@ -18,8 +18,7 @@ use tokio::task::JoinHandle;
 
 use super::{Found, login_once, ratio, validate::validate_client};
 use crate::{
-    Bench, Bound, Check, Measurement, fixtures,
-    h2load::{self, Client},
+    Bench, Bound, Check, Measurement, fixtures, h2load,
     load::Sample,
     server::{ServerSpec, ServerUnderTest},
 };
@@ -74,14 +73,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let channel = server.channel().await?;
     let token = fixtures::login(&channel, &users[0].login, &users[0].password).await?.access_token;
     let validate_call = validate_client(&token);
-    let login_calls: Vec<Client> = users
-        .iter()
-        .map(|user| {
-            let request =
-                identity::pb::LoginRequest { user_login: user.login.clone(), password: user.password.clone() };
-            Client::unary("/identity.v1.Auth/Login", &request)
-        })
-        .collect();
+    let login_calls = super::login_clients(&users);
     // What h2load cannot see: the calls it sends answer a session and a valid token.
     let calls_work = || async {
         for user in &users {

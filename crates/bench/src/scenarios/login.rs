@@ -7,8 +7,7 @@
 
 use super::{Found, cpu_ratio, login_once, ratio};
 use crate::{
-    Bench, Bound, Check, Measurement, fixtures,
-    h2load::{self, Client},
+    Bench, Bound, Check, Measurement, fixtures, h2load,
     load::Sample,
     raw::{self, Rate, Work},
     server::{ServerSpec, ServerUnderTest},
@@ -24,14 +23,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
     let users = fixtures::active_users(&server, &tenant, "l", concurrency).await?;
     fixtures::wait_for_emails(&server, users.len()).await?;
     let channel = server.channel().await?;
-    let clients: Vec<Client> = users
-        .iter()
-        .map(|user| {
-            let request =
-                identity::pb::LoginRequest { user_login: user.login.clone(), password: user.password.clone() };
-            Client::unary("/identity.v1.Auth/Login", &request)
-        })
-        .collect();
+    let clients = super::login_clients(&users);
     let sessions = || async {
         for user in &users {
             login_once(channel.clone(), user.login.clone(), user.password.clone())

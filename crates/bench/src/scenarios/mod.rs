@@ -70,6 +70,17 @@ pub async fn run(bench: &Bench, scenario: Scenario, found: &mut Found) -> anyhow
     }
 }
 
+/// One h2load process per account, each sending that account's Login.
+pub fn login_clients(users: &[Credentials]) -> Vec<crate::h2load::Client> {
+    users
+        .iter()
+        .map(|user| {
+            let request = pb::LoginRequest { user_login: user.login.clone(), password: user.password.clone() };
+            crate::h2load::Client::unary("/identity.v1.Auth/Login", &request)
+        })
+        .collect()
+}
+
 /// A gRPC failure as a label: its code's name.
 pub fn code_label(status: &tonic::Status) -> String {
     format!("{:?}", status.code())

@@ -18,7 +18,6 @@ use crate::{
 };
 
 const SCENARIO: &str = "scaleout";
-const LOGIN: &str = "/identity.v1.Auth/Login";
 
 /// One kind of call on one server and on two, with the database's CPU.
 #[derive(Default)]
@@ -168,12 +167,7 @@ pub async fn run(bench: &Bench, found: &mut Found) -> anyhow::Result<()> {
         .into_inner();
     anyhow::ensure!(answer.valid, "the second server refused the first's token: {:?}", answer.invalid_reason);
 
-    let login_calls: Vec<Client> = users
-        .iter()
-        .map(|user| {
-            Client::unary(LOGIN, &pb::LoginRequest { user_login: user.login.clone(), password: user.password.clone() })
-        })
-        .collect();
+    let login_calls = super::login_clients(&users);
     let validate_calls = [validate_client(&token), validate_client(&token)];
     let rpc_concurrency = bench.args.rpc_concurrency.max(2);
     let (mut logins, mut validations) = (Compared::default(), Compared::default());
