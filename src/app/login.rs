@@ -14,7 +14,7 @@ use crate::{
     domain::{Error, Role, Secret, StatusReason, UserStatus, error::AccountProblem},
     mail::templates,
     store::{
-        StoreError,
+        StoreError, Writes,
         audit::{self, AuditRecord},
         entities::user,
         tenancy, users,
@@ -74,7 +74,7 @@ pub async fn login(app: &App, user_login: &str, password: Secret, ctx: &RequestC
     };
     match (candidate, stored_hash, verification) {
         (Some(candidate), Some(verified), Verification::Match { needs_rehash }) => {
-            let checked = Checked { verified, set_at: candidate.password_set_at, needs_rehash };
+            let checked = Checked { verified, set_at: candidate.password_set_at, needs_rehash, new_hash: None };
             succeed(app, candidate, password, checked, reservation, ctx).await
         }
         (candidate, _, _) => {
@@ -98,13 +98,16 @@ struct Checked {
     verified: String,
     set_at: Option<i64>,
     needs_rehash: bool,
+    /// The password hashed again with today's parameters, when it needed that
+    /// and the hashing pool had room.
+    new_hash: Option<String>,
 }
 
 async fn succeed(
     app: &App,
     candidate: users::LoginCandidate,
     password: Secret,
-    checked: Checked,
+    mut checked: Checked,
     reservation: throttle::Reservation,
     ctx: &RequestContext,
 ) -> Result<LoginOutcome, Error> {
@@ -114,9 +117,12 @@ async fn succeed(
         record_attempt(app, Some(&user), &user.user_login, ctx, Some(problem_reason(problem))).await?;
         return Err(Error::AccountUnavailable(problem));
     }
-    // Parameters changed since this hash was made: replace it while we hold the password.
-    // A busy pool just postpones that to a later login.
-    let new_hash = if checked.needs_rehash { app.hasher.hash(password).await.ok() } else { None };
+    // Parameters changed since this hash was made: replace it while we hold the
+    // password, hashing before the write transaction begins. A busy pool just
+    // postpones that to a later login.
+    if checked.needs_rehash {
+        checked.new_hash = app.hasher.hash(password).await.ok();
+    }
     let now = app.clock.now_ms();
     let txn = app.store.begin_write().await?;
     // The password was checked outside any transaction. With the row locked (on
@@ -125,39 +131,81 @@ async fn succeed(
     // re-check below sees it, or waits for this commit and then revokes the
     // session opened here: the changers take the same lock before revoking.
     users::lock(&txn, &[&user.id]).await?;
-    let current = users::find_for_login_by_id(&txn, &user.id).await?;
-    let current = match current.ok_or("ACCOUNT_DELETED").and_then(|c| unchanged(c, &checked)) {
-        Ok(current) => current,
-        Err(reason) => {
-            audit::record(&txn, login_event(&user, &user.user_login, ctx).failed(reason), now).await?;
-            txn.commit().await.map_err(StoreError::from)?;
-            reservation.keep();
-            return Err(Error::InvalidCredentials);
-        }
-    };
-    let user = current.user;
-    if let Some(hash) = &new_hash {
-        // Conditional as well: only the hash that was verified is ever replaced.
-        users::replace_password_hash(&txn, &user.id, &checked.verified, hash).await?;
-    }
-    let outcome = if current.has_second_factor
-        && let Some(challenge) =
-            second_factor::challenge_if_enrolled(app, &txn, &user, &password_event(&user, ctx)).await?
-    {
-        LoginOutcome::Challenge(challenge)
+    // The usual login, with no new hash to store and no passcode to ask for,
+    // checks and records in one statement; the others read the row again.
+    let recorded = if checked.new_hash.is_some() || candidate.has_second_factor {
+        None
     } else {
-        let user = users::record_successful_login(&txn, &user.id, now)
-            .await?
-            .ok_or_else(|| Error::internal("an ACTIVE user locked for the login is no longer ACTIVE"))?;
-        let session = sessions::open(app, &txn, &user).await?;
-        audit::record(&txn, login_event(&user, &user.user_login, ctx), now).await?;
-        LoginOutcome::Session(session)
+        users::record_login_with_password_unchanged(&txn, &user.id, &checked.verified, checked.set_at, now).await?
+    };
+    let mut writes = Writes::default();
+    let outcome = match recorded {
+        Some(user) => LoginOutcome::Session(open_session(app, &mut writes, &user, ctx, now)?),
+        None => match recheck_and_record(app, &txn, &mut writes, &user.id, &checked, ctx, now).await? {
+            Ok(outcome) => outcome,
+            Err(reason) => {
+                audit::record(&txn, login_event(&user, &user.user_login, ctx).failed(reason), now).await?;
+                txn.commit().await.map_err(StoreError::from)?;
+                reservation.keep();
+                return Err(Error::InvalidCredentials);
+            }
+        },
     };
     // Last, so the per-IP counter row, which every login from that address
     // updates, stays locked only for the commit.
-    reservation.release_within(&txn).await?;
+    reservation.release_with(&mut writes);
+    writes.run(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(outcome)
+}
+
+/// Reads the locked row again and, if the account is still ACTIVE with the
+/// password that was verified, stores the new hash of that password if one
+/// was made, then asks for a passcode or records the login; otherwise the
+/// reason for the audit row.
+async fn recheck_and_record(
+    app: &App,
+    txn: &sea_orm::DatabaseTransaction,
+    writes: &mut Writes,
+    user_id: &str,
+    checked: &Checked,
+    ctx: &RequestContext,
+    now: i64,
+) -> Result<Result<LoginOutcome, &'static str>, Error> {
+    let current = users::find_for_login_by_id(txn, user_id).await?;
+    let current = match current.ok_or("ACCOUNT_DELETED").and_then(|c| unchanged(c, checked)) {
+        Ok(current) => current,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let user = current.user;
+    if let Some(hash) = &checked.new_hash {
+        // Conditional as well: only the hash that was verified is ever replaced.
+        users::replace_password_hash(txn, &user.id, &checked.verified, hash).await?;
+    }
+    if current.has_second_factor
+        && let Some(challenge) =
+            second_factor::challenge_if_enrolled(app, txn, &user, &password_event(&user, ctx)).await?
+    {
+        return Ok(Ok(LoginOutcome::Challenge(challenge)));
+    }
+    let user = users::record_successful_login(txn, &user.id, now)
+        .await?
+        .ok_or_else(|| Error::internal("an ACTIVE user locked for the login is no longer ACTIVE"))?;
+    Ok(Ok(LoginOutcome::Session(open_session(app, writes, &user, ctx, now)?)))
+}
+
+/// The session of a login whose success is recorded, and its audit row,
+/// among the login's writes.
+fn open_session(
+    app: &App,
+    writes: &mut Writes,
+    user: &user::Model,
+    ctx: &RequestContext,
+    now: i64,
+) -> Result<IssuedSession, Error> {
+    let session = sessions::open(app, writes, user)?;
+    audit::record_with(writes, login_event(user, &user.user_login, ctx), now);
+    Ok(session)
 }
 
 /// The account as it is now, if it is still ACTIVE with the password that

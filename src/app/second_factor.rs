@@ -18,7 +18,7 @@ use crate::{
         permissions::Action,
     },
     store::{
-        StoreError,
+        StoreError, Writes,
         audit::{self, AuditRecord},
         entities::{login_challenge, user},
         second_factors, users,
@@ -202,8 +202,14 @@ pub async fn submit_passcode(
         // Locked since the challenge was read (by failures elsewhere): the
         // answer a wrong passcode got in the same moment.
         let user = succeed_if_active(&txn, &user.id, now, Error::InvalidPasscode).await?;
-        let session = sessions::open(app, &txn, &user).await?;
-        audit::record(&txn, login::login_event(&user, &user.user_login, ctx).detail("passcode accepted"), now).await?;
+        let mut writes = Writes::default();
+        let session = sessions::open(app, &mut writes, &user)?;
+        audit::record_with(
+            &mut writes,
+            login::login_event(&user, &user.user_login, ctx).detail("passcode accepted"),
+            now,
+        );
+        writes.run(&txn).await?;
         PasscodeOutcome::Session(session)
     };
     txn.commit().await.map_err(StoreError::from)?;
@@ -227,13 +233,15 @@ pub async fn set_new_pin(
     }
     let user = succeed_if_active(&txn, &user.id, now, Error::Unauthenticated(CHALLENGE_EXPIRED.to_owned())).await?;
     second_factors::set_pin(&txn, &user.id, &pin_hash, now).await?;
-    let session = sessions::open(app, &txn, &user).await?;
+    let mut writes = Writes::default();
+    let session = sessions::open(app, &mut writes, &user)?;
     let event = AuditRecord::new("pin.set", ctx.source_ip.clone())
         .subscription(&user.subscription_id)
         .actor(&user.id, &user.user_login)
         .target(Some(&user.id), &user.user_login);
-    audit::record(&txn, event, now).await?;
-    audit::record(&txn, login::login_event(&user, &user.user_login, ctx).detail("new PIN set"), now).await?;
+    audit::record_with(&mut writes, event, now);
+    audit::record_with(&mut writes, login::login_event(&user, &user.user_login, ctx).detail("new PIN set"), now);
+    writes.run(&txn).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(session)
 }

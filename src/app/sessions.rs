@@ -21,7 +21,7 @@ use crate::{
     },
     domain::{Error, Role, Secret, UserStatus},
     store::{
-        StoreError,
+        StoreError, Writes,
         audit::{self, AuditRecord},
         entities::user,
         new_id, second_factors,
@@ -42,26 +42,32 @@ pub struct IssuedSession {
     pub user_login: String,
 }
 
-/// Opens a session for `user` inside the caller's transaction.
-pub async fn open<C: ConnectionTrait>(app: &App, conn: &C, user: &user::Model) -> Result<IssuedSession, Error> {
+/// Opens a session for `user`: its rows go among the caller's writes, to be
+/// run in the caller's transaction.
+pub fn open(app: &App, writes: &mut Writes, user: &user::Model) -> Result<IssuedSession, Error> {
     let now = app.clock.now_ms();
     let session_id = new_id();
     let refresh_expires = now + secs_to_ms(app.config.tokens.refresh_ttl_secs);
-    sessions::insert_session(conn, &session_id, &user.id, now, refresh_expires).await?;
-    issue_tokens(app, conn, user, &session_id, refresh_expires).await
+    sessions::insert_session(writes, &session_id, &user.id, now, refresh_expires);
+    issue_tokens(app, writes, user, &session_id, refresh_expires)
 }
 
-async fn issue_tokens<C: ConnectionTrait>(
+fn issue_tokens(
     app: &App,
-    conn: &C,
+    writes: &mut Writes,
     user: &user::Model,
     session_id: &str,
     refresh_expires: i64,
 ) -> Result<IssuedSession, Error> {
     let now = app.clock.now_ms();
     let refresh_token = random::token();
-    sessions::insert_refresh_token(conn, &random::token_hash(refresh_token.expose()), session_id, now, refresh_expires)
-        .await?;
+    sessions::insert_refresh_token(
+        writes,
+        &random::token_hash(refresh_token.expose()),
+        session_id,
+        now,
+        refresh_expires,
+    );
     let tokens = &app.config.tokens;
     let access_expires = now + secs_to_ms(tokens.access_ttl_secs);
     let claims = AccessClaims {
@@ -112,7 +118,10 @@ pub async fn refresh(app: &App, refresh_token: &Secret, ctx: &RequestContext) ->
             match user {
                 Some(user) if user.status == UserStatus::Active => {
                     let expires = session.map_or(now, |s| s.expires_at);
-                    Ok(issue_tokens(app, &txn, &user, &session_id, expires).await?)
+                    let mut writes = Writes::default();
+                    let issued = issue_tokens(app, &mut writes, &user, &session_id, expires)?;
+                    writes.run(&txn).await?;
+                    Ok(issued)
                 }
                 _ => Err(Error::Unauthenticated("The session has ended: log in again".to_owned())),
             }

@@ -72,10 +72,7 @@ impl Probe {
     /// The login was free: the count goes back within the transaction that
     /// takes the login.
     pub async fn free_within<C: sea_orm::ConnectionTrait>(self, conn: &C) -> Result<(), Error> {
-        for (key, window_start) in &self.slots {
-            rate::refund(conn, key, *window_start).await?;
-        }
-        Ok(())
+        Ok(rate::refund_each(conn, &self.slots).await?)
     }
 
     /// The login is taken: the count stays, the answer is audited, and the

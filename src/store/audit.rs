@@ -1,9 +1,9 @@
 //! The audit log: one row per security-relevant event, written in the same
 //! transaction as the change it records.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, EntityTrait, Set};
 
-use super::{StoreResult, entities::audit_event, new_id};
+use super::{StoreResult, Writes, entities::audit_event, new_id};
 
 /// Who did what to whom, with what outcome, from where.
 #[derive(Debug, Default, Clone)]
@@ -61,8 +61,51 @@ impl AuditRecord {
 }
 
 pub async fn record<C: ConnectionTrait>(conn: &C, event: AuditRecord, now_ms: i64) -> StoreResult<()> {
-    row(event, now_ms).insert(conn).await?;
-    Ok(())
+    let mut writes = Writes::default();
+    record_with(&mut writes, event, now_ms);
+    writes.run(conn).await
+}
+
+/// [`record`], among other writes sent together.
+pub fn record_with(writes: &mut Writes, event: AuditRecord, now_ms: i64) {
+    let statement = super::sql::insert_statement(
+        "audit_events",
+        &[
+            "id",
+            "occurred_at",
+            "subscription_id",
+            "actor_user_id",
+            "actor_login",
+            "action",
+            "target_user_id",
+            "target_login",
+            "outcome",
+            "reason",
+            "source_ip",
+            "detail",
+        ],
+    );
+    writes.push(
+        statement,
+        vec![
+            new_id().into(),
+            now_ms.into(),
+            event.subscription_id.into(),
+            event.actor_user_id.into(),
+            event.actor_login.into(),
+            event.action.into(),
+            event.target_user_id.into(),
+            event.target_login.into(),
+            outcome(event.success).into(),
+            event.reason.map(str::to_owned).into(),
+            event.source_ip.into(),
+            event.detail.into(),
+        ],
+    );
+}
+
+fn outcome(success: bool) -> &'static str {
+    if success { "SUCCESS" } else { "FAILURE" }
 }
 
 /// Records many events, a few hundred per statement.
@@ -85,7 +128,7 @@ fn row(event: AuditRecord, now_ms: i64) -> audit_event::ActiveModel {
         action: Set(event.action.to_owned()),
         target_user_id: Set(event.target_user_id),
         target_login: Set(event.target_login),
-        outcome: Set(if event.success { "SUCCESS" } else { "FAILURE" }.to_owned()),
+        outcome: Set(outcome(event.success).to_owned()),
         reason: Set(event.reason.map(str::to_owned)),
         source_ip: Set(event.source_ip),
         detail: Set(event.detail),

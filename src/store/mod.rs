@@ -18,7 +18,7 @@ mod sql;
 pub mod tenancy;
 pub mod users;
 
-pub use sql::BATCH_ROWS;
+pub use sql::{BATCH_ROWS, Writes};
 
 use std::{path::Path, time::Duration};
 
@@ -132,6 +132,10 @@ impl Store {
             // SQLite gives its -wal and -shm files the database file's mode.
             create_private_file(Path::new(path))
                 .map_err(|e| StoreError::Unavailable(DbErr::Custom(format!("cannot create {path}: {e}"))))?;
+            // A ping checks that a network peer is still there; SQLite has none
+            // (its connections are in-process), and each ping is one more hand-off
+            // to the connection's thread on every checkout: three per login.
+            options.test_before_acquire(false);
             options.map_sqlx_sqlite_opts(|opts| {
                 opts.create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

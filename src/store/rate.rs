@@ -1,6 +1,6 @@
 //! Fixed-window counters shared by every replica: throttles and quotas.
 
-use super::{StoreResult, sql};
+use super::{StoreResult, Writes, sql};
 
 /// Counts one hit on `key` and returns the count in the current window and
 /// when that window started.
@@ -82,15 +82,33 @@ pub async fn counts<C: sea_orm::ConnectionTrait>(
     Ok(keys.iter().map(|key| counted.get(*key).copied().unwrap_or(0)).collect())
 }
 
-/// Takes back one hit counted in the window that started at `window_start`.
-pub async fn refund<C: sea_orm::ConnectionTrait>(conn: &C, key: &str, window_start: i64) -> StoreResult<()> {
-    sql::execute(
-        conn,
-        "UPDATE rate_counters SET count = count - 1 WHERE key = $1 AND window_start = $2 AND count > 0",
-        [key.into(), window_start.into()],
-    )
-    .await?;
-    Ok(())
+/// Takes back one hit on each `(key, window_start)`, where that window is
+/// still the key's current one. One statement whatever the number of keys, and
+/// an upsert rather than an UPDATE because PostgreSQL takes an upsert's rows in
+/// the order given, as [`hit_each`] does: an UPDATE of several rows takes them
+/// in the order it finds them, and two logins from one address holding each
+/// other's next row until commit deadlock. A row purged meanwhile comes back
+/// holding nothing (count 0), for housekeeping to purge again.
+pub async fn refund_each<C: sea_orm::ConnectionTrait, K: AsRef<str>>(conn: &C, slots: &[(K, i64)]) -> StoreResult<()> {
+    let mut writes = Writes::default();
+    refund_each_with(&mut writes, slots);
+    writes.run(conn).await
+}
+
+/// [`refund_each`], among other writes sent together.
+pub fn refund_each_with<K: AsRef<str>>(writes: &mut Writes, slots: &[(K, i64)]) {
+    if slots.is_empty() {
+        return;
+    }
+    let rows = (0..slots.len()).map(|i| format!("(${}, ${}, 0)", 2 * i + 1, 2 * i + 2)).collect::<Vec<_>>().join(", ");
+    let statement = format!(
+        "INSERT INTO rate_counters (key, window_start, count) VALUES {rows} \
+         ON CONFLICT (key) DO UPDATE SET count = rate_counters.count - 1 \
+         WHERE rate_counters.window_start = excluded.window_start AND rate_counters.count > 0"
+    );
+    let values: Vec<sea_orm::Value> =
+        slots.iter().flat_map(|(key, window_start)| [key.as_ref().into(), (*window_start).into()]).collect();
+    writes.push(statement, values);
 }
 
 #[cfg(test)]
@@ -131,11 +149,23 @@ mod tests {
         hit_each(conn, &["k", "other"], 1_000, 10_000).await.unwrap();
         hit_each(conn, &["k"], 1_000, 10_100).await.unwrap();
         // A refund for a window that has ended changes nothing.
-        refund(conn, "k", 9_000).await.unwrap();
+        refund_each(conn, &[("k", 9_000)]).await.unwrap();
         assert_eq!(hit(conn, "k", 1_000, 10_200).await.unwrap(), (3, 10_000));
-        refund(conn, "k", 10_000).await.unwrap();
-        assert_eq!(hit(conn, "k", 1_000, 10_300).await.unwrap(), (3, 10_000));
+        refund_each(conn, &[("k", 10_000), ("other", 10_000)]).await.unwrap();
+        assert_eq!(hit_each(conn, &["k", "other"], 1_000, 10_300).await.unwrap(), vec![(3, 10_000), (1, 10_000)]);
         // At window_start + window the window has ended: counting restarts.
         assert_eq!(hit_each(conn, &["other", "k"], 1_000, 11_000).await.unwrap(), vec![(1, 11_000), (1, 11_000)]);
+    }
+
+    #[tokio::test]
+    async fn refunds_never_count_below_zero_nor_revive_a_purged_key() {
+        let store = store().await;
+        let conn = store.connection();
+        hit(conn, "k", 1_000, 10_000).await.unwrap();
+        refund_each(conn, &[("k", 10_000)]).await.unwrap();
+        refund_each(conn, &[("k", 10_000), ("purged", 10_000)]).await.unwrap();
+        assert_eq!(counts(conn, &["k", "purged"], 1_000, 10_100).await.unwrap(), vec![0, 0]);
+        assert_eq!(hit_each(conn, &["k", "purged"], 1_000, 10_200).await.unwrap(), vec![(1, 10_000), (1, 10_000)]);
+        refund_each::<_, &str>(conn, &[]).await.unwrap();
     }
 }

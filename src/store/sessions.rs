@@ -1,50 +1,27 @@
 //! Sessions and their rotating refresh tokens.
 
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, EntityTrait};
 
 use super::{
-    StoreResult,
+    StoreResult, Writes,
     entities::{refresh_token, session},
     sql,
 };
 
-pub async fn insert_session<C: ConnectionTrait>(
-    conn: &C,
-    id: &str,
-    user_id: &str,
-    now_ms: i64,
-    expires_at_ms: i64,
-) -> StoreResult<()> {
-    session::ActiveModel {
-        id: Set(id.to_owned()),
-        user_id: Set(user_id.to_owned()),
-        created_at: Set(now_ms),
-        expires_at: Set(expires_at_ms),
-        revoked_at: Set(None),
-        revoke_reason: Set(None),
-    }
-    .insert(conn)
-    .await?;
-    Ok(())
+/// A new session, among other writes sent together.
+pub fn insert_session(writes: &mut Writes, id: &str, user_id: &str, now_ms: i64, expires_at_ms: i64) {
+    writes.push(
+        sql::insert_statement("sessions", &["id", "user_id", "created_at", "expires_at"]),
+        vec![id.into(), user_id.into(), now_ms.into(), expires_at_ms.into()],
+    );
 }
 
-pub async fn insert_refresh_token<C: ConnectionTrait>(
-    conn: &C,
-    token_hash: &str,
-    session_id: &str,
-    now_ms: i64,
-    expires_at_ms: i64,
-) -> StoreResult<()> {
-    refresh_token::ActiveModel {
-        token_hash: Set(token_hash.to_owned()),
-        session_id: Set(session_id.to_owned()),
-        created_at: Set(now_ms),
-        expires_at: Set(expires_at_ms),
-        rotated_at: Set(None),
-    }
-    .insert(conn)
-    .await?;
-    Ok(())
+/// A session's new refresh token, among other writes sent together.
+pub fn insert_refresh_token(writes: &mut Writes, token_hash: &str, session_id: &str, now_ms: i64, expires_at_ms: i64) {
+    writes.push(
+        sql::insert_statement("refresh_tokens", &["token_hash", "session_id", "created_at", "expires_at"]),
+        vec![token_hash.into(), session_id.into(), now_ms.into(), expires_at_ms.into()],
+    );
 }
 
 /// What presenting a refresh token did.

@@ -261,6 +261,36 @@ pub async fn record_successful_login<C: ConnectionTrait>(
     Ok(row.map(|row| user::Model::from_query_result(&row, "")).transpose()?)
 }
 
+/// [`record_successful_login`] for the usual login, in one statement instead
+/// of a re-read and an update: only while the account is still ACTIVE, holds
+/// no second factor, and its password is still the one verified — the hash
+/// that was checked, or another hash of it (a rehash keeps `updated_at`, every
+/// change of password moves it). None means one of those changed: the caller
+/// reads the row again to learn which. Call it with the row locked (see
+/// [`lock`]), so that the conditions are read after any change that was in
+/// flight has committed.
+pub async fn record_login_with_password_unchanged<C: ConnectionTrait>(
+    conn: &C,
+    user_id: &str,
+    verified_hash: &str,
+    password_set_at: Option<i64>,
+    now_ms: i64,
+) -> StoreResult<Option<user::Model>> {
+    let row = super::sql::query_one(
+        conn,
+        "UPDATE users SET failed_logins = 0, last_login_at = $1 \
+         WHERE id = $2 AND status = $3 \
+           AND NOT EXISTS (SELECT 1 FROM second_factors WHERE second_factors.user_id = users.id) \
+           AND EXISTS (SELECT 1 FROM password_credentials \
+                       WHERE password_credentials.user_id = users.id \
+                         AND (password_credentials.hash = $4 OR password_credentials.updated_at = $5)) \
+         RETURNING *",
+        [now_ms.into(), user_id.into(), UserStatus::Active.into(), verified_hash.into(), password_set_at.into()],
+    )
+    .await?;
+    Ok(row.map(|row| user::Model::from_query_result(&row, "")).transpose()?)
+}
+
 /// Renames a login; a taken login is a `Duplicate`.
 pub async fn rename<C: ConnectionTrait>(
     conn: &C,
@@ -565,5 +595,46 @@ pub(crate) mod tests {
         let updated = record_successful_login(conn, &user.id, 7).await.unwrap().unwrap();
         assert_eq!((updated.failed_logins, updated.last_login_at), (0, Some(7)));
         assert!(record_successful_login(conn, "missing", 8).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_login_is_recorded_at_once_only_while_nothing_it_checked_changed() {
+        let (store, user) = store_with_user("acme_di").await;
+        let conn = store.connection();
+        set_password_hash(conn, &user.id, "verified", 10).await.unwrap();
+        record_failed_login(conn, &user.id, 5, 11).await.unwrap();
+        let record = |hash: &'static str, set_at: Option<i64>, now: i64| {
+            let id = user.id.clone();
+            async move { record_login_with_password_unchanged(conn, &id, hash, set_at, now).await.unwrap() }
+        };
+        let updated = record("verified", Some(10), 12).await.unwrap();
+        assert_eq!((updated.failed_logins, updated.last_login_at), (0, Some(12)));
+        assert!(replace_password_hash(conn, &user.id, "verified", "rehashed").await.unwrap());
+        assert!(record("verified", Some(10), 13).await.is_some(), "a rehash of the same password still counts");
+        set_password_hash(conn, &user.id, "changed", 14).await.unwrap();
+        assert!(record("verified", Some(10), 15).await.is_none(), "the password changed meanwhile");
+        assert!(record("changed", Some(14), 16).await.is_some());
+        let deactivate =
+            change_status(conn, &user.id, UserStatus::Active, UserStatus::Inactive, StatusReason::Administrative, 17);
+        assert!(deactivate.await.unwrap());
+        assert!(record("changed", Some(14), 17).await.is_none(), "the account is no longer ACTIVE");
+        let reactivate =
+            change_status(conn, &user.id, UserStatus::Inactive, UserStatus::Active, StatusReason::Administrative, 17);
+        assert!(reactivate.await.unwrap());
+        second_factors::assign(
+            conn,
+            &crate::crypto::data_keys::DataKeys::ephemeral(),
+            &user.id,
+            b"0123456789abcdef0123",
+            17,
+        )
+        .await
+        .unwrap();
+        assert!(record("changed", Some(14), 18).await.is_none(), "a second factor asks for a passcode first");
+        assert!(
+            record_login_with_password_unchanged(conn, "missing", "changed", Some(14), 19).await.unwrap().is_none()
+        );
+        let row = find_by_id(conn, &user.id).await.unwrap().unwrap();
+        assert_eq!(row.last_login_at, Some(16), "a refused record changes nothing");
     }
 }
