@@ -317,7 +317,7 @@ fn assert_deployment(documents: &[Value]) -> &Value {
     let cores = cpu_cores(&server["resources"]["limits"]["cpu"]);
     let memory = memory_mib(&server["resources"]["limits"]["memory"]);
     // Two lanes of workers: logins and batch resets (src/crypto/hash_workers.rs).
-    assert!(memory >= 100 + 2 * cores * argon2_mib, "{memory} MiB for 2 x {cores} workers of {argon2_mib} MiB");
+    assert!(memory >= 128 + 2 * cores * argon2_mib, "{memory} MiB for 2 x {cores} workers of {argon2_mib} MiB");
 
     let checksum = str_at(deployment, "/spec/template/metadata/annotations/checksum~1config");
     assert!(checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit()), "checksum/config: {checksum}");
