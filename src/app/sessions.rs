@@ -43,7 +43,7 @@ pub struct IssuedSession {
 }
 
 /// Opens a session for `user`: its rows go among the caller's writes, to be
-/// run in the caller's transaction.
+/// run in the caller's transaction. The tokens are good only once they are run.
 pub fn open(app: &App, writes: &mut Writes, user: &user::Model) -> Result<IssuedSession, Error> {
     let now = app.clock.now_ms();
     let session_id = new_id();

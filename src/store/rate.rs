@@ -88,7 +88,8 @@ pub async fn counts<C: sea_orm::ConnectionTrait>(
 /// the order given, as [`hit_each`] does: an UPDATE of several rows takes them
 /// in the order it finds them, and two logins from one address holding each
 /// other's next row until commit deadlock. A row purged meanwhile comes back
-/// holding nothing (count 0), for housekeeping to purge again.
+/// holding nothing (count 0), for housekeeping to purge again. The keys must
+/// be distinct: PostgreSQL refuses an upsert that reaches one row twice.
 pub async fn refund_each<C: sea_orm::ConnectionTrait, K: AsRef<str>>(conn: &C, slots: &[(K, i64)]) -> StoreResult<()> {
     let mut writes = Writes::default();
     refund_each_with(&mut writes, slots);
@@ -158,7 +159,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refunds_never_count_below_zero_nor_revive_a_purged_key() {
+    async fn refunds_never_count_below_zero_and_a_purged_key_comes_back_empty() {
         let store = store().await;
         let conn = store.connection();
         hit(conn, "k", 1_000, 10_000).await.unwrap();

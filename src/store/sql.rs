@@ -51,17 +51,22 @@ pub async fn execute<C: ConnectionTrait>(
 /// statement by statement and reads `$n` across all of it, so each
 /// statement's placeholders are moved past the values of those before it. On
 /// PostgreSQL each is its own statement, as before. Statements are written
-/// with `$1…$n`, each numbering only its own values. Run them in a
-/// transaction where they must all happen or none: on SQLite the statements
-/// before a failing one have run.
+/// with `$1…$n`, each numbering only its own values, and hold no `$` in a
+/// literal or comment. Run them in a transaction where they must all happen
+/// or none: on SQLite the statements before a failing one have run.
 #[derive(Debug, Default)]
+#[must_use = "nothing is written until the writes are run"]
 pub struct Writes {
     statements: Vec<(String, Vec<Value>)>,
 }
 
 impl Writes {
     pub fn push(&mut self, sql: impl Into<String>, values: Vec<Value>) {
-        self.statements.push((sql.into(), values));
+        let sql = sql.into();
+        // SQLite binds NULL to a placeholder past the values, where
+        // PostgreSQL refuses the statement: keep both the same.
+        debug_assert!(highest_placeholder(&sql) <= values.len(), "{sql} has more placeholders than values");
+        self.statements.push((sql, values));
     }
 
     pub async fn run<C: ConnectionTrait>(self, conn: &C) -> StoreResult<()> {
@@ -101,6 +106,14 @@ fn renumbered(sql: &str, offset: usize) -> String {
     out
 }
 
+fn highest_placeholder(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|after| after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
+}
+
 /// `INSERT INTO table (a, b) VALUES ($1, $2)`.
 pub fn insert_statement(table: &str, columns: &[&str]) -> String {
     format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), placeholders(1, columns.len()))
@@ -116,6 +129,8 @@ mod tests {
         assert_eq!(renumbered("a = $1 AND b IN ($2, $10)", 3), "a = $4 AND b IN ($5, $13)");
         assert_eq!(renumbered("no placeholders, $ alone", 7), "no placeholders, $ alone");
         assert_eq!(insert_statement("t", &["a", "b"]), "INSERT INTO t (a, b) VALUES ($1, $2)");
+        assert_eq!(highest_placeholder("a = $2 AND b IN ($10, $3) AND c = '$'"), 10);
+        assert_eq!(highest_placeholder("SELECT 1"), 0);
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ use common::{Backend, MEMBER_PASSWORD, TestServer, bearer, create_user, latest_l
 use identity::{
     pb::{self, Role},
     store::{
-        entities::{audit_event, email_outbox},
+        entities::{audit_event, email_outbox, rate_counter},
         users,
     },
 };
@@ -697,7 +697,58 @@ async fn rehashing_logins_never_bring_an_old_password_back(backend: Backend) {
     }
 }
 
+const SAME_ADDRESS_LOGINS: usize = 48;
+const CROWD: usize = 8;
+
+/// 48 logins at once from one address on 8 accounts, three right and three
+/// wrong passwords each. Every attempt takes a slot on its account's counter
+/// row and on the address's; a success gives both back in one statement inside
+/// its transaction. No call may fail on those rows' locks (a deadlock answers
+/// UNAVAILABLE), and afterwards the counters hold exactly the failures.
+async fn logins_from_one_address_at_once_give_back_exactly_their_successes(backend: Backend) {
+    let server = common::start(backend, |mut config| {
+        config.throttle.login_per_ip = 1_000;
+        config.throttle.login_per_user = 1_000;
+        // One window for the whole story: a new one would start counting afresh.
+        config.throttle.window_secs = 3_600;
+        config
+    });
+    let (t, token) = manager(&server).await;
+    let logins: Vec<String> = (0..CROWD).map(|i| format!("{}_crowd{i}", t.prefix)).collect();
+    for login in &logins {
+        member(&server, &token, login, Role::Reader, "").await;
+    }
+    let channel = server.channel().await;
+    let results = all_at_once(SAME_ADDRESS_LOGINS, |i| {
+        let mut auth = pb::auth_client::AuthClient::new(channel.clone());
+        let wrong = (i / CROWD) % 2 == 1;
+        let password = if wrong { format!("wrong password {i}") } else { MEMBER_PASSWORD.to_owned() };
+        let request = pb::LoginRequest { user_login: logins[i % CROWD].clone(), password };
+        async move {
+            match auth.login(request).await {
+                Ok(_) => "OK".to_owned(),
+                Err(status) => format!("{:?} {}", status.code(), reason(&status)),
+            }
+        }
+    })
+    .await;
+    let counts = tally(results);
+    let half = SAME_ADDRESS_LOGINS / 2;
+    assert_eq!(counts.get("OK"), Some(&half), "{counts:?}");
+    assert_eq!(counts.get("Unauthenticated INVALID_CREDENTIALS"), Some(&half), "{counts:?}");
+
+    let store = common::store(&server).await;
+    let counters = rate_counter::Entity::find().all(store.connection()).await.expect("read the counters");
+    // The manager's login left its rows at 0.
+    let held = |prefix: &str| -> Vec<i32> {
+        counters.iter().filter(|row| row.key.starts_with(prefix) && row.count > 0).map(|row| row.count).collect()
+    };
+    assert_eq!(held("login:ip:"), [half as i32], "the address holds its failures only");
+    assert_eq!(held("login:user:"), [3; CROWD], "each account holds its own three failures");
+}
+
 on_both_backends!(
+    logins_from_one_address_at_once_give_back_exactly_their_successes,
     logins_racing_a_password_change_keep_no_session,
     rehashing_logins_never_bring_an_old_password_back,
     two_hundred_wrong_logins_lock_the_account_exactly_once,
