@@ -33,6 +33,11 @@ COPY --from=build /out/identity /usr/local/bin/identity
 # The binary's own defaults are loopback-only; a container must be reachable.
 ENV IDENTITY_GRPC_ADDR=0.0.0.0:50051 \
     IDENTITY_HTTP_ADDR=0.0.0.0:8080
+# glibc's malloc otherwise keeps freed argon2 buffers (19 MiB each) in its
+# arenas, one arena per thread: under load the process grew without a plateau
+# in sight (docs/operations.md, "Sizing").
+ENV MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=1048576
 # The default SQLite database and .eml outbox are relative (./data): the
 # nonroot user's home is writable when the root filesystem is not read-only.
 WORKDIR /home/nonroot

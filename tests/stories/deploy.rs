@@ -319,10 +319,17 @@ fn assert_deployment(documents: &[Value]) -> &Value {
     // Two lanes of workers: logins and batch resets (src/crypto/hash_workers.rs).
     assert!(memory >= 128 + 2 * cores * argon2_mib, "{memory} MiB for 2 x {cores} workers of {argon2_mib} MiB");
 
+    for (name, value) in MALLOC_SETTINGS {
+        assert_eq!(env_value(server, name), value, "glibc's malloc keeps freed hash buffers without it");
+    }
+
     let checksum = str_at(deployment, "/spec/template/metadata/annotations/checksum~1config");
     assert!(checksum.len() == 64 && checksum.bytes().all(|b| b.is_ascii_hexdigit()), "checksum/config: {checksum}");
     deployment
 }
+
+/// glibc's malloc settings the image and the chart both set (docs/operations.md, "Sizing").
+const MALLOC_SETTINGS: [(&str, &str); 2] = [("MALLOC_ARENA_MAX", "2"), ("MALLOC_MMAP_THRESHOLD_", "1048576")];
 
 /// The hook Job migrates before any new pod starts, and only it.
 fn assert_migration_job(documents: &[Value]) {
@@ -969,6 +976,9 @@ fn the_dockerfile_builds_locked_and_runs_the_binary_unprivileged() {
         runtime.iter().filter(|(k, _)| k == "ENV").map(|(_, rest)| rest.as_str()).collect::<Vec<_>>().join(" ");
     for binding in ["IDENTITY_GRPC_ADDR=0.0.0.0:50051", "IDENTITY_HTTP_ADDR=0.0.0.0:8080"] {
         assert!(env.split_whitespace().any(|e| e == binding), "{binding} missing: the binary defaults to loopback");
+    }
+    for binding in MALLOC_SETTINGS.map(|(name, value)| format!("{name}={value}")) {
+        assert!(env.split_whitespace().any(|e| e == binding), "{binding} missing: memory grows without it");
     }
     let exposed: Vec<&str> =
         runtime.iter().filter(|(k, _)| k == "EXPOSE").flat_map(|(_, rest)| rest.split_whitespace()).collect();
