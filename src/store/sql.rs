@@ -46,8 +46,8 @@ pub async fn execute<C: ConnectionTrait>(
 
 /// Writes that return nothing, run in the order pushed. On SQLite they travel
 /// to the connection's thread as one string, in one hand-off instead of one
-/// each: every hand-off is a pair of thread switches, the largest cost of a
-/// login beside argon2 (docs/PERFORMANCE.md). sqlx runs such a string
+/// each: every hand-off costs thread switches (docs/PERFORMANCE.md, "Third
+/// pass"). sqlx runs such a string
 /// statement by statement and reads `$n` across all of it, so each
 /// statement's placeholders are moved past the values of those before it. On
 /// PostgreSQL each is its own statement, as before. Statements are written
