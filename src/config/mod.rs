@@ -316,6 +316,12 @@ mod tests {
         assert!(config.validate().unwrap_err().to_string().contains("`tokens.verified_cache_entries`"));
         config.tokens.verified_cache_entries = 0;
         assert!(config.validate().is_ok(), "0 turns the cache off");
+
+        for share in [0, 101] {
+            let mut config = Config::default();
+            config.hashing.batch_share_percent = share;
+            assert!(config.validate().unwrap_err().to_string().contains("`hashing.batch_share_percent`"), "{share}");
+        }
     }
 
     #[test]

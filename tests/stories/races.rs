@@ -77,6 +77,15 @@ fn tally(codes: impl IntoIterator<Item = String>) -> HashMap<String, usize> {
     counts
 }
 
+/// One login's outcome as a key for [`tally`]: `OK`, or the status code and reason.
+async fn login_outcome(channel: Channel, user_login: String, password: String) -> String {
+    let request = pb::LoginRequest { user_login, password };
+    match pb::auth_client::AuthClient::new(channel).login(request).await {
+        Ok(_) => "OK".to_owned(),
+        Err(status) => format!("{:?} {}", status.code(), reason(&status)),
+    }
+}
+
 const WRONG_LOGINS: usize = 200;
 
 /// 200 wrong passwords at once on one account: it locks exactly once. The
@@ -97,17 +106,9 @@ async fn two_hundred_wrong_logins_lock_the_account_exactly_once(backend: Backend
     member(&server, &token, &login, Role::Reader, "").await;
     let channel = server.channel().await;
 
-    let results = all_at_once(WRONG_LOGINS, |i| {
-        let (mut auth, login) = (pb::auth_client::AuthClient::new(channel.clone()), login.clone());
-        async move {
-            let request = pb::LoginRequest { user_login: login, password: format!("wrong password {i}") };
-            match auth.login(request).await {
-                Ok(response) => format!("OK {:?}", response.into_inner().result),
-                Err(status) => format!("{:?} {}", status.code(), reason(&status)),
-            }
-        }
-    })
-    .await;
+    let results =
+        all_at_once(WRONG_LOGINS, |i| login_outcome(channel.clone(), login.clone(), format!("wrong password {i}")))
+            .await;
     let counts = tally(results);
     let attempts = counts.get("Unauthenticated INVALID_CREDENTIALS").copied().unwrap_or(0);
     let overloaded = counts.get("ResourceExhausted OVERLOADED").copied().unwrap_or(0);
@@ -720,16 +721,9 @@ async fn logins_from_one_address_at_once_give_back_exactly_their_successes(backe
     }
     let channel = server.channel().await;
     let results = all_at_once(SAME_ADDRESS_LOGINS, |i| {
-        let mut auth = pb::auth_client::AuthClient::new(channel.clone());
         let wrong = (i / CROWD) % 2 == 1;
         let password = if wrong { format!("wrong password {i}") } else { MEMBER_PASSWORD.to_owned() };
-        let request = pb::LoginRequest { user_login: logins[i % CROWD].clone(), password };
-        async move {
-            match auth.login(request).await {
-                Ok(_) => "OK".to_owned(),
-                Err(status) => format!("{:?} {}", status.code(), reason(&status)),
-            }
-        }
+        login_outcome(channel.clone(), logins[i % CROWD].clone(), password)
     })
     .await;
     let counts = tally(results);
